@@ -1,0 +1,24 @@
+"""The ``serendipity`` command line: each command is a thin call into the library or a job."""
+
+from __future__ import annotations
+
+import typer
+
+from serendipity.commands import features, ingest, jobs, mllm, pipeline, validate, world
+
+app = typer.Typer(
+    name="serendipity",
+    no_args_is_help=True,
+    add_completion=False,
+    help="Serendipitous recommendation steered by a fine-tuned multimodal LLM.",
+)
+app.add_typer(world.app, name="world", help="Generate the synthetic short-video world.")
+app.add_typer(ingest.app, name="ingest", help="Convert real datasets into the data contract.")
+app.add_typer(validate.app, name="validate", help="Check a dataset against the contract.")
+app.add_typer(jobs.app, name="jobs", help="Run the Spark jobs (tree, validate, aggregates, pairs, ...).")
+app.add_typer(mllm.app, name="mllm", help="Build, fine-tune and evaluate the multimodal LLM.")
+app.add_typer(features.app, name="features", help="Feast: apply, materialize, read.")
+app.add_typer(pipeline.app, name="pipeline", help="Run the whole pipeline or a subset of stages.")
+
+if __name__ == "__main__":
+    app()

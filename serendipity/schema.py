@@ -1,0 +1,159 @@
+"""The data contract: every table's columns, Arrow schemas, and the names shared across stages.
+
+A dataset is a directory holding ``clusters.parquet``, ``items.parquet`` and
+``interactions.parquet`` plus media files referenced by relative paths. Every later stage
+reads and writes the tables below; column and feature names live here once.
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+NUM_LEVELS = 4
+LEVEL_COLUMNS: tuple[str, ...] = tuple(f"c{level}" for level in range(1, NUM_LEVELS + 1))
+
+CLUSTERS_FILE = "clusters.parquet"
+ITEMS_FILE = "items.parquet"
+INTERACTIONS_FILE = "interactions.parquet"
+DATASET_FILES: tuple[str, ...] = (CLUSTERS_FILE, ITEMS_FILE, INTERACTIONS_FILE)
+# Optional marker written next to the tables when the tree is a placeholder (no real hierarchy).
+TREE_INFO_FILE = "tree_info.json"
+
+# --- source tables (the contract) -------------------------------------------------------------
+
+CLUSTERS_SCHEMA = pa.schema(
+    [
+        pa.field("cluster_id", pa.int64(), nullable=False),
+        pa.field("level", pa.int8(), nullable=False),
+        pa.field("parent_id", pa.int64(), nullable=True),
+        pa.field("description", pa.string(), nullable=False),
+    ]
+)
+
+ITEMS_SCHEMA = pa.schema(
+    [
+        pa.field("item_id", pa.int64(), nullable=False),
+        pa.field("title", pa.string(), nullable=False),
+        pa.field("text", pa.string(), nullable=True),
+        pa.field("thumbnail_path", pa.string(), nullable=True),
+        pa.field("video_path", pa.string(), nullable=True),
+        *[pa.field(col, pa.int64(), nullable=False) for col in LEVEL_COLUMNS],
+        pa.field("created_at", pa.timestamp("us", tz="UTC"), nullable=False),
+    ]
+)
+
+INTERACTIONS_SCHEMA = pa.schema(
+    [
+        pa.field("user_id", pa.int64(), nullable=False),
+        pa.field("item_id", pa.int64(), nullable=False),
+        pa.field("ts", pa.timestamp("us", tz="UTC"), nullable=False),
+        pa.field("satisfaction", pa.float64(), nullable=False),
+        pa.field("impression", pa.bool_(), nullable=True),
+        pa.field("source", pa.string(), nullable=True),
+    ]
+)
+
+# Columns a file must have; the rest of its schema is optional.
+REQUIRED_COLUMNS: dict[str, tuple[str, ...]] = {
+    CLUSTERS_FILE: ("cluster_id", "level", "parent_id", "description"),
+    ITEMS_FILE: ("item_id", "title", *LEVEL_COLUMNS, "created_at"),
+    INTERACTIONS_FILE: ("user_id", "item_id", "ts", "satisfaction"),
+}
+SCHEMAS: dict[str, pa.Schema] = {
+    CLUSTERS_FILE: CLUSTERS_SCHEMA,
+    ITEMS_FILE: ITEMS_SCHEMA,
+    INTERACTIONS_FILE: INTERACTIONS_SCHEMA,
+}
+
+# --- quarantine ------------------------------------------------------------------------------
+# Unusable rows keep every original column (as written) plus where and why they were set aside.
+QUARANTINE_REASON = "_reason"
+QUARANTINE_COLUMN = "_column"
+QUARANTINE_SOURCE = "_source_file"
+QUARANTINE_ROW = "_row_number"
+
+# --- derived tables (stage outputs) ------------------------------------------------------------
+
+# Consecutive engagement pairs (aggregates / pairs jobs).
+PAIRS_SCHEMA = pa.schema(
+    [
+        pa.field("user_id", pa.int64()),
+        pa.field("context_item_id", pa.int64()),
+        pa.field("next_item_id", pa.int64()),
+        pa.field("context_cluster", pa.int64()),  # level L of the context item
+        pa.field("next_cluster", pa.int64()),  # level L of the next item
+        pa.field("parent_cluster", pa.int64()),  # shared level L-1 cluster
+        pa.field("satisfaction", pa.float64()),
+        pa.field("ts", pa.timestamp("us", tz="UTC")),
+    ]
+)
+
+# s(v, c): aggregated satisfaction of context item v towards next-cluster c.
+CONTEXT_CLUSTER_SCORES_SCHEMA = pa.schema(
+    [
+        pa.field("context_item_id", pa.int64()),
+        pa.field("next_cluster", pa.int64()),
+        pa.field("support", pa.int64()),
+        pa.field("mean_satisfaction", pa.float64()),
+        pa.field("score", pa.float64()),  # smoothed s(v, c)
+    ]
+)
+
+SPLIT_TRAIN = "train"
+SPLIT_VALIDATION = "validation"
+
+# The curated fine-tuning set: one row per (context item, target cluster) example.
+SFT_SCHEMA = pa.schema(
+    [
+        pa.field("context_item_id", pa.int64()),
+        pa.field("target_cluster", pa.int64()),
+        pa.field("score", pa.float64()),
+        pa.field("rank", pa.int32()),  # rank of the context item within the target cluster
+        pa.field("split", pa.string()),  # SPLIT_TRAIN | SPLIT_VALIDATION
+    ]
+)
+
+# The popular corpus fed to batch inference.
+CORPUS_SCHEMA = pa.schema(
+    [
+        pa.field("item_id", pa.int64()),
+        pa.field("impressions", pa.int64()),
+        pa.field("cumulative_share", pa.float64()),
+    ]
+)
+
+# Batch-inference output: the Feast source of serendipitous_cluster(context_item).
+SERENDIPITY_SCHEMA = pa.schema(
+    [
+        pa.field("item_id", pa.int64()),
+        pa.field("serendipitous_cluster", pa.int64()),
+        pa.field("serendipitous_description", pa.string()),
+        pa.field("score", pa.float64()),
+        pa.field("alternatives", pa.list_(pa.int64())),
+        pa.field("alternative_scores", pa.list_(pa.float64())),
+        pa.field("reasoning", pa.string()),
+        pa.field("media_fallback", pa.bool_()),
+        pa.field("model_version", pa.string()),
+        pa.field("prompt_style", pa.string()),
+        pa.field("event_timestamp", pa.timestamp("us", tz="UTC")),
+    ]
+)
+
+# --- feature store names -----------------------------------------------------------------------
+ITEM_ENTITY = "item"
+USER_ENTITY = "user"
+ITEM_JOIN_KEY = "item_id"
+USER_JOIN_KEY = "user_id"
+ITEM_SERENDIPITY_VIEW = "item_serendipity"
+USER_HISTORY_VIEW = "user_history"
+ITEM_META_VIEW = "item_meta"
+SERVING_FEATURE_SERVICE = "serendipity_serving"
+SERENDIPITOUS_CLUSTER_FEATURE = "serendipitous_cluster"
+EVENT_TIMESTAMP = "event_timestamp"
+
+
+def level_column(level: int) -> str:
+    """Name of the items column holding an item's cluster id at ``level`` (1-based)."""
+    if not 1 <= level <= NUM_LEVELS:
+        raise ValueError(f"level must be in 1..{NUM_LEVELS}, got {level}")
+    return LEVEL_COLUMNS[level - 1]

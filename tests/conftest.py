@@ -1,0 +1,67 @@
+"""Session-wide fixtures: one local Spark, one local Ray, one generated world per test session."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from serendipity.config import PipelineConfig, load_config
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SHARED_DATASETS = REPO_ROOT.parent / "shared" / "datasets"
+
+os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+@pytest.fixture(scope="session")
+def repo_root() -> Path:
+    return REPO_ROOT
+
+
+@pytest.fixture(scope="session")
+def shared_datasets() -> Path:
+    if not SHARED_DATASETS.is_dir():
+        pytest.skip("../shared/datasets is absent")
+    return SHARED_DATASETS
+
+
+@pytest.fixture(scope="session")
+def test_config(tmp_path_factory: pytest.TempPathFactory) -> PipelineConfig:
+    """configs/test.yaml with dataset and work dirs moved under the session's temp dir."""
+    base = tmp_path_factory.mktemp("pipeline")
+    return load_config(
+        REPO_ROOT / "configs" / "test.yaml",
+        overrides={"dataset_dir": str(base / "dataset"), "work_dir": str(base / "work")},
+    )
+
+
+@pytest.fixture(scope="session")
+def world_dataset(test_config: PipelineConfig) -> Path:
+    """The synthetic world of configs/test.yaml, generated once per session (with media)."""
+    from serendipity.world import generate_world
+
+    generate_world(test_config.dataset_dir, test_config.world)
+    return test_config.dataset_dir
+
+
+@pytest.fixture(scope="session")
+def spark(test_config: PipelineConfig):
+    from spark_jobs.common import get_spark
+
+    session = get_spark(test_config.spark)
+    yield session
+    session.stop()
+
+
+@pytest.fixture(scope="session")
+def ray_local():
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    yield ray
+    ray.shutdown()
