@@ -1,0 +1,145 @@
+"""Loading and publishing Hugging Face image-text-to-text model directories.
+
+Any directory written by ``save_pretrained`` (model + processor) works: the tiny default built by
+``serendipity.mllm.tiny`` or a real pretrained VLM such as Qwen2-VL or LLaVA. Fine-tuned models are
+published as versioned directories next to a ``latest`` pointer file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+LATEST_POINTER = "latest"
+MODEL_DIR_PREFIX = "mllm-"
+MODEL_METADATA_FILE = "serendipity_model.json"
+_PROCESSOR_FILES = ("processor_config.json", "preprocessor_config.json")
+_WEIGHT_SUFFIXES = (".safetensors", ".bin")
+
+
+class MllmLoadError(ValueError):
+    """A model directory is missing, incomplete or not an image-text-to-text model."""
+
+
+def resolve_model_dir(path: str | Path) -> Path:
+    """Follow a ``latest`` pointer: a directory holding only versions resolves to the one it names."""
+    path = Path(path)
+    pointer = path / LATEST_POINTER
+    if path.is_dir() and not (path / "config.json").exists() and pointer.is_file():
+        target = path / pointer.read_text().strip()
+        if not target.is_dir():
+            raise MllmLoadError(f"{pointer} names {target.name!r}, which is not a directory under {path}")
+        return target
+    return path
+
+
+def _check_directory(path: Path) -> None:
+    if not path.exists():
+        raise MllmLoadError(
+            f"model directory {path} does not exist (run `serendipity mllm init --out {path}`)"
+        )
+    if not path.is_dir():
+        raise MllmLoadError(f"model path {path} is not a directory")
+    missing = []
+    if not (path / "config.json").is_file():
+        missing.append("config.json")
+    if not any(f.suffix in _WEIGHT_SUFFIXES or f.name.endswith(".index.json") for f in path.iterdir()):
+        missing.append("model weights (*.safetensors or *.bin)")
+    if not any((path / name).is_file() for name in _PROCESSOR_FILES):
+        missing.append(f"a processor ({' or '.join(_PROCESSOR_FILES)})")
+    if not any((path / name).is_file() for name in ("tokenizer.json", "tokenizer_config.json")):
+        missing.append("a tokenizer (tokenizer.json or tokenizer_config.json)")
+    if missing:
+        raise MllmLoadError(f"model directory {path} is incomplete: missing {', '.join(missing)}")
+
+
+def _model_class(path: Path, config: Any) -> Any:
+    import transformers
+    from transformers import AutoModelForImageTextToText
+
+    if type(config) in AutoModelForImageTextToText._model_mapping:
+        return AutoModelForImageTextToText
+    for name in getattr(config, "architectures", None) or []:
+        model_class = getattr(transformers, name, None)
+        if model_class is not None and name.endswith("ForConditionalGeneration"):
+            return model_class
+    raise MllmLoadError(
+        f"model directory {path} holds a {config.model_type!r} model, which is not an image-text-to-text "
+        f"model (AutoModelForImageTextToText does not know it and config.json names no known architecture)"
+    )
+
+
+def load_model(model_dir: str | Path, *, device: str | None = None, dtype: Any = None) -> tuple[Any, Any]:
+    """Load ``(model, processor)`` from a model directory (or a directory with a ``latest`` pointer)."""
+    from transformers import AutoConfig, AutoProcessor
+
+    path = resolve_model_dir(Path(model_dir).expanduser())
+    _check_directory(path)
+    try:
+        config = AutoConfig.from_pretrained(path)
+    except (ValueError, KeyError, OSError) as error:
+        raise MllmLoadError(f"model directory {path}: config.json cannot be read: {error}") from None
+    model_class = _model_class(path, config)
+    try:
+        processor = AutoProcessor.from_pretrained(path)
+    except (ValueError, KeyError, OSError, TypeError) as error:
+        raise MllmLoadError(f"model directory {path}: the processor cannot be loaded: {error}") from None
+    if getattr(processor, "image_processor", None) is None or getattr(processor, "tokenizer", None) is None:
+        raise MllmLoadError(
+            f"model directory {path}: the processor {type(processor).__name__} has no image processor "
+            f"and tokenizer; an image-text-to-text model needs both"
+        )
+    kwargs = {"dtype": dtype} if dtype is not None else {}
+    try:
+        model = model_class.from_pretrained(path, **kwargs)
+    except (ValueError, KeyError, OSError, RuntimeError) as error:
+        raise MllmLoadError(f"model directory {path}: the weights cannot be loaded: {error}") from None
+    if device is not None:
+        model = model.to(device)
+    model.eval()
+    return model, processor
+
+
+def image_placeholder(processor: Any) -> str:
+    """The text a prompt uses for one image; the processor expands it to the image's tokens."""
+    token = getattr(processor, "image_token", None) or getattr(processor.tokenizer, "image_token", None)
+    if not token:
+        raise MllmLoadError(f"processor {type(processor).__name__} names no image token")
+    return str(token)
+
+
+def save_model(
+    model: Any, processor: Any, out_dir: str | Path, metadata: dict[str, Any] | None = None
+) -> Path:
+    """Save model and processor into ``out_dir`` atomically (a temporary sibling, then a rename)."""
+    from serendipity.io import atomic_directory
+
+    out_dir = Path(out_dir)
+    with atomic_directory(out_dir) as tmp:
+        model.save_pretrained(tmp)
+        processor.save_pretrained(tmp)
+        if metadata is not None:
+            (tmp / MODEL_METADATA_FILE).write_text(json.dumps(metadata, indent=2, default=str))
+    return out_dir
+
+
+def publish_model(model: Any, processor: Any, models_dir: str | Path, metadata: dict[str, Any]) -> Path:
+    """Save a versioned ``mllm-<timestamp>-<hash>`` directory and point ``models_dir/latest`` at it."""
+    models_dir = Path(models_dir)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+    digest = hashlib.sha1(json.dumps(metadata, sort_keys=True, default=str).encode()).hexdigest()[:8]
+    version_dir = models_dir / f"{MODEL_DIR_PREFIX}{stamp}-{digest}"
+    save_model(model, processor, version_dir, metadata)
+    pointer_tmp = models_dir / f".{LATEST_POINTER}.tmp"
+    pointer_tmp.write_text(version_dir.name)
+    os.replace(pointer_tmp, models_dir / LATEST_POINTER)
+    return version_dir
+
+
+def model_version(model_dir: str | Path) -> str:
+    """The version name of a (resolved) model directory, e.g. ``mllm-20260101T000000-ab12cd34``."""
+    return resolve_model_dir(model_dir).name

@@ -1,0 +1,100 @@
+"""Batch-inference predictor: loads the model once, turns decoded items into ranked cluster predictions.
+
+Used by the Ray Data inference job as a callable class; media are decoded beforehand on CPU with
+``decode_item_media`` so the (possibly GPU) actor only runs the model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from serendipity.mllm.generation import Prediction, serendipitous_candidates
+from serendipity.mllm.metrics import max_answer_tokens, predict_items
+from serendipity.mllm.model import load_model, model_version
+from serendipity.mllm.prompts import ItemMedia, PromptStyle, decode_item_media
+from serendipity.tree import ClusterTree
+
+__all__ = ["ItemMedia", "MllmPredictor", "decode_item_media"]
+
+
+class MllmPredictor:
+    """``predict(items)`` -> per item up to ``top_k`` predictions (best first) of distinct clusters."""
+
+    def __init__(
+        self,
+        model_dir: str | Path,
+        tree: ClusterTree,
+        prompt_style: PromptStyle | str,
+        num_frames: int,
+        level: int,
+        constrained: bool = True,
+        num_beams: int = 3,
+        top_k: int = 1,
+        *,
+        restrict_to_siblings: bool = True,
+        batch_size: int = 16,
+        device: str | None = None,
+    ) -> None:
+        if not 1 <= top_k <= num_beams:
+            raise ValueError(f"top_k must be between 1 and num_beams={num_beams}, got {top_k}")
+        self.model, self.processor = load_model(model_dir, device=device)
+        self.model_version = model_version(model_dir)
+        self.tree = tree
+        self.style = PromptStyle(prompt_style)
+        self.num_frames = num_frames
+        self.level = level
+        self.constrained = constrained
+        self.num_beams = num_beams
+        self.top_k = top_k
+        self.restrict_to_siblings = restrict_to_siblings
+        self.batch_size = batch_size
+        self.max_new_tokens = max_answer_tokens(self.processor, tree, self.style, level)
+
+    def candidates(self, items: Sequence[ItemMedia]) -> list[list[int]] | None:
+        """Per item, the clusters an answer may name: siblings of its level-L cluster."""
+        if not self.restrict_to_siblings:
+            return None
+        return [
+            serendipitous_candidates(self.tree, item.cluster_at(self.level), self.level) for item in items
+        ]
+
+    def predict(self, items: Sequence[ItemMedia]) -> list[list[Prediction]]:
+        return predict_items(
+            self.model,
+            self.processor,
+            items,
+            self.tree,
+            style=self.style,
+            level=self.level,
+            constrained=self.constrained,
+            num_beams=self.num_beams,
+            top_k=self.top_k,
+            candidates=self.candidates(items),
+            batch_size=self.batch_size,
+            max_new_tokens=self.max_new_tokens,
+        )
+
+    def __call__(self, items: Sequence[ItemMedia]) -> list[list[Prediction]]:
+        return self.predict(items)
+
+
+def predictor_from_config(config: Any, model_dir: str | Path | None = None) -> MllmPredictor:
+    """A predictor with the pipeline config's settings; ``model_dir`` defaults to the published model."""
+    from serendipity.layout import WorkLayout
+    from serendipity.mllm.data import load_tree
+
+    layout = WorkLayout.of(config)
+    return MllmPredictor(
+        model_dir or layout.models_dir,
+        load_tree(layout),
+        config.mllm.prompt_style,
+        config.mllm.num_frames,
+        config.mining.level,
+        constrained=config.inference.constrained,
+        num_beams=max(config.mllm.num_beams, config.inference.top_k),
+        top_k=config.inference.top_k,
+        restrict_to_siblings=config.inference.restrict_to_siblings,
+        device="cuda" if config.inference.num_gpus_per_actor > 0 else None,
+    )
