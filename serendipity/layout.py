@@ -42,6 +42,16 @@ class WorkLayout:
         return self.work_dir / "aggregates"
 
     @property
+    def aggregates_overall_path(self) -> Path:
+        """Satisfaction per pair class (similar / serendipitous / distant)."""
+        return self.aggregates_dir / "overall.parquet"
+
+    @property
+    def aggregates_per_cluster_path(self) -> Path:
+        """Satisfaction per pair class and context cluster at level L-1."""
+        return self.aggregates_dir / "per_cluster.parquet"
+
+    @property
     def pairs_path(self) -> Path:
         return self.work_dir / "pairs" / "serendipitous_pairs.parquet"
 
@@ -77,6 +87,11 @@ class WorkLayout:
     def item_meta_path(self) -> Path:
         return self.work_dir / "features" / "item_meta.parquet"
 
+    @property
+    def feast_dir(self) -> Path:
+        """Feast state of this pipeline: relative registry/online-store paths resolve here."""
+        return self.work_dir / "feast"
+
     # models and inference
     @property
     def models_dir(self) -> Path:
@@ -97,6 +112,16 @@ class WorkLayout:
     @property
     def inference_manifest_path(self) -> Path:
         return self.work_dir / "inference" / "manifest.parquet"
+
+    @property
+    def retriever_dir(self) -> Path:
+        """The sequence model, item index and offline metrics (``serendipity.retrieval``)."""
+        return self.work_dir / "retriever"
+
+    @property
+    def retriever_train_dir(self) -> Path:
+        """Ray Train storage (checkpoints) of the sequence model's training runs."""
+        return self.work_dir / "retriever_train"
 
     @property
     def reports_dir(self) -> Path:

@@ -1,0 +1,76 @@
+"""Satisfaction of similar vs serendipitous vs distant next items (the paper's preliminary analysis).
+
+Writes ``overall.parquet`` and ``per_cluster.parquet`` under ``WorkLayout.aggregates_dir``.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from serendipity.layout import WorkLayout
+from serendipity.schema import INTERACTIONS_FILE, ITEMS_FILE
+from spark_jobs.common import get_spark, job_arg_parser, load_job_config, write_parquet_atomic
+from spark_jobs.mining import (
+    OVERALL_RATES_SCHEMA,
+    PER_CLUSTER_RATES_SCHEMA,
+    conform,
+    consecutive_pairs,
+    read_parquet,
+    satisfaction_rates,
+    single_sorted_file,
+    write_job_stats,
+)
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+
+def print_rates(overall: pd.DataFrame, level: int) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"Next-item satisfaction by pair class (level L={level}, parent L-1={level - 1})")
+    for column in ("class", "pairs", "mean", "std", "95% CI"):
+        table.add_column(column, justify="left" if column == "class" else "right")
+    for row in overall.itertuples(index=False):
+        interval = "n/a" if row.ci_low != row.ci_low else f"[{row.ci_low:.4f}, {row.ci_high:.4f}]"
+        std = "n/a" if row.std_satisfaction != row.std_satisfaction else f"{row.std_satisfaction:.4f}"
+        table.add_row(row.pair_class, f"{row.count:,}", f"{row.mean_satisfaction:.4f}", std, interval)
+    Console().print(table)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = job_arg_parser(__doc__.splitlines()[0]).parse_args(argv)
+    config = load_job_config(args)
+    layout = WorkLayout.of(config)
+    spark = get_spark(config.spark)
+    interactions = read_parquet(spark, layout.validated_dir / INTERACTIONS_FILE, "validated interactions")
+    items = read_parquet(spark, layout.catalog_dir() / ITEMS_FILE, "catalog items")
+    mining = config.mining
+    pairs = consecutive_pairs(interactions, items, mining.level, mining.session_gap_minutes).persist()
+    overall = conform(satisfaction_rates(pairs, ["pair_class"]), OVERALL_RATES_SCHEMA)
+    per_cluster = conform(
+        satisfaction_rates(pairs, ["context_parent_cluster", "pair_class"]), PER_CLUSTER_RATES_SCHEMA
+    )
+    write_parquet_atomic(single_sorted_file(overall, "pair_class"), layout.aggregates_overall_path)
+    write_parquet_atomic(
+        single_sorted_file(per_cluster, "context_parent_cluster", "pair_class"),
+        layout.aggregates_per_cluster_path,
+    )
+    overall_table = spark.read.parquet(str(layout.aggregates_overall_path)).orderBy("pair_class").toPandas()
+    write_job_stats(
+        layout,
+        "aggregates",
+        inputs={"interactions": interactions.count(), "items": items.count()},
+        outputs={
+            "pairs": int(overall_table["count"].sum()),
+            "overall_rows": len(overall_table),
+            "per_cluster_rows": spark.read.parquet(str(layout.aggregates_per_cluster_path)).count(),
+        },
+    )
+    pairs.unpersist()
+    print_rates(overall_table, mining.level)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,55 @@
+"""Serendipitous pairs with satisfaction, and s(v, c): satisfaction of context item v towards cluster c."""
+
+from __future__ import annotations
+
+from serendipity.layout import WorkLayout
+from serendipity.schema import (
+    CONTEXT_CLUSTER_SCORES_SCHEMA,
+    INTERACTIONS_FILE,
+    ITEMS_FILE,
+    PAIRS_SCHEMA,
+)
+from spark_jobs.common import get_spark, job_arg_parser, load_job_config, write_parquet_atomic
+from spark_jobs.mining import (
+    conform,
+    consecutive_pairs,
+    context_cluster_scores,
+    read_parquet,
+    serendipitous_pairs,
+    write_job_stats,
+)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = job_arg_parser(__doc__.splitlines()[0]).parse_args(argv)
+    config = load_job_config(args)
+    layout = WorkLayout.of(config)
+    spark = get_spark(config.spark)
+    interactions = read_parquet(spark, layout.validated_dir / INTERACTIONS_FILE, "validated interactions")
+    items = read_parquet(spark, layout.catalog_dir() / ITEMS_FILE, "catalog items")
+    mining = config.mining
+    pairs = serendipitous_pairs(
+        consecutive_pairs(interactions, items, mining.level, mining.session_gap_minutes)
+    ).persist()
+    scores = conform(
+        context_cluster_scores(pairs, mining.smoothing, mining.min_support), CONTEXT_CLUSTER_SCORES_SCHEMA
+    )
+    write_parquet_atomic(
+        conform(pairs, PAIRS_SCHEMA).sortWithinPartitions("user_id", "ts", "context_item_id"),
+        layout.pairs_path,
+    )
+    write_parquet_atomic(scores.orderBy("next_cluster", "context_item_id"), layout.scores_path)
+    write_job_stats(
+        layout,
+        "pairs",
+        inputs={"interactions": interactions.count(), "items": items.count()},
+        outputs={
+            "serendipitous_pairs": pairs.count(),
+            "context_cluster_scores": spark.read.parquet(str(layout.scores_path)).count(),
+        },
+    )
+    pairs.unpersist()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,222 @@
+"""The Spark mining chain (aggregates, pairs, curate, corpus) against independent pandas references."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from reference import mining as reference
+from reference.contract_data import (
+    job_config,
+    prepare_validated,
+    read_table,
+    world_generator_available,
+    write_contract_dataset,
+)
+
+from serendipity.config import PipelineConfig, load_config
+from serendipity.layout import WorkLayout
+from serendipity.schema import (
+    CLUSTERS_FILE,
+    CLUSTERS_SCHEMA,
+    CONTEXT_CLUSTER_SCORES_SCHEMA,
+    CORPUS_SCHEMA,
+    INTERACTIONS_FILE,
+    INTERACTIONS_SCHEMA,
+    ITEMS_FILE,
+    PAIRS_SCHEMA,
+    SFT_SCHEMA,
+)
+from serendipity.tree import ClusterTree
+from spark_jobs import aggregates, corpus, curate, pairs
+
+CHAIN = (aggregates, pairs, curate, corpus)
+
+
+@pytest.fixture(scope="module")
+def mining_dataset(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    if world_generator_available():
+        return request.getfixturevalue("world_dataset")
+    return write_contract_dataset(tmp_path_factory.mktemp("contract") / "dataset")
+
+
+@pytest.fixture(scope="module")
+def mined(spark, test_config: PipelineConfig, mining_dataset: Path, tmp_path_factory) -> Path:
+    """Config path of a work dir where the whole chain has run once."""
+    config_path = job_config(test_config, mining_dataset, tmp_path_factory.mktemp("mining") / "work")
+    prepare_validated(config_path)
+    for job in CHAIN:
+        job.main(["--config", str(config_path)])
+    return config_path
+
+
+def _setup(config_path: Path) -> tuple[PipelineConfig, WorkLayout, pd.DataFrame]:
+    config = load_config(config_path)
+    layout = WorkLayout.of(config)
+    interactions = read_table(layout.validated_dir / INTERACTIONS_FILE)
+    items = read_table(layout.catalog_dir() / ITEMS_FILE)
+    m = config.mining
+    return config, layout, reference.consecutive_pairs(interactions, items, m.level, m.session_gap_minutes)
+
+
+def assert_same_rows(actual: pd.DataFrame, expected: pd.DataFrame, keys: list[str]) -> None:
+    assert list(actual.columns) == list(expected.columns)
+    assert len(actual) == len(expected)
+    actual = actual.sort_values(keys, kind="mergesort").reset_index(drop=True)
+    expected = expected.sort_values(keys, kind="mergesort").reset_index(drop=True)
+    for column in actual.columns:
+        left, right = actual[column], expected[column]
+        if pd.api.types.is_float_dtype(left) or pd.api.types.is_float_dtype(right):
+            np.testing.assert_allclose(left.to_numpy(float), right.to_numpy(float), rtol=1e-12, atol=1e-12)
+        else:
+            assert left.tolist() == right.tolist(), column
+
+
+def test_aggregates_match_reference(mined: Path) -> None:
+    _, layout, ref_pairs = _setup(mined)
+    overall, per_cluster = reference.aggregates(ref_pairs)
+    assert_same_rows(read_table(layout.aggregates_overall_path), overall, ["pair_class"])
+    assert_same_rows(
+        read_table(layout.aggregates_per_cluster_path),
+        per_cluster,
+        ["context_parent_cluster", "pair_class"],
+    )
+    assert set(overall["pair_class"]) == {"similar", "serendipitous", "distant"}
+    stats = json.loads(layout.job_stats_path("aggregates").read_text())
+    assert stats["outputs"]["pairs"] == len(ref_pairs)
+
+
+def test_pairs_and_scores_match_reference(mined: Path) -> None:
+    config, layout, ref_pairs = _setup(mined)
+    ref_serendipitous = reference.serendipitous(ref_pairs)
+    assert len(ref_serendipitous) > 0
+    written = read_table(layout.pairs_path)
+    assert_same_rows(written, ref_serendipitous, ["user_id", "ts", "context_item_id", "next_item_id"])
+    assert (written["context_cluster"] != written["next_cluster"]).all()
+    ref_scores = reference.scores(ref_serendipitous, config.mining.smoothing, config.mining.min_support)
+    assert_same_rows(read_table(layout.scores_path), ref_scores, ["context_item_id", "next_cluster"])
+
+
+def test_curated_examples_match_reference(mined: Path) -> None:
+    config, layout, ref_pairs = _setup(mined)
+    m = config.mining
+    ref_scores = reference.scores(reference.serendipitous(ref_pairs), m.smoothing, m.min_support)
+    expected = reference.curate(ref_scores, m.top_k_per_cluster, m.validation_fraction, m.split_seed)
+    examples = read_table(layout.sft_path)
+    assert_same_rows(examples, expected, ["target_cluster", "rank"])
+    assert examples.groupby("target_cluster").size().max() <= m.top_k_per_cluster
+    by_split = examples.groupby("split")["context_item_id"].agg(set)
+    assert set(by_split.index) == {"train", "validation"}
+    assert not by_split["train"] & by_split["validation"]
+    descriptions = read_table(layout.descriptions_path)
+    clusters = read_table(layout.catalog_dir() / CLUSTERS_FILE)
+    assert_same_rows(descriptions, clusters[list(descriptions.columns)], ["cluster_id"])
+    assert pq.read_schema(layout.descriptions_path).equals(CLUSTERS_SCHEMA, check_metadata=False)
+    assert len(ClusterTree.load(layout.descriptions_path)) == len(clusters)
+
+
+def test_corpus_matches_reference(mined: Path) -> None:
+    config, layout, _ = _setup(mined)
+    interactions = read_table(layout.validated_dir / INTERACTIONS_FILE)
+    expected = reference.corpus(interactions, config.mining.corpus_coverage)
+    written = read_table(layout.corpus_path)
+    assert_same_rows(written, expected, ["item_id"])
+    manifest = json.loads(layout.corpus_manifest_path.read_text())
+    assert manifest["achieved_coverage"] >= config.mining.corpus_coverage
+    assert manifest["achieved_coverage"] == pytest.approx(expected["cumulative_share"].iloc[-1])
+    assert sorted(manifest["item_ids"]) == sorted(expected["item_id"])
+    assert_same_rows(read_table(layout.corpus_delta_path), expected, ["item_id"])
+
+
+def test_outputs_follow_the_contract_schemas(mined: Path) -> None:
+    layout = WorkLayout.of(load_config(mined))
+    for path, schema in (
+        (layout.pairs_path, PAIRS_SCHEMA),
+        (layout.scores_path, CONTEXT_CLUSTER_SCORES_SCHEMA),
+        (layout.sft_path, SFT_SCHEMA),
+        (layout.corpus_path, CORPUS_SCHEMA),
+        (layout.corpus_delta_path, CORPUS_SCHEMA),
+    ):
+        written = pq.read_table(path).schema
+        assert [(f.name, f.type) for f in written] == [(f.name, f.type) for f in schema], path
+    for job in ("aggregates", "pairs", "curate", "corpus"):
+        stats = json.loads(layout.job_stats_path(job).read_text())
+        assert stats["inputs"] and stats["outputs"], job
+
+
+def _snapshot(layout: WorkLayout) -> dict[str, pd.DataFrame]:
+    paths = [
+        layout.aggregates_overall_path,
+        layout.aggregates_per_cluster_path,
+        layout.pairs_path,
+        layout.scores_path,
+        layout.sft_path,
+        layout.descriptions_path,
+        layout.corpus_path,
+        layout.corpus_delta_path,
+    ]
+    return {str(path): read_table(path) for path in paths} | {
+        "manifest": pd.DataFrame([json.loads(layout.corpus_manifest_path.read_text())])
+    }
+
+
+def test_rerun_is_idempotent_and_leaves_no_temporary_output(mined: Path) -> None:
+    layout = WorkLayout.of(load_config(mined))
+    before = _snapshot(layout)
+    for job in CHAIN:
+        job.main(["--config", str(mined)])
+    after = _snapshot(layout)
+    assert before.keys() == after.keys()
+    for name, frame in before.items():
+        pd.testing.assert_frame_equal(after[name], frame, check_exact=True, obj=name)
+    leftovers = [p for p in layout.work_dir.rglob(".*") if ".tmp-" in p.name or ".old-" in p.name]
+    assert leftovers == []
+
+
+def test_corpus_delta_is_exactly_the_new_items(spark, mined: Path, tmp_path: Path) -> None:
+    config = load_config(mined)
+    config_path = job_config(config, config.dataset_dir, tmp_path / "work")
+    layout = WorkLayout.of(load_config(config_path))
+    shutil.copytree(WorkLayout.of(config).validated_dir, layout.validated_dir)
+    corpus.main(["--config", str(config_path)])
+    first = set(read_table(layout.corpus_path)["item_id"])
+
+    logs_path = layout.validated_dir / INTERACTIONS_FILE
+    logs = pq.read_table(logs_path).to_pandas()
+    top_count = int(logs.groupby("item_id").size().max())
+    new_ids = [int(logs["item_id"].max()) + 1, int(logs["item_id"].max()) + 2]
+    fresh = pd.DataFrame(
+        {
+            "user_id": 0,
+            "item_id": np.repeat(new_ids, top_count + 5),
+            "ts": logs["ts"].max(),
+            "satisfaction": 1.0,
+            "impression": True,
+            "source": "organic",
+        }
+    )
+    grown = pd.concat([logs, fresh[logs.columns]], ignore_index=True)
+    if logs_path.is_dir():  # written by the validate job as a Spark directory
+        shutil.rmtree(logs_path)
+    pq.write_table(pa.Table.from_pandas(grown, schema=INTERACTIONS_SCHEMA, preserve_index=False), logs_path)
+    corpus.main(["--config", str(config_path)])
+    second = set(read_table(layout.corpus_path)["item_id"])
+    delta = read_table(layout.corpus_delta_path)
+    assert set(new_ids) <= second
+    assert set(delta["item_id"]) == second - first
+    assert set(new_ids) <= set(delta["item_id"])
+
+    corpus.main(["--config", str(config_path)])
+    assert set(read_table(layout.corpus_delta_path)["item_id"]) == second - first
+
+
+def test_missing_input_names_the_file(spark, test_config: PipelineConfig, tmp_path: Path) -> None:
+    config_path = job_config(test_config, tmp_path / "dataset", tmp_path / "work")
+    with pytest.raises(FileNotFoundError, match="validated interactions.*interactions.parquet"):
+        aggregates.main(["--config", str(config_path)])

@@ -1,0 +1,66 @@
+"""A mining job submitted with spark-submit, exactly as a cluster user runs it."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from reference import mining as reference
+from reference.contract_data import job_config, read_table, write_contract_dataset
+
+from serendipity.config import PipelineConfig, load_config
+from serendipity.layout import WorkLayout
+from serendipity.schema import DATASET_FILES, INTERACTIONS_FILE, ITEMS_FILE
+
+
+@pytest.mark.slow
+def test_spark_submit_runs_the_aggregates_job(
+    test_config: PipelineConfig, repo_root: Path, tmp_path: Path
+) -> None:
+    spark_submit = repo_root / ".venv" / "bin" / "spark-submit"
+    if not spark_submit.exists():
+        pytest.skip(f"{spark_submit} is absent")
+    dataset = write_contract_dataset(tmp_path / "dataset", seed=3)
+    config_path = job_config(test_config, dataset, tmp_path / "work")
+    config = load_config(config_path)
+    layout = WorkLayout.of(config)
+    layout.validated_dir.mkdir(parents=True)
+    for name in DATASET_FILES:
+        shutil.copy(dataset / name, layout.validated_dir / name)
+
+    result = subprocess.run(
+        [
+            str(spark_submit),
+            "--master",
+            "local[2]",
+            str(repo_root / "spark_jobs" / "aggregates.py"),
+            "--config",
+            str(config_path),
+        ],
+        env={**os.environ, "PYSPARK_PYTHON": sys.executable, "PYSPARK_DRIVER_PYTHON": sys.executable},
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert "serendipitous" in result.stdout
+
+    pairs = reference.consecutive_pairs(
+        read_table(layout.validated_dir / INTERACTIONS_FILE),
+        read_table(layout.validated_dir / ITEMS_FILE),
+        config.mining.level,
+        config.mining.session_gap_minutes,
+    )
+    expected, _ = reference.aggregates(pairs)
+    overall = read_table(layout.aggregates_overall_path).sort_values("pair_class")
+    expected = expected.sort_values("pair_class")
+    assert overall["pair_class"].tolist() == expected["pair_class"].tolist()
+    assert overall["count"].tolist() == expected["count"].tolist()
+    assert overall["mean_satisfaction"].to_numpy() == pytest.approx(expected["mean_satisfaction"].to_numpy())
+    assert (layout.aggregates_per_cluster_path).is_dir()
+    assert layout.job_stats_path("aggregates").exists()

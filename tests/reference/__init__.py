@@ -1,0 +1,1 @@
+"""Independent pandas implementations of the pipeline jobs, used as test oracles."""
