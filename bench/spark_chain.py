@@ -1,8 +1,8 @@
 """Throughput of the Spark mining chain (aggregates, pairs, curate, corpus) on generated worlds.
 
-Prints and saves ``bench/results/spark_jobs.json``: seconds and rows/s per job, peak RSS of the
+Prints and saves ``bench/results/spark_chain.json``: seconds and rows/s per job, peak RSS of the
 driver (Python alone, and Python plus its Spark JVM) and the time ratio between the two sizes.
-Never asserts. Usage: ``.venv/bin/python bench/spark_jobs.py --sizes 1000000 10000000``.
+Never asserts. Usage: ``.venv/bin/python bench/spark_chain.py --sizes 1000000 10000000``.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ import multiprocessing
 import os
 import resource
 import shutil
-import sys
 import tempfile
 import threading
 import time
@@ -36,7 +35,7 @@ MAIN_INPUT = {
     "curate": "context_cluster_scores",
     "corpus": "interactions",
 }
-RESULTS = Path(__file__).resolve().parent / "results" / "spark_jobs.json"
+RESULTS = Path(__file__).resolve().parent / "results" / "spark_chain.json"
 
 
 class PeakMemory:
@@ -91,12 +90,6 @@ def write_config(root: Path, dataset_dir: Path, master: str) -> Path:
     path = root / "bench.yaml"
     path.write_text(yaml.safe_dump(data))
     return path
-
-
-def _package_on_path() -> None:
-    """This file shares its name with the ``spark_jobs`` package: take its folder off the import path."""
-    here = Path(__file__).resolve().parent
-    sys.path[:] = [entry for entry in sys.path if Path(entry or os.curdir).resolve() != here]
 
 
 def warm_up_spark(config_path: Path) -> float:
@@ -161,7 +154,6 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--keep", action="store_true", help="keep the generated worlds and outputs")
     args = parser.parse_args(argv)
-    _package_on_path()
     root = Path(tempfile.mkdtemp(prefix="bench-spark-"))
     results: dict[str, Any] = {"cpu_count": os.cpu_count(), "master": args.master, "sizes": {}}
     try:

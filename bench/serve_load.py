@@ -1,0 +1,198 @@
+"""Serve load benchmark: /recommend vs a no-op deployment behind the same ingress, at fixed request rates.
+
+    python bench/serve_load.py --config PIPELINE.yaml [--rates 20 50 100] [--duration 10]
+
+The pipeline config must point at a work_dir where the chain has run (retriever trained, Feast store
+materialised), e.g. the one tests/integration/test_serve.py builds. Both apps run on one local Serve
+on loopback; the load comes from a separate process (open loop: request i leaves at start + i/rate,
+bounded to rate x duration requests). Prints a table and writes bench/results/serve_load.json;
+never asserts. Target: /recommend p99 at most 2x the no-op p99 at the same rate, with zero errors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+RESULTS_PATH = Path(__file__).resolve().parent / "results" / "serve_load.json"
+REQUEST_TIMEOUT_S = 10.0
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+async def _open_loop(url: str, bodies: list[dict], rate: float, duration: float) -> dict[str, Any]:
+    import httpx
+
+    count = max(1, int(rate * duration))
+    latencies: list[float] = []
+    errors: dict[str, int] = {}
+
+    async def one(client: httpx.AsyncClient, body: dict) -> None:
+        started = time.perf_counter()
+        try:
+            response = await client.post(url, json=body)
+            key = None if response.status_code == 200 else f"http {response.status_code}"
+        except httpx.HTTPError as error:
+            key = type(error).__name__
+        if key is None:
+            latencies.append(time.perf_counter() - started)
+        else:
+            errors[key] = errors.get(key, 0) + 1
+
+    limits = httpx.Limits(max_connections=512, max_keepalive_connections=512)
+    async with httpx.AsyncClient(timeout=REQUEST_TIMEOUT_S, limits=limits) as client:
+        start = time.perf_counter()
+        tasks = []
+        for i in range(count):
+            delay = start + i / rate - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(one(client, bodies[i % len(bodies)])))
+        await asyncio.gather(*tasks)
+        elapsed = time.perf_counter() - start
+    values = np.array(latencies) * 1000 if latencies else np.array([np.nan])
+    return {
+        "rate": rate,
+        "sent": count,
+        "ok": len(latencies),
+        "errors": errors,
+        "elapsed_s": round(elapsed, 3),
+        "throughput_rps": round(len(latencies) / elapsed, 2),
+        "p50_ms": round(float(np.nanpercentile(values, 50)), 2),
+        "p99_ms": round(float(np.nanpercentile(values, 99)), 2),
+    }
+
+
+def generate_load(argv: list[str]) -> None:
+    """The load process: prints one JSON result line."""
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--url", required=True)
+    parser.add_argument("--bodies", type=Path, required=True)
+    parser.add_argument("--rate", type=float, required=True)
+    parser.add_argument("--duration", type=float, required=True)
+    args = parser.parse_args(argv)
+    bodies = json.loads(args.bodies.read_text())
+    print(json.dumps(asyncio.run(_open_loop(args.url, bodies, args.rate, args.duration))))
+
+
+def run_load(url: str, bodies_path: Path, rate: float, duration: float) -> dict[str, Any]:
+    command = [sys.executable, __file__, "load", "--url", url, "--bodies", str(bodies_path)]
+    command += ["--rate", str(rate), "--duration", str(duration)]
+    limit = 3 * duration + 6 * REQUEST_TIMEOUT_S
+    try:
+        finished = subprocess.run(command, capture_output=True, text=True, check=True, timeout=limit)
+    except subprocess.TimeoutExpired:
+        sent = int(rate * duration)
+        nan = float("nan")
+        errors = {f"load process over {limit:.0f} s": sent}
+        return {
+            "rate": rate,
+            "sent": sent,
+            "ok": 0,
+            "errors": errors,
+            "throughput_rps": 0.0,
+            "p50_ms": nan,
+            "p99_ms": nan,
+        }
+    return json.loads(finished.stdout.strip().splitlines()[-1])
+
+
+def request_bodies(config_path: Path, k: int, count: int = 200, seed: int = 0) -> list[dict]:
+    """Requests of users with history about items with a serendipity feature, as the test chain has them."""
+    import pandas as pd
+
+    from serendipity.config import load_config
+    from serendipity.layout import WorkLayout
+
+    layout = WorkLayout.of(load_config(config_path))
+    users = pd.read_parquet(layout.user_history_path, columns=["user_id"])["user_id"].unique().tolist()
+    items = pd.read_parquet(layout.serendipity_path, columns=["item_id"])["item_id"].tolist()
+    rng = random.Random(seed)
+    return [
+        {"user_id": int(rng.choice(users)), "context_item_id": int(rng.choice(items)), "k": k}
+        for _ in range(count)
+    ]
+
+
+def deploy(config_path: Path, port: int) -> None:
+    import ray
+    from ray import serve
+
+    from serving.app import build_noop_app, compose
+    from serving.settings import AppArgs
+
+    ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False)
+    serve.start(http_options={"host": "127.0.0.1", "port": port})
+    args = AppArgs(config_path=str(config_path), token_env="SERENDIPITY_BENCH_NO_TOKEN")
+    serve.run(compose(args), name="serendipity", route_prefix="/")
+    serve.run(build_noop_app(args), name="noop", route_prefix="/noop")
+
+
+def measure(base: str, bodies_path: Path, rate: float, duration: float) -> dict[str, Any]:
+    noop = run_load(f"{base}/noop/recommend", bodies_path, rate, duration)
+    recommend = run_load(f"{base}/recommend", bodies_path, rate, duration)
+    ratio = recommend["p99_ms"] / noop["p99_ms"] if noop["p99_ms"] else float("nan")
+    met = ratio <= 2.0 and not recommend["errors"] and not noop["errors"]
+    return {"rate": rate, "recommend": recommend, "noop": noop, "p99_ratio": round(ratio, 3), "met": met}
+
+
+def describe(row: dict[str, Any]) -> str:
+    recommend, noop = row["recommend"], row["noop"]
+    return (
+        f"{row['rate']:6.0f} req/s | recommend {recommend['throughput_rps']:6.1f} rps "
+        f"p50 {recommend['p50_ms']:6.1f} ms p99 {recommend['p99_ms']:6.1f} ms errors {recommend['errors']} | "
+        f"no-op p50 {noop['p50_ms']:5.1f} ms p99 {noop['p99_ms']:5.1f} ms errors {noop['errors']} | "
+        f"p99 ratio {row['p99_ratio']:.2f} {'target met' if row['met'] else 'target missed'}"
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["load"]:
+        generate_load(argv[1:])
+        return
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", type=Path, required=True)
+    parser.add_argument("--rates", type=float, nargs="+", default=[20, 50, 100])
+    parser.add_argument("--duration", type=float, default=10.0)
+    parser.add_argument("--k", type=int, default=10)
+    parser.add_argument("--out", type=Path, default=RESULTS_PATH)
+    args = parser.parse_args(argv)
+    os.environ.pop("SERENDIPITY_BENCH_NO_TOKEN", None)
+
+    port = _free_port()
+    deploy(args.config.resolve(), port)
+    base = f"http://127.0.0.1:{port}"
+    results: dict[str, Any] = {"duration_s": args.duration, "k": args.k, "cpus": os.cpu_count(), "rates": []}
+    with tempfile.TemporaryDirectory() as scratch:
+        bodies_path = Path(scratch) / "bodies.json"
+        bodies_path.write_text(json.dumps(request_bodies(args.config.resolve(), args.k)))
+        for url in (f"{base}/recommend", f"{base}/noop/recommend"):
+            run_load(url, bodies_path, rate=10, duration=1)  # warm-up, not recorded
+        for rate in args.rates:
+            row = measure(base, bodies_path, rate, args.duration)
+            results["rates"].append(row)
+            print(describe(row))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2))
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
