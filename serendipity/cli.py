@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from serendipity.commands import features, ingest, jobs, mllm, pipeline, validate, world
+from serendipity.commands import experiment, features, ingest, jobs, mllm, pipeline, validate, world
 
 app = typer.Typer(
     name="serendipity",
@@ -18,6 +18,7 @@ app.add_typer(validate.app, name="validate", help="Check a dataset against the c
 app.add_typer(jobs.app, name="jobs", help="Run the Spark jobs (tree, validate, aggregates, pairs, ...).")
 app.add_typer(mllm.app, name="mllm", help="Build, fine-tune and evaluate the multimodal LLM.")
 app.add_typer(features.app, name="features", help="Feast: apply, materialize, read.")
+app.add_typer(experiment.app, name="experiment", help="The paper's offline experiments (ablations).")
 app.add_typer(pipeline.app, name="pipeline", help="Run the whole pipeline or a subset of stages.")
 
 if __name__ == "__main__":

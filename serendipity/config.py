@@ -36,7 +36,9 @@ class WorldConfig(_Section):
     media_popular_share: Fraction = 0.9  # with media=popular: items covering this impression share
     frame_size: int = Field(32, ge=16, le=256)
     video_frames: int = Field(16, ge=2, le=120)
+    video_fps: int = Field(5, ge=1, le=60)
     days: int = Field(30, ge=1)
+    media_workers: int = Field(1, ge=1)  # processes rendering and encoding media
 
     @field_validator("branching")
     @classmethod
@@ -83,6 +85,9 @@ class MllmConfig(_Section):
     use_gpu: bool = False
     lora: bool = False
     seed: int = 0
+    eval_batch_size: int = Field(16, ge=1)
+    max_failures: int = Field(2, ge=0)  # worker-group restarts (from the last checkpoint) before giving up
+    architecture: Literal["llava", "gemma3"] = "llava"  # of the tiny model `serendipity mllm init` builds
 
 
 class InferenceConfig(_Section):
@@ -93,27 +98,54 @@ class InferenceConfig(_Section):
     top_k: int = Field(3, ge=1)
     constrained: bool = True
     restrict_to_siblings: bool = True
+    tasks_in_flight_per_actor: int = Field(2, ge=1)  # batches queued per actor: bounds decoded frames held
+    audit_log: str | None = None  # when set, each actor appends "item_id<TAB>model_version" per inference
 
 
 class FeaturesConfig(_Section):
+    """Feast: the repository (relative to the project root) and an alternative feature_store.yaml."""
+
     repo_dir: str = "features"
+    feature_store_yaml: str | None = None  # e.g. infra/feast/prod/feature_store.yaml; None: the repo's
     history_length: int = Field(20, ge=1)
+    engaged_satisfaction: float = 0.5  # an interaction is "engaged" when satisfaction is above this
     serendipity_ttl_days: int = Field(30, ge=1)
+    history_ttl_days: int = Field(90, ge=1)
+    item_meta_ttl_days: int = Field(365, ge=1)
 
 
 class RetrievalConfig(_Section):
+    """The SASRec sequence model, its point-in-time training data, and the per-cluster item index."""
+
     embedding_dim: int = Field(64, ge=8)
     max_history: int = Field(20, ge=1)
     epochs: int = Field(3, ge=1)
     batch_size: int = Field(256, ge=1)
     learning_rate: float = Field(1e-3, gt=0)
+    num_layers: int = Field(2, ge=1)
+    num_heads: int = Field(2, ge=1)
+    dropout: float = Field(0.2, ge=0, lt=1)
+    num_negatives: int = Field(256, ge=1)  # shared uniform negatives of the sampled softmax
+    weight_decay: float = Field(0.0, ge=0)
+    holdout_fraction: Fraction = 0.2  # the last share of the log's time range, held out for evaluation
+    eval_k: int = Field(10, ge=1)
+    seed: int = 0
+    num_workers: int = Field(1, ge=1)  # Ray Train workers
+    use_gpu: bool = False
+    flat_index_max_items: int = Field(50_000, ge=1)  # a cluster above this gets an HNSW index
+    hnsw_m: int = Field(32, ge=4)
 
 
 class ServingConfig(_Section):
+    """The Ray Serve application (``serving/``); the bearer token comes from the environment, never here."""
+
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
     max_k: int = Field(100, ge=1)
     max_body_bytes: int = Field(16_384, ge=256)
+    request_timeout_s: float = Field(10.0, gt=0)  # the ingress answers 504 when the recommender takes longer
+    max_batch_size: int = Field(16, ge=1)  # requests the recommender deployment answers together
+    batch_wait_timeout_s: float = Field(0.005, ge=0)  # how long a batch waits to fill up
 
 
 class EvalConfig(_Section):
@@ -121,6 +153,26 @@ class EvalConfig(_Section):
     days: int = Field(3, ge=1)
     users_per_arm: int = Field(100, ge=1)
     slate_size: int = Field(10, ge=1)
+
+
+class TreeBuildConfig(_Section):
+    """Building a 4-level traffic-balanced tree for datasets without one (``spark_jobs/build_tree.py``)."""
+
+    branching: tuple[int, int, int, int] = (3, 3, 3, 2)
+    seed: int = 0
+    image_weight: float = Field(0.5, ge=0)  # weight of thumbnail features next to the unit text embedding
+    balance_tolerance: float = Field(0.05, ge=0, le=1)  # a child may hold up to (1 + tol) / k of its parent
+    refine_iterations: int = Field(5, ge=0)  # balanced k-means rounds after the k-means start
+    embed_batch_size: int = Field(64, ge=1)
+    embed_threads: int = Field(0, ge=0)  # torch threads per Spark Python worker; 0 leaves torch's default
+    terms_per_label: int = Field(1, ge=1, le=3)  # distinguishing terms naming each cluster
+
+    @field_validator("branching")
+    @classmethod
+    def _branching_positive(cls, value: tuple[int, ...]) -> tuple[int, ...]:
+        if any(b < 1 for b in value):
+            raise ValueError("every branching factor must be >= 1")
+        return value
 
 
 class PipelineConfig(_Section):
@@ -138,6 +190,7 @@ class PipelineConfig(_Section):
     retrieval: RetrievalConfig = RetrievalConfig()
     serving: ServingConfig = ServingConfig()
     eval: EvalConfig = EvalConfig()
+    tree: TreeBuildConfig = TreeBuildConfig()
 
     @model_validator(mode="after")
     def _paths_absolute(self) -> PipelineConfig:

@@ -150,6 +150,25 @@ ITEM_META_VIEW = "item_meta"
 SERVING_FEATURE_SERVICE = "serendipity_serving"
 SERENDIPITOUS_CLUSTER_FEATURE = "serendipitous_cluster"
 EVENT_TIMESTAMP = "event_timestamp"
+RECENT_ITEMS_FEATURE = "recent_item_ids"  # user_history: engaged item ids, newest first
+IMPRESSIONS_FEATURE = "impressions"  # item_meta: impressions up to the snapshot
+
+# Feast sources computed by spark_jobs/user_history.py: one row per (entity, snapshot time).
+USER_HISTORY_SCHEMA = pa.schema(
+    [
+        pa.field(USER_JOIN_KEY, pa.int64()),
+        pa.field(RECENT_ITEMS_FEATURE, pa.list_(pa.int64())),
+        pa.field(EVENT_TIMESTAMP, pa.timestamp("us", tz="UTC")),
+    ]
+)
+ITEM_META_SCHEMA = pa.schema(
+    [
+        pa.field(ITEM_JOIN_KEY, pa.int64()),
+        *[pa.field(col, pa.int64()) for col in LEVEL_COLUMNS],
+        pa.field(IMPRESSIONS_FEATURE, pa.int64()),
+        pa.field(EVENT_TIMESTAMP, pa.timestamp("us", tz="UTC")),
+    ]
+)
 
 
 def level_column(level: int) -> str:

@@ -60,7 +60,9 @@ class ClusterTree:
         clusters = {}
         for row in frame.itertuples(index=False):
             parent = None if pd.isna(row.parent_id) else int(row.parent_id)
-            clusters[int(row.cluster_id)] = Cluster(int(row.cluster_id), int(row.level), parent, str(row.description))
+            clusters[int(row.cluster_id)] = Cluster(
+                int(row.cluster_id), int(row.level), parent, str(row.description)
+            )
         return cls(clusters)
 
     @classmethod

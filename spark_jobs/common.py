@@ -30,15 +30,16 @@ def get_spark(config: SparkConfig | None = None) -> SparkSession:
         .config("spark.ui.enabled", "false")
         .config("spark.sql.parquet.outputTimestampType", "TIMESTAMP_MICROS")
     )
-    if "SPARK_MASTER" not in os.environ and not _launched_by_spark_submit():
+    if not launched_by_spark_submit():
         builder = builder.master(config.master)
     for key, value in config.extra_conf.items():
         builder = builder.config(key, value)
     return builder.getOrCreate()
 
 
-def _launched_by_spark_submit() -> bool:
-    return "spark.master" in os.environ.get("PYSPARK_SUBMIT_ARGS", "") or bool(os.environ.get("SPARK_ENV_LOADED"))
+def launched_by_spark_submit() -> bool:
+    """spark-submit starts the JVM first and hands its gateway port to the Python driver."""
+    return "PYSPARK_GATEWAY_PORT" in os.environ
 
 
 def job_arg_parser(description: str) -> argparse.ArgumentParser:

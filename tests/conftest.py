@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
+import yaml
 
 from serendipity.config import PipelineConfig, load_config
 
@@ -40,6 +41,14 @@ def test_config(tmp_path_factory: pytest.TempPathFactory) -> PipelineConfig:
 
 
 @pytest.fixture(scope="session")
+def test_config_path(test_config: PipelineConfig) -> Path:
+    """test_config written back to YAML, for jobs that take ``--config PATH`` like users run them."""
+    path = test_config.work_dir.parent / "test-config.yaml"
+    path.write_text(yaml.safe_dump(test_config.model_dump(mode="json"), sort_keys=False))
+    return path
+
+
+@pytest.fixture(scope="session")
 def world_dataset(test_config: PipelineConfig) -> Path:
     """The synthetic world of configs/test.yaml, generated once per session (with media)."""
     from serendipity.world import generate_world
@@ -65,3 +74,15 @@ def ray_local():
         ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
     yield ray
     ray.shutdown()
+
+
+MINING_STAGES = ("validate", "aggregates", "pairs", "curate", "corpus")
+
+
+@pytest.fixture(scope="session")
+def mined(test_config: PipelineConfig, test_config_path: Path, world_dataset: Path, spark) -> PipelineConfig:
+    """The Spark chain (validate .. corpus) run once on the test world, as the pipeline runs it."""
+    from serendipity.pipeline import run_pipeline
+
+    run_pipeline(test_config, test_config_path, stages=MINING_STAGES)
+    return test_config

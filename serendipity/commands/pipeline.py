@@ -1,7 +1,55 @@
-"""`serendipity pipeline` commands."""
+"""`serendipity pipeline run`: every stage in order, skipping the ones whose outputs are current."""
 
 from __future__ import annotations
 
-import typer
+from pathlib import Path
 
-app = typer.Typer(no_args_is_help=True, help="pipeline commands")
+import typer
+from rich.console import Console
+from rich.table import Table
+
+app = typer.Typer(no_args_is_help=True, help="Run the whole pipeline or a subset of stages.")
+console = Console()
+
+
+@app.command("run")
+def run(
+    config: Path = typer.Option(..., "--config", "-c", exists=True, dir_okay=False, help="pipeline YAML"),
+    stages: str | None = typer.Option(None, "--stages", help="comma-separated subset, e.g. aggregates,pairs"),
+    force: bool = typer.Option(False, "--force", help="re-run stages even when their outputs are current"),
+) -> None:
+    """Run the pipeline described by CONFIG."""
+    from serendipity.config import ConfigError, load_config
+    from serendipity.pipeline import run_pipeline
+
+    try:
+        pipeline_config = load_config(config)
+    except ConfigError as error:
+        console.print(f"[red]{error}[/red]")
+        raise typer.Exit(2) from None
+    selected = [name.strip() for name in stages.split(",") if name.strip()] if stages else None
+
+    def announce(stage) -> None:
+        console.rule(f"[bold]{stage.name}[/bold]: {stage.summary}")
+
+    try:
+        results = run_pipeline(pipeline_config, config.resolve(), selected, force=force, on_stage=announce)
+    except ValueError as error:
+        console.print(f"[red]{error}[/red]")
+        raise typer.Exit(2) from None
+    table = Table(title=f"pipeline {pipeline_config.name}: {pipeline_config.work_dir}")
+    table.add_column("stage")
+    table.add_column("status")
+    table.add_column("seconds", justify="right")
+    for result in results:
+        table.add_row(result.name, result.status, f"{result.seconds:.1f}" if result.status == "ran" else "")
+    console.print(table)
+
+
+@app.command("stages")
+def list_stages() -> None:
+    """List the stages in order."""
+    from serendipity.pipeline import default_stages
+
+    for stage in default_stages():
+        console.print(f"[bold]{stage.name:12}[/bold] {stage.summary}")

@@ -1,0 +1,251 @@
+"""The pipeline: an ordered list of stages, each a thin call into a job, skipped when current.
+
+A stage is *current* when its outputs exist and the fingerprint recorded after its last
+successful run still matches: the config sections it reads plus the size and mtime of its
+inputs. Changing the config or re-running an upstream stage therefore re-runs it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import json
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from serendipity.config import PipelineConfig
+from serendipity.io import write_json_atomic
+from serendipity.layout import WorkLayout
+from serendipity.schema import DATASET_FILES, TREE_INFO_FILE
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One pipeline step: ``run(config, config_path)`` must write every path in ``outputs``."""
+
+    name: str
+    summary: str
+    run: Callable[[PipelineConfig, Path], None]
+    inputs: Callable[[PipelineConfig], list[Path]]
+    outputs: Callable[[PipelineConfig], list[Path]]
+    config_sections: tuple[str, ...] = ()
+    enabled: Callable[[PipelineConfig], bool] = field(default=lambda config: True)
+
+
+def _job(module: str) -> Callable[[PipelineConfig, Path], None]:
+    def run(config: PipelineConfig, config_path: Path) -> None:
+        importlib.import_module(module).main(["--config", str(config_path)])
+
+    return run
+
+
+def _generate_world(config: PipelineConfig, config_path: Path) -> None:
+    from serendipity.world import generate_world
+
+    assert config.world is not None
+    generate_world(config.dataset_dir, config.world)
+
+
+def _materialize_features(config: PipelineConfig, config_path: Path) -> None:
+    from datetime import UTC, datetime
+
+    from serendipity.features_store import ServingFeatures
+
+    features = ServingFeatures(config)
+    features.apply()
+    end = datetime.now(UTC)
+    features.materialize_incremental(end)
+    write_json_atomic({"materialized_until": end.isoformat()}, _features_marker(config))
+
+
+def _features_marker(config: PipelineConfig) -> Path:
+    return _layout(config).feast_dir / "materialized.json"
+
+
+def _placeholder_tree(config: PipelineConfig) -> bool:
+    marker = config.dataset_dir / TREE_INFO_FILE
+    return marker.exists() and bool(json.loads(marker.read_text()).get("placeholder"))
+
+
+def _dataset_files(config: PipelineConfig) -> list[Path]:
+    return [config.dataset_dir / name for name in DATASET_FILES]
+
+
+def _layout(config: PipelineConfig) -> WorkLayout:
+    return WorkLayout.of(config)
+
+
+def default_stages() -> list[Stage]:
+    """The stages in data-flow order."""
+    return [
+        Stage(
+            "world",
+            "generate the synthetic short-video world",
+            _generate_world,
+            inputs=lambda c: [],
+            outputs=_dataset_files,
+            config_sections=("world",),
+            enabled=lambda c: c.world is not None,
+        ),
+        Stage(
+            "validate",
+            "check the dataset against the contract; quarantine unusable rows",
+            _job("spark_jobs.validate"),
+            inputs=_dataset_files,
+            outputs=lambda c: [_layout(c).validated_dir / name for name in DATASET_FILES],
+        ),
+        Stage(
+            "build_tree",
+            "build a 4-level traffic-balanced topic tree (datasets with a placeholder tree)",
+            _job("spark_jobs.build_tree"),
+            inputs=lambda c: [_layout(c).validated_dir / "items.parquet"],
+            outputs=lambda c: [
+                _layout(c).tree_dir / "clusters.parquet",
+                _layout(c).tree_dir / "items.parquet",
+            ],
+            config_sections=("tree",),
+            enabled=_placeholder_tree,
+        ),
+        Stage(
+            "aggregates",
+            "satisfaction of similar vs serendipitous next items (the paper's preliminary analysis)",
+            _job("spark_jobs.aggregates"),
+            inputs=lambda c: [_layout(c).validated_dir / "interactions.parquet"],
+            outputs=lambda c: [_layout(c).aggregates_overall_path],
+            config_sections=("mining",),
+        ),
+        Stage(
+            "pairs",
+            "serendipitous pairs and s(context item, next cluster)",
+            _job("spark_jobs.pairs"),
+            inputs=lambda c: [_layout(c).validated_dir / "interactions.parquet"],
+            outputs=lambda c: [_layout(c).pairs_path, _layout(c).scores_path],
+            config_sections=("mining",),
+        ),
+        Stage(
+            "curate",
+            "diversified fine-tuning set: top context items per next cluster",
+            _job("spark_jobs.curate"),
+            inputs=lambda c: [_layout(c).scores_path],
+            outputs=lambda c: [_layout(c).sft_path, _layout(c).descriptions_path],
+            config_sections=("mining",),
+        ),
+        Stage(
+            "corpus",
+            "popular corpus covering the target impression share, and its delta",
+            _job("spark_jobs.corpus"),
+            inputs=lambda c: [_layout(c).validated_dir / "interactions.parquet"],
+            outputs=lambda c: [_layout(c).corpus_path, _layout(c).corpus_delta_path],
+            config_sections=("mining",),
+        ),
+        Stage(
+            "user_history",
+            "Feast sources: users' recent engaged items and items' cluster path and popularity",
+            _job("spark_jobs.user_history"),
+            inputs=lambda c: [_layout(c).validated_dir / "interactions.parquet"],
+            outputs=lambda c: [_layout(c).user_history_path, _layout(c).item_meta_path],
+            config_sections=("features",),
+        ),
+        Stage(
+            "finetune",
+            "fine-tune the multimodal LLM on the curated set (Ray Train)",
+            _job("ray_jobs.finetune"),
+            inputs=lambda c: [_layout(c).sft_path, _layout(c).descriptions_path],
+            outputs=lambda c: [_layout(c).models_dir / "latest"],
+            config_sections=("mllm",),
+        ),
+        Stage(
+            "infer",
+            "serendipitous_cluster for the popular corpus (Ray Data), only new or changed items",
+            _job("ray_jobs.infer"),
+            inputs=lambda c: [_layout(c).corpus_path, _layout(c).models_dir / "latest"],
+            outputs=lambda c: [_layout(c).serendipity_path],
+            config_sections=("inference",),
+        ),
+        Stage(
+            "features",
+            "feast apply + materialize-incremental into the online store",
+            _materialize_features,
+            inputs=lambda c: [
+                _layout(c).serendipity_path,
+                _layout(c).user_history_path,
+                _layout(c).item_meta_path,
+            ],
+            outputs=lambda c: [_features_marker(c)],
+            config_sections=("features",),
+        ),
+    ]
+
+
+def _fingerprint(stage: Stage, config: PipelineConfig) -> str:
+    digest = hashlib.sha256()
+    for section in stage.config_sections:
+        digest.update(
+            json.dumps(
+                getattr(config, section).model_dump(mode="json")
+                if getattr(config, section) is not None
+                else None,
+                sort_keys=True,
+            ).encode()
+        )
+    for path in stage.inputs(config):
+        stat = path.stat() if path.exists() else None
+        digest.update(f"{path}:{stat.st_size if stat else -1}:{stat.st_mtime_ns if stat else -1}".encode())
+    return digest.hexdigest()
+
+
+def _marker(config: PipelineConfig, stage: Stage) -> Path:
+    return config.path("_stages", f"{stage.name}.json")
+
+
+def is_current(stage: Stage, config: PipelineConfig) -> bool:
+    marker = _marker(config, stage)
+    if not marker.exists() or not all(path.exists() for path in stage.outputs(config)):
+        return False
+    return json.loads(marker.read_text()).get("fingerprint") == _fingerprint(stage, config)
+
+
+@dataclass
+class StageResult:
+    name: str
+    status: str  # "ran" | "skipped" | "disabled"
+    seconds: float = 0.0
+
+
+def run_pipeline(
+    config: PipelineConfig,
+    config_path: Path,
+    stages: Sequence[str] | None = None,
+    force: bool = False,
+    on_stage: Callable[[Stage], None] | None = None,
+) -> list[StageResult]:
+    """Run the selected stages (all by default) in order, skipping current ones unless ``force``."""
+    available = default_stages()
+    names = [stage.name for stage in available]
+    unknown = sorted(set(stages or []) - set(names))
+    if unknown:
+        raise ValueError(f"unknown stage(s) {', '.join(unknown)}; choose from {', '.join(names)}")
+    results = []
+    for stage in available:
+        if stages and stage.name not in stages:
+            continue
+        if not stage.enabled(config):
+            results.append(StageResult(stage.name, "disabled"))
+            continue
+        if not force and is_current(stage, config):
+            results.append(StageResult(stage.name, "skipped"))
+            continue
+        if on_stage is not None:
+            on_stage(stage)
+        started = time.perf_counter()
+        stage.run(config, config_path)
+        missing = [str(path) for path in stage.outputs(config) if not path.exists()]
+        if missing:
+            raise RuntimeError(f"stage {stage.name} finished without writing {', '.join(missing)}")
+        write_json_atomic(
+            {"fingerprint": _fingerprint(stage, config), "finished": time.time()}, _marker(config, stage)
+        )
+        results.append(StageResult(stage.name, "ran", time.perf_counter() - started))
+    return results
