@@ -1,7 +1,71 @@
-"""`serendipity features` commands."""
+"""`serendipity features` commands: Feast apply, materialize and online reads for a pipeline config."""
 
 from __future__ import annotations
 
+from datetime import datetime
+from pathlib import Path
+
 import typer
 
-app = typer.Typer(no_args_is_help=True, help="features commands")
+app = typer.Typer(no_args_is_help=True, help="Feast: apply, materialize, read.")
+
+CONFIG_OPTION = typer.Option(..., "--config", help="pipeline YAML (configs/demo.yaml, ...)")
+YAML_OPTION = typer.Option(
+    None, "--feature-store-yaml", help="alternative feature_store.yaml (default: features.feature_store_yaml)"
+)
+
+
+def _parse_time(value: str | None, name: str) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        return datetime.fromisoformat(value)
+    except ValueError:
+        raise typer.BadParameter(f"expected an ISO-8601 time, got {value!r}", param_hint=name) from None
+
+
+def _features(config_path: Path, feature_store_yaml: Path | None):
+    from serendipity.config import load_config
+    from serendipity.features_store import ServingFeatures
+
+    return ServingFeatures(load_config(config_path), feature_store_yaml)
+
+
+@app.command("apply")
+def apply(config: Path = CONFIG_OPTION, feature_store_yaml: Path | None = YAML_OPTION) -> None:
+    """Register entities, feature views and the serving FeatureService (like `feast apply`)."""
+    features = _features(config, feature_store_yaml)
+    features.apply()
+    typer.echo(f"applied Feast repository {features.yaml_path} for work_dir {features.config.work_dir}")
+
+
+@app.command("materialize")
+def materialize(
+    config: Path = CONFIG_OPTION,
+    end: str | None = typer.Option(None, "--end", help="ISO time; default now (UTC)"),
+    start: str | None = typer.Option(None, "--start", help="ISO time: materialise [start, end] instead"),
+    feature_store_yaml: Path | None = YAML_OPTION,
+) -> None:
+    """Load new source rows into the online store (like `feast materialize-incremental END`)."""
+    from datetime import UTC
+
+    end_time = _parse_time(end, "--end") or datetime.now(UTC)
+    start_time = _parse_time(start, "--start")
+    features = _features(config, feature_store_yaml)
+    if start_time is None:
+        features.materialize_incremental(end_time)
+    else:
+        features.materialize(start_time, end_time)
+    typer.echo(f"materialised up to {end_time.isoformat()}")
+
+
+@app.command("online")
+def online(
+    config: Path = CONFIG_OPTION,
+    item: list[int] = typer.Option(..., "--item", help="context item id (repeatable)"),
+    user: int = typer.Option(0, "--user", help="user id"),
+    feature_store_yaml: Path | None = YAML_OPTION,
+) -> None:
+    """Print the serving features of context items for one user."""
+    frame = _features(config, feature_store_yaml).online_features(item, [user] * len(item))
+    typer.echo(frame.to_string(index=False))

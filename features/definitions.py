@@ -1,0 +1,43 @@
+"""All Feast objects of the repository, built for one pipeline config."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from feast import Entity, FeatureService, FeatureView
+
+from features.data_sources import item_meta_source, serendipity_source, user_history_source
+from features.entities import item, user
+from features.feature_services import serving_service
+from features.feature_views import item_meta_view, item_serendipity_view, user_history_view
+from serendipity.config import PipelineConfig
+from serendipity.layout import WorkLayout
+
+
+@dataclass(frozen=True)
+class FeastDefinitions:
+    item: Entity
+    user: Entity
+    item_serendipity: FeatureView
+    user_history: FeatureView
+    item_meta: FeatureView
+    serving: FeatureService
+
+    @property
+    def feature_views(self) -> list[FeatureView]:
+        return [self.item_serendipity, self.user_history, self.item_meta]
+
+    def objects(self) -> list[Entity | FeatureView | FeatureService]:
+        """Everything ``feast apply`` registers (the views carry their sources)."""
+        return [self.item, self.user, *self.feature_views, self.serving]
+
+
+def build_definitions(config: PipelineConfig, offline_store: str = "file") -> FeastDefinitions:
+    """Entities, views over ``config.work_dir``'s tables, and the serving FeatureService."""
+    layout = WorkLayout.of(config)
+    views = (
+        item_serendipity_view(serendipity_source(layout, offline_store), config.features),
+        user_history_view(user_history_source(layout, offline_store), config.features),
+        item_meta_view(item_meta_source(layout, offline_store), config.features),
+    )
+    return FeastDefinitions(item, user, *views, serving=serving_service(list(views)))

@@ -1,0 +1,18 @@
+"""What ``feast -c features apply`` registers (the only module Feast scans; see .feastignore).
+
+The pipeline config comes from the environment: see features/data_sources.py.
+"""
+
+from __future__ import annotations
+
+from features.data_sources import config_from_env, offline_store_from_env
+from features.definitions import build_definitions
+
+_definitions = build_definitions(config_from_env(), offline_store_from_env())
+
+item = _definitions.item
+user = _definitions.user
+item_serendipity = _definitions.item_serendipity
+user_history = _definitions.user_history
+item_meta = _definitions.item_meta
+serendipity_serving = _definitions.serving

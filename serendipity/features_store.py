@@ -1,0 +1,202 @@
+"""The Feast feature store of a pipeline: apply, materialise, and read through the serving FeatureService.
+
+The store is built from the Feast repository (``features.repo_dir``, relative to the project root) and
+a feature_store.yaml: the repository's embedded default or an alternative one (``features.feature_store_yaml``
+or an argument), e.g. the production Redis + Spark file. Relative registry and online-store paths in it
+resolve against ``WorkLayout.feast_dir``, so each pipeline config keeps its own Feast state.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pandas as pd
+
+from serendipity.config import PipelineConfig
+from serendipity.features_sources import check_sources
+from serendipity.layout import WorkLayout
+from serendipity.schema import EVENT_TIMESTAMP, ITEM_JOIN_KEY, SERVING_FEATURE_SERVICE, USER_JOIN_KEY
+
+if TYPE_CHECKING:
+    from feast import FeatureService, FeatureStore, FeatureView
+
+    from features.definitions import FeastDefinitions
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+ENTITY_COLUMNS = (ITEM_JOIN_KEY, USER_JOIN_KEY)
+
+
+def repo_dir(config: PipelineConfig) -> Path:
+    path = Path(config.features.repo_dir).expanduser()
+    return path if path.is_absolute() else PROJECT_ROOT / path
+
+
+def feature_store_yaml(config: PipelineConfig, override: str | Path | None = None) -> Path:
+    """The feature_store.yaml to use: ``override``, then ``features.feature_store_yaml``, then the repo's."""
+    chosen = override or config.features.feature_store_yaml
+    if chosen is None:
+        return repo_dir(config) / "feature_store.yaml"
+    path = Path(chosen).expanduser()
+    return path if path.is_absolute() else PROJECT_ROOT / path
+
+
+def _utc(moment: datetime) -> datetime:
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+class ServingFeatures:
+    """One pipeline's Feast store; build once and reuse (reads do no materialisation)."""
+
+    def __init__(self, config: PipelineConfig, feature_store_yaml_path: str | Path | None = None) -> None:
+        from feast import FeatureStore
+
+        self.config = config
+        self.yaml_path = feature_store_yaml(config, feature_store_yaml_path)
+        if not self.yaml_path.is_file():
+            raise FileNotFoundError(f"feature_store.yaml not found at {self.yaml_path}")
+        state_dir = WorkLayout.of(config).feast_dir
+        (state_dir / "data").mkdir(parents=True, exist_ok=True)
+        self.store: FeatureStore = FeatureStore(repo_path=str(state_dir), fs_yaml_file=self.yaml_path)
+        self._service: FeatureService | None = None
+        self._ttls: dict[str, timedelta | None] | None = None
+
+    def definitions(self) -> FeastDefinitions:
+        from features.definitions import build_definitions
+
+        return build_definitions(self.config, self.store.config.offline_store.type)
+
+    def apply(self) -> None:
+        """Register entities, views (over this config's work_dir) and the serving FeatureService."""
+        self.store.apply(self.definitions().objects())
+        self._service, self._ttls = None, None
+
+    @property
+    def service(self) -> FeatureService:
+        if self._service is None:
+            self._service = self.store.get_feature_service(SERVING_FEATURE_SERVICE)
+        return self._service
+
+    def _views(self) -> list[FeatureView]:
+        names = {projection.name for projection in self.service.feature_view_projections}
+        return [view for view in self.store.list_feature_views() if view.name in names]
+
+    def check_sources(self) -> list[Path]:
+        """Fail naming file and column unless every source matches its contract schema."""
+        local = [view for view in self._views() if "://" not in str(view.batch_source.path)]
+        return check_sources(local)
+
+    def materialize(self, start: datetime, end: datetime) -> None:
+        """Load rows with event time in [start, end] into the online store; re-runs are idempotent."""
+        self.check_sources()
+        self.store.materialize(_utc(start), _utc(end), feature_views=[view.name for view in self._views()])
+
+    def materialize_incremental(self, end: datetime) -> None:
+        """Load rows newer than each view's last materialisation, up to ``end``.
+
+        A view never materialised starts at ``end - ttl`` (Feast itself would start at now - ttl, which
+        loads nothing for historical data).
+        """
+        self.check_sources()
+        end = _utc(end)
+        for view in self._views():
+            last_end = view.most_recent_end_time
+            if last_end is None:
+                start = end - (view.ttl or timedelta(weeks=52))
+                self.store.materialize(start, end, feature_views=[view.name])
+            elif _utc(last_end) < end:
+                self.store.materialize_incremental(end, feature_views=[view.name])
+
+    def online_features(
+        self, item_ids: Sequence[int], user_ids: Sequence[int], now: datetime | None = None
+    ) -> pd.DataFrame:
+        """Serving features of each (item_ids[i], user_ids[i]); values past their view's TTL are None."""
+        return pd.DataFrame(self.online_columns(item_ids, user_ids, now))
+
+    def online_columns(
+        self, item_ids: Sequence[int], user_ids: Sequence[int], now: datetime | None = None
+    ) -> dict[str, list]:
+        """``online_features`` as plain column lists (no DataFrame: the low-latency serving path)."""
+        from feast.online_response import TIMESTAMP_POSTFIX
+
+        if len(item_ids) != len(user_ids):
+            raise ValueError(f"item_ids and user_ids differ in length: {len(item_ids)} != {len(user_ids)}")
+        response = self.store.get_online_features(
+            features=self.service,
+            entity_rows={
+                ITEM_JOIN_KEY: [int(i) for i in item_ids],
+                USER_JOIN_KEY: [int(u) for u in user_ids],
+            },
+        ).to_dict(include_event_timestamps=True)
+
+        now_seconds = _utc(now).timestamp() if now else time.time()
+        columns: dict[str, list] = {ITEM_JOIN_KEY: list(item_ids), USER_JOIN_KEY: list(user_ids)}
+        if self._ttls is None:
+            self._ttls = {view.name: view.ttl for view in self._views()}
+        for projection in self.service.feature_view_projections:
+            ttl = self._ttls.get(projection.name)
+            for feature in projection.features:
+                values = response[feature.name]
+                stamps = response[f"{feature.name}{TIMESTAMP_POSTFIX}"]
+                if ttl:
+                    values = [
+                        None if stamp and now_seconds - stamp > ttl.total_seconds() else value
+                        for value, stamp in zip(values, stamps, strict=True)
+                    ]
+                columns[feature.name] = values
+        return columns
+
+    def historical_features(self, entity_df: pd.DataFrame) -> pd.DataFrame:
+        """Point-in-time join of the serving features onto (item_id, user_id, event_timestamp) rows.
+
+        Rows come back in ``entity_df``'s order; a feature is null when no source row is at or before
+        the row's event_timestamp within the view's TTL. Each view of the service is joined on its own:
+        Feast's file offline store drops an entity row whose only candidates lie outside the TTL
+        window instead of returning nulls, which would lose the other views' features of that row.
+        """
+        missing = [column for column in (*ENTITY_COLUMNS, EVENT_TIMESTAMP) if column not in entity_df.columns]
+        if missing:
+            raise ValueError(f"entity_df lacks columns {missing}; it has {list(entity_df.columns)}")
+        joined = entity_df.reset_index(drop=True).assign(
+            **{EVENT_TIMESTAMP: pd.to_datetime(entity_df[EVENT_TIMESTAMP].to_numpy(), utc=True)}
+        )
+        views = {view.name: view for view in self._views()}
+        for projection in self.service.feature_view_projections:
+            keys = [*views[projection.name].join_keys, EVENT_TIMESTAMP]
+            names = [feature.name for feature in projection.features]
+            rows = joined[keys].drop_duplicates()
+            refs = [f"{projection.name_to_use()}:{name}" for name in names]
+            found = self.store.get_historical_features(entity_df=rows, features=refs).to_df()
+            found[EVENT_TIMESTAMP] = pd.to_datetime(found[EVENT_TIMESTAMP], utc=True)
+            joined = joined.merge(found[[*keys, *names]], on=keys, how="left")
+        return joined
+
+
+def apply(config: PipelineConfig, feature_store_yaml_path: str | Path | None = None) -> ServingFeatures:
+    features = ServingFeatures(config, feature_store_yaml_path)
+    features.apply()
+    return features
+
+
+def materialize_incremental(
+    config: PipelineConfig, end: datetime, feature_store_yaml_path: str | Path | None = None
+) -> None:
+    ServingFeatures(config, feature_store_yaml_path).materialize_incremental(end)
+
+
+def online_features(
+    config: PipelineConfig,
+    item_ids: Sequence[int],
+    user_ids: Sequence[int],
+    feature_store_yaml_path: str | Path | None = None,
+) -> pd.DataFrame:
+    return ServingFeatures(config, feature_store_yaml_path).online_features(item_ids, user_ids)
+
+
+def historical_features(
+    config: PipelineConfig, entity_df: pd.DataFrame, feature_store_yaml_path: str | Path | None = None
+) -> pd.DataFrame:
+    return ServingFeatures(config, feature_store_yaml_path).historical_features(entity_df)

@@ -1,0 +1,288 @@
+"""The Feast repository on the embedded default (file offline store, SQLite online store)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import pytest
+from reference.contract_data import (
+    job_config,
+    prepare_validated,
+    world_generator_available,
+    write_contract_dataset,
+)
+from typer.testing import CliRunner
+
+from serendipity.config import PipelineConfig, load_config
+from serendipity.features_sources import SourceSchemaError
+from serendipity.features_store import ServingFeatures, repo_dir
+from serendipity.layout import WorkLayout
+from serendipity.schema import (
+    CLUSTERS_FILE,
+    INTERACTIONS_FILE,
+    ITEMS_FILE,
+    SERENDIPITY_SCHEMA,
+    USER_HISTORY_VIEW,
+)
+from serendipity.tree import ClusterTree
+from spark_jobs import user_history
+
+FIXTURE_MODEL_VERSION = "fixture"
+
+
+def write_fixture_serendipity(
+    config: PipelineConfig, event_time: datetime, model_version: str = FIXTURE_MODEL_VERSION
+) -> pd.DataFrame:
+    """TEST DATA standing in for the batch-inference job's output until it exists: each catalog item's
+    serendipitous cluster is the first sibling of its level-3 cluster (SERENDIPITY_SCHEMA rows)."""
+    layout = WorkLayout.of(config)
+    tree = ClusterTree.from_frame(pq.read_table(layout.catalog_dir() / CLUSTERS_FILE).to_pandas())
+    items = pq.read_table(layout.catalog_dir() / ITEMS_FILE).to_pandas().sort_values("item_id")
+    rows = []
+    for item_id, own_cluster in zip(items["item_id"], items["c3"], strict=True):
+        siblings = tree.siblings(int(own_cluster))
+        if siblings:
+            rows.append(
+                {
+                    "item_id": int(item_id),
+                    "serendipitous_cluster": siblings[0],
+                    "serendipitous_description": tree.description(siblings[0]),
+                    "score": 1.0 / (1 + len(siblings)),
+                    "alternatives": siblings[1:],
+                    "alternative_scores": [0.5] * len(siblings[1:]),
+                    "reasoning": f"fixture: sibling of {own_cluster}",
+                    "media_fallback": False,
+                    "model_version": model_version,
+                    "prompt_style": "video_cot",
+                    "event_timestamp": pd.Timestamp(event_time),
+                }
+            )
+    frame = pd.DataFrame(rows)
+    write_serendipity(config, frame)
+    return frame
+
+
+def write_serendipity(
+    config: PipelineConfig, frame: pd.DataFrame, schema: pa.Schema = SERENDIPITY_SCHEMA
+) -> None:
+    path = WorkLayout.of(config).serendipity_path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.Table.from_pandas(frame, schema=schema, preserve_index=False), path)
+
+
+def prepare_feature_sources(test_config: PipelineConfig, dataset: Path, work_dir: Path) -> PipelineConfig:
+    """A work dir holding validated logs, the user_history/item_meta sources and the serendipity table."""
+    config_path = job_config(test_config, dataset, work_dir)
+    prepare_validated(config_path)
+    user_history.main(["--config", str(config_path)])
+    config = load_config(config_path)
+    write_fixture_serendipity(config, inference_time(config))
+    return config
+
+
+def inference_time(config: PipelineConfig) -> datetime:
+    """The fixture inference run happens one hour after the last logged interaction."""
+    logs = pq.read_table(WorkLayout.of(config).validated_dir / INTERACTIONS_FILE, columns=["ts"])
+    return pd.Timestamp(pc.max(logs["ts"]).as_py()).to_pydatetime() + timedelta(hours=1)
+
+
+def feast_dataset(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    if world_generator_available():
+        return request.getfixturevalue("world_dataset")
+    return write_contract_dataset(tmp_path_factory.mktemp("contract") / "dataset", seed=5)
+
+
+@pytest.fixture(scope="module")
+def sources(spark, request, test_config, tmp_path_factory) -> PipelineConfig:
+    dataset = feast_dataset(request, tmp_path_factory)
+    return prepare_feature_sources(test_config, dataset, tmp_path_factory.mktemp("feast") / "work")
+
+
+@pytest.fixture(scope="module")
+def served(sources: PipelineConfig) -> ServingFeatures:
+    """Applied and materialised up to just after the fixture inference run."""
+    features = ServingFeatures(sources)
+    features.apply()
+    features.materialize_incremental(inference_time(sources) + timedelta(minutes=1))
+    return features
+
+
+def copy_work(config: PipelineConfig, work_dir: Path) -> PipelineConfig:
+    """The same sources in a fresh work dir (own Feast registry and online store)."""
+    shutil.copytree(config.work_dir, work_dir, ignore=shutil.ignore_patterns("feast"))
+    config_path = job_config(config, config.dataset_dir, work_dir)
+    return load_config(config_path)
+
+
+def _serendipity(config: PipelineConfig) -> pd.DataFrame:
+    return pq.read_table(WorkLayout.of(config).serendipity_path).to_pandas()
+
+
+def test_online_read_through_the_service_for_every_item(served: ServingFeatures) -> None:
+    expected = _serendipity(served.config).sort_values("item_id").reset_index(drop=True)
+    history = pq.read_table(WorkLayout.of(served.config).user_history_path).to_pandas()
+    user_id = int(history.sort_values("event_timestamp")["user_id"].iloc[-1])
+    now = inference_time(served.config) + timedelta(days=1)
+    online = served.online_features(expected["item_id"].tolist(), [user_id] * len(expected), now=now)
+    assert online["serendipitous_cluster"].tolist() == expected["serendipitous_cluster"].tolist()
+    assert online["serendipitous_description"].tolist() == expected["serendipitous_description"].tolist()
+    assert [list(v) for v in online["alternatives"]] == [list(v) for v in expected["alternatives"]]
+    assert set(online["model_version"]) == {FIXTURE_MODEL_VERSION}
+    items = pq.read_table(WorkLayout.of(served.config).catalog_dir() / ITEMS_FILE).to_pandas()
+    assert online["c3"].tolist() == items.set_index("item_id").loc[expected["item_id"], "c3"].tolist()
+    latest = history[history["user_id"] == user_id].sort_values("event_timestamp").iloc[-1]
+    assert all(list(v) == list(latest["recent_item_ids"]) for v in online["recent_item_ids"])
+
+
+def test_stale_serendipity_expires_after_its_ttl(served: ServingFeatures) -> None:
+    ttl = timedelta(days=served.config.features.serendipity_ttl_days)
+    inferred = inference_time(served.config)
+    item_id = int(_serendipity(served.config)["item_id"].iloc[0])
+    fresh = served.online_features([item_id], [0], now=inferred + ttl - timedelta(hours=1))
+    stale = served.online_features([item_id], [0], now=inferred + ttl + timedelta(hours=1))
+    assert fresh["serendipitous_cluster"].notna().all()
+    assert stale["serendipitous_cluster"].isna().all() and stale["model_version"].isna().all()
+    assert stale["c1"].notna().all()  # item_meta has its own, longer TTL
+    entity_df = pd.DataFrame(
+        {
+            "item_id": [item_id] * 3,
+            "user_id": [0] * 3,
+            "event_timestamp": [inferred - timedelta(seconds=1), inferred + ttl / 2, inferred + ttl * 2],
+        }
+    )
+    joined = served.historical_features(entity_df)
+    assert joined["serendipitous_cluster"].isna().tolist() == [True, False, True]
+
+
+def test_historical_features_are_point_in_time_correct(served: ServingFeatures) -> None:
+    history = pq.read_table(WorkLayout.of(served.config).user_history_path).to_pandas()
+    counts = history.groupby("user_id").size()
+    user_id = int(counts[counts >= 2].index[0])
+    snapshots = history[history["user_id"] == user_id].sort_values("event_timestamp").reset_index(drop=True)
+    logs = pq.read_table(WorkLayout.of(served.config).validated_dir / INTERACTIONS_FILE).to_pandas()
+    item_id = int(_serendipity(served.config)["item_id"].iloc[0])
+    cutoff = snapshots["event_timestamp"].iloc[1]
+    times = [
+        cutoff - timedelta(microseconds=1),
+        cutoff,
+        snapshots["event_timestamp"].iloc[0] - timedelta(seconds=1),
+    ]
+    entity_df = pd.DataFrame({"item_id": item_id, "user_id": user_id, "event_timestamp": times})
+    joined = served.historical_features(entity_df)
+    assert list(joined["recent_item_ids"].iloc[0]) == list(snapshots["recent_item_ids"].iloc[0])
+    assert list(joined["recent_item_ids"].iloc[1]) == list(snapshots["recent_item_ids"].iloc[1])
+    assert not isinstance(joined["recent_item_ids"].iloc[2], list | tuple | np.ndarray)  # before any snapshot
+    before_cutoff = logs[(logs["user_id"] == user_id) & (logs["ts"] < cutoff)]
+    assert set(joined["recent_item_ids"].iloc[0]) <= set(before_cutoff["item_id"])  # no future leakage
+    assert joined["serendipitous_cluster"].isna().all()  # inference ran after every logged event
+    assert joined["c1"].notna().all()
+
+
+def test_rematerialising_the_same_window_is_idempotent(served: ServingFeatures) -> None:
+    items = _serendipity(served.config)["item_id"].tolist()
+    now = inference_time(served.config)
+    before = served.online_features(items, [0] * len(items), now=now)
+    served.materialize_incremental(now + timedelta(minutes=1))
+    served.materialize(now - timedelta(days=1), now + timedelta(minutes=1))
+    after = served.online_features(items, [0] * len(items), now=now)
+    pd.testing.assert_frame_equal(before, after)
+
+
+def test_incremental_update_changes_only_changed_items(sources: PipelineConfig, tmp_path: Path) -> None:
+    config = copy_work(sources, tmp_path / "work")
+    features = ServingFeatures(config)
+    features.apply()
+    first_run = inference_time(config)
+    features.materialize_incremental(first_run + timedelta(minutes=1))
+    table = _serendipity(config)
+    changed = table["item_id"].iloc[:5].tolist()
+    second_run = first_run + timedelta(days=1)
+    update = table["item_id"].isin(changed)
+    table.loc[update, "model_version"] = "fixture-v2"
+    table.loc[update, "serendipitous_cluster"] = -1
+    table.loc[update, "event_timestamp"] = pd.Timestamp(second_run)
+    write_serendipity(config, table)
+    features.materialize_incremental(second_run + timedelta(minutes=1))
+    online = features.online_features(table["item_id"].tolist(), [0] * len(table), now=second_run)
+    is_changed = online["item_id"].isin(changed)
+    assert set(online.loc[is_changed, "model_version"]) == {"fixture-v2"}
+    assert set(online.loc[is_changed, "serendipitous_cluster"]) == {-1}
+    assert set(online.loc[~is_changed, "model_version"]) == {FIXTURE_MODEL_VERSION}
+    assert (online.loc[~is_changed, "serendipitous_cluster"] >= 0).all()
+
+
+@pytest.mark.parametrize(
+    ("column", "bad_type", "message"),
+    [
+        ("score", pa.string(), "'score' has type string"),
+        ("serendipitous_cluster", None, "'serendipitous_cluster' is missing"),
+    ],
+)
+def test_source_schema_mismatch_names_the_column(
+    sources: PipelineConfig, tmp_path: Path, column: str, bad_type: pa.DataType | None, message: str
+) -> None:
+    config = copy_work(sources, tmp_path / "work")
+    table = _serendipity(config)
+    fields = [field for field in SERENDIPITY_SCHEMA if field.name != column or bad_type is not None]
+    schema = pa.schema([pa.field(f.name, bad_type) if f.name == column else f for f in fields])
+    frame = (
+        table.drop(columns=[column])
+        if bad_type is None
+        else table.assign(**{column: table[column].astype(str)})
+    )
+    write_serendipity(config, frame, schema)
+    features = ServingFeatures(config)
+    features.apply()
+    with pytest.raises(SourceSchemaError, match=message) as error:
+        features.materialize_incremental(inference_time(config))
+    assert "serendipity.parquet" in str(error.value)
+
+
+def test_cli_apply_and_materialize(sources: PipelineConfig, tmp_path: Path) -> None:
+    from serendipity.cli import app
+
+    config = copy_work(sources, tmp_path / "work")
+    config_path = tmp_path / "work.yaml"
+    end = (inference_time(config) + timedelta(minutes=1)).isoformat()
+    runner = CliRunner()
+    applied = runner.invoke(app, ["features", "apply", "--config", str(config_path)])
+    assert applied.exit_code == 0, applied.output
+    materialized = runner.invoke(app, ["features", "materialize", "--config", str(config_path), "--end", end])
+    assert materialized.exit_code == 0, materialized.output
+    item_id = int(_serendipity(config)["item_id"].iloc[0])
+    online = ServingFeatures(config).online_features([item_id], [0], now=inference_time(config))
+    assert online["serendipitous_cluster"].notna().all()
+
+
+def test_feast_cli_works_directly_on_the_repository(sources: PipelineConfig, tmp_path: Path) -> None:
+    """`feast -c features apply` and `materialize-incremental` with the config from the environment."""
+    from feast import FeatureStore
+
+    config = copy_work(sources, tmp_path / "work")
+    recent = datetime.now().astimezone() - timedelta(days=1)
+    write_fixture_serendipity(config, recent)
+    repo = tmp_path / "features"
+    shutil.copytree(repo_dir(config), repo, ignore=shutil.ignore_patterns("data", "__pycache__"))
+    env = {**os.environ, "SERENDIPITY_CONFIG": str(tmp_path / "work.yaml")}
+    feast = [str(Path(sys.executable).with_name("feast")), "-c", str(repo)]
+    for args in (["apply"], ["materialize-incremental", datetime.now().astimezone().isoformat()]):
+        done = subprocess.run([*feast, *args], env=env, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stdout + done.stderr
+    store = FeatureStore(repo_path=str(repo))
+    assert {view.name for view in store.list_feature_views()} >= {USER_HISTORY_VIEW, "item_serendipity"}
+    item_id = int(_serendipity(config)["item_id"].iloc[0])
+    online = store.get_online_features(
+        features=store.get_feature_service("serendipity_serving"),
+        entity_rows=[{"item_id": item_id, "user_id": 0}],
+    ).to_dict()
+    assert online["model_version"] == [FIXTURE_MODEL_VERSION]
