@@ -66,7 +66,7 @@ async def _open_loop(url: str, bodies: list[dict], rate: float, duration: float)
             tasks.append(asyncio.create_task(one(client, bodies[i % len(bodies)])))
         await asyncio.gather(*tasks)
         elapsed = time.perf_counter() - start
-    values = np.array(latencies) * 1000 if latencies else np.array([np.nan])
+    values = np.array(latencies) * 1000
     return {
         "rate": rate,
         "sent": count,
@@ -74,8 +74,8 @@ async def _open_loop(url: str, bodies: list[dict], rate: float, duration: float)
         "errors": errors,
         "elapsed_s": round(elapsed, 3),
         "throughput_rps": round(len(latencies) / elapsed, 2),
-        "p50_ms": round(float(np.nanpercentile(values, 50)), 2),
-        "p99_ms": round(float(np.nanpercentile(values, 99)), 2),
+        "p50_ms": round(float(np.percentile(values, 50)), 2) if latencies else None,
+        "p99_ms": round(float(np.percentile(values, 99)), 2) if latencies else None,
     }
 
 
@@ -99,7 +99,6 @@ def run_load(url: str, bodies_path: Path, rate: float, duration: float) -> dict[
         finished = subprocess.run(command, capture_output=True, text=True, check=True, timeout=limit)
     except subprocess.TimeoutExpired:
         sent = int(rate * duration)
-        nan = float("nan")
         errors = {f"load process over {limit:.0f} s": sent}
         return {
             "rate": rate,
@@ -107,8 +106,8 @@ def run_load(url: str, bodies_path: Path, rate: float, duration: float) -> dict[
             "ok": 0,
             "errors": errors,
             "throughput_rps": 0.0,
-            "p50_ms": nan,
-            "p99_ms": nan,
+            "p50_ms": None,
+            "p99_ms": None,
         }
     return json.loads(finished.stdout.strip().splitlines()[-1])
 
@@ -147,18 +146,23 @@ def deploy(config_path: Path, port: int) -> None:
 def measure(base: str, bodies_path: Path, rate: float, duration: float) -> dict[str, Any]:
     noop = run_load(f"{base}/noop/recommend", bodies_path, rate, duration)
     recommend = run_load(f"{base}/recommend", bodies_path, rate, duration)
-    ratio = recommend["p99_ms"] / noop["p99_ms"] if noop["p99_ms"] else float("nan")
-    met = ratio <= 2.0 and not recommend["errors"] and not noop["errors"]
-    return {"rate": rate, "recommend": recommend, "noop": noop, "p99_ratio": round(ratio, 3), "met": met}
+    ratio = round(recommend["p99_ms"] / noop["p99_ms"], 3) if recommend["p99_ms"] and noop["p99_ms"] else None
+    met = ratio is not None and ratio <= 2.0 and not recommend["errors"] and not noop["errors"]
+    return {"rate": rate, "recommend": recommend, "noop": noop, "p99_ratio": ratio, "met": met}
+
+
+def _ms(value: float | None) -> str:
+    return "   n/a" if value is None else f"{value:6.1f}"
 
 
 def describe(row: dict[str, Any]) -> str:
-    recommend, noop = row["recommend"], row["noop"]
+    recommend, noop, ratio = row["recommend"], row["noop"], row["p99_ratio"]
+    verdict = "target met" if row["met"] else "target missed"
     return (
-        f"{row['rate']:6.0f} req/s | recommend {recommend['throughput_rps']:6.1f} rps "
-        f"p50 {recommend['p50_ms']:6.1f} ms p99 {recommend['p99_ms']:6.1f} ms errors {recommend['errors']} | "
-        f"no-op p50 {noop['p50_ms']:5.1f} ms p99 {noop['p99_ms']:5.1f} ms errors {noop['errors']} | "
-        f"p99 ratio {row['p99_ratio']:.2f} {'target met' if row['met'] else 'target missed'}"
+        f"{row['rate']:5.0f} req/s | recommend {recommend['throughput_rps']:5.1f} rps "
+        f"p50 {_ms(recommend['p50_ms'])} ms p99 {_ms(recommend['p99_ms'])} ms errors {recommend['errors']} | "
+        f"no-op p50 {_ms(noop['p50_ms'])} ms p99 {_ms(noop['p99_ms'])} ms errors {noop['errors']} | "
+        f"p99 ratio {'n/a' if ratio is None else f'{ratio:.2f}'} {verdict}"
     )
 
 
@@ -190,7 +194,7 @@ def main(argv: list[str] | None = None) -> None:
             results["rates"].append(row)
             print(describe(row))
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=2))
+    args.out.write_text(json.dumps(results, indent=2, allow_nan=False))
     print(f"wrote {args.out}")
 
 

@@ -1,0 +1,178 @@
+"""Serve deployments: the FastAPI ingress and the recommender holding a ``Recommender``.
+
+The recommender answers concurrent requests in batches (one worker thread per batch, so the event
+loop stays free and the loaded model is used by one thread at a time). ``reconfigure`` loads the
+new version completely in a thread, then swaps one reference: requests in flight finish on the old
+one, later requests use the new one, and none is dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import FastAPI
+from ray import serve
+from ray.serve.handle import DeploymentHandle
+
+from serendipity.config import PipelineConfig, ServingConfig, load_config
+from serving.api import RecommendRequest, build_api
+from serving.settings import RecommenderUserConfig, optional_path, pipeline_config_path
+
+log = logging.getLogger("serendipity.serving")
+
+
+@dataclass(frozen=True)
+class LoadedRecommender:
+    source: RecommenderUserConfig  # with config_path and feature_store_yaml resolved
+    config: PipelineConfig
+    recommender: Any  # serendipity.retrieval.recommend.Recommender
+    loaded_at: float
+
+
+def load_recommender(source: RecommenderUserConfig) -> LoadedRecommender:
+    from serendipity.retrieval.recommend import Recommender
+
+    assert source.config_path is not None
+    config = load_config(source.config_path, overrides=dict(source.overrides))
+    recommender = Recommender.load(config, source.feature_store_yaml)
+    return LoadedRecommender(source, config, recommender, time.time())
+
+
+def recommendation_payload(recommendation: Any) -> dict[str, Any]:
+    """A ``Recommendation`` as the JSON body of /recommend."""
+    cluster = None
+    if recommendation.cluster_id is not None:
+        cluster = {"id": recommendation.cluster_id, "description": recommendation.cluster_description}
+    return {
+        "items": [
+            {"item_id": int(item.item_id), "score": float(item.score), "cluster_id": int(item.cluster_id)}
+            for item in recommendation.items
+        ],
+        "cluster": cluster,
+        "reasoning": recommendation.reasoning,
+        "source": recommendation.source,
+        "degraded": bool(recommendation.degraded),
+    }
+
+
+Answer = dict[str, Any] | ValueError
+
+
+def _answer_all(loaded: LoadedRecommender, requests: list[dict[str, Any]]) -> list[Answer]:
+    answers: list[Answer] = []
+    for request in requests:
+        try:
+            recommendation = loaded.recommender.recommend(
+                request["user_id"], request["context_item_id"], request["k"], request.get("history")
+            )
+        except ValueError as error:
+            answers.append(error)
+            continue
+        if recommendation.degraded:
+            log.warning(
+                "feature store unreachable: served %s results (degraded) for user %d, context item %d",
+                recommendation.source,
+                request["user_id"],
+                request["context_item_id"],
+            )
+        answers.append(recommendation_payload(recommendation))
+    return answers
+
+
+@serve.deployment(ray_actor_options={"num_cpus": 0.5}, max_ongoing_requests=64)
+class RecommenderDeployment:
+    """Holds one loaded ``Recommender``; ``user_config`` (``RecommenderUserConfig``) swaps it."""
+
+    def __init__(self, config_path: str, feature_store_yaml: str | None = None) -> None:
+        self._defaults = RecommenderUserConfig(
+            config_path=str(pipeline_config_path(config_path)),
+            feature_store_yaml=optional_path(feature_store_yaml),
+        )
+        self._loaded = load_recommender(self._defaults)
+        self._swap_lock = asyncio.Lock()
+        self._apply_batching(self._loaded.config.serving)
+
+    def _resolve(self, wanted: RecommenderUserConfig) -> RecommenderUserConfig:
+        return wanted.model_copy(
+            update={
+                "config_path": str(pipeline_config_path(wanted.config_path or self._defaults.config_path)),
+                "feature_store_yaml": optional_path(
+                    wanted.feature_store_yaml or self._defaults.feature_store_yaml
+                ),
+            }
+        )
+
+    def _apply_batching(self, serving: ServingConfig) -> None:
+        self._recommend_batch.set_max_batch_size(serving.max_batch_size)
+        self._recommend_batch.set_batch_wait_timeout_s(serving.batch_wait_timeout_s)
+
+    async def reconfigure(self, user_config: dict[str, Any] | None) -> None:
+        wanted = self._resolve(RecommenderUserConfig.model_validate(user_config or {}))
+        async with self._swap_lock:
+            if wanted == self._loaded.source:
+                return
+            log.info("loading recommender %s", wanted.model_dump())
+            loaded = await asyncio.to_thread(load_recommender, wanted)
+            self._loaded = loaded
+            self._apply_batching(loaded.config.serving)
+            log.info("now serving recommender version %s", wanted.retriever_version)
+
+    @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.005)
+    async def _recommend_batch(self, requests: list[dict[str, Any]]) -> list[Answer]:
+        return await asyncio.to_thread(_answer_all, self._loaded, requests)
+
+    async def recommend(self, request: dict[str, Any]) -> dict[str, Any]:
+        answer = await self._recommend_batch(request)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    def readiness(self) -> dict[str, Any]:
+        """Ready once model, index and feature store are loaded (the store is None when it would not open)."""
+        loaded = self._loaded
+        feature_store_loaded = loaded.recommender.features is not None
+        return {
+            "ready": feature_store_loaded,
+            "feature_store_loaded": feature_store_loaded,
+            "indexed_items": len(loaded.recommender.index),
+            "retriever_version": loaded.source.retriever_version,
+            "config": loaded.config.name,
+            "loaded_at": loaded.loaded_at,
+        }
+
+
+@serve.deployment(ray_actor_options={"num_cpus": 0}, max_ongoing_requests=64)
+class NoOpRecommender:
+    """Answers every request with an empty recommendation: the Serve overhead, for benchmarks."""
+
+    async def recommend(self, request: dict[str, Any]) -> dict[str, Any]:
+        return {"items": [], "cluster": None, "reasoning": None, "source": "fallback", "degraded": False}
+
+    def readiness(self) -> dict[str, Any]:
+        return {"ready": True, "retriever_version": "no-op", "config": None, "loaded_at": 0.0}
+
+
+@serve.deployment(ray_actor_options={"num_cpus": 0.1}, max_ongoing_requests=256)
+@serve.ingress()
+class RecommendIngress:
+    """HTTP ingress; its FastAPI app is built per replica (``__serve_build_asgi_app__``) from the serving
+    limits and the token in this replica's environment (variable ``token_env``)."""
+
+    def __init__(self, recommender: DeploymentHandle, serving: ServingConfig, token_env: str) -> None:
+        self._recommender = recommender
+        self._serving = serving
+        self._token = os.environ.get(token_env) or None
+
+    def __serve_build_asgi_app__(self) -> FastAPI:
+        return build_api(self, self._serving, self._token)
+
+    async def recommend(self, request: RecommendRequest) -> dict[str, Any]:
+        return await self._recommender.recommend.remote(request.model_dump())
+
+    async def readiness(self) -> dict[str, Any]:
+        return await self._recommender.readiness.remote()

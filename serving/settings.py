@@ -1,0 +1,58 @@
+"""Arguments of the Serve application and of the recommender's ``user_config``, and path resolution.
+
+Paths given here are operator settings (serve config YAML, environment), never request fields.
+A relative path resolves against the repository root, so ``serve run`` works from any directory.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+CONFIG_ENV = "SERENDIPITY_CONFIG"
+TOKEN_ENV = "SERENDIPITY_API_TOKEN"
+DEFAULT_CONFIG = "configs/demo.yaml"
+
+
+class AppArgs(BaseModel):
+    """``args`` of ``serving.app:build_app`` in a serve config YAML or a KubeRay RayService."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    config_path: str | None = None  # pipeline YAML; None: $SERENDIPITY_CONFIG, then configs/demo.yaml
+    feature_store_yaml: str | None = None  # None: the pipeline config's features.feature_store_yaml
+    token_env: str = TOKEN_ENV  # name of the environment variable holding the optional bearer token
+
+
+class RecommenderUserConfig(BaseModel):
+    """``user_config`` of the recommender deployment: changing it hot-swaps the loaded model and index.
+
+    ``retriever_version`` labels what is loaded (and is reported by /readyz); ``overrides`` are dotted
+    pipeline-config keys, e.g. ``{"retrieval.epochs": 5}``, applied on top of ``config_path``.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    retriever_version: str | None = None
+    config_path: str | None = None  # None: the one the application was built with
+    feature_store_yaml: str | None = None
+    overrides: dict[str, Any] = Field(default_factory=dict)
+
+
+def resolve_path(path: str | Path) -> Path:
+    """An absolute path; a relative one is taken relative to the repository root."""
+    candidate = Path(path).expanduser()
+    return candidate if candidate.is_absolute() else (PROJECT_ROOT / candidate).resolve()
+
+
+def pipeline_config_path(explicit: str | None) -> Path:
+    """The pipeline YAML: ``explicit``, else $SERENDIPITY_CONFIG, else configs/demo.yaml of the repository."""
+    return resolve_path(explicit or os.environ.get(CONFIG_ENV) or DEFAULT_CONFIG)
+
+
+def optional_path(path: str | None) -> str | None:
+    return None if path is None else str(resolve_path(path))

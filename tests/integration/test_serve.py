@@ -1,0 +1,350 @@
+"""The Ray Serve application answering real HTTP on loopback, over the real chain's output.
+
+Chain (once per session, in its own work dir): mined test world -> user_history sources (Spark) ->
+tiny MLLM + batch inference (Ray Data) -> retriever (Ray Train) -> Feast apply + materialise ->
+``serving.app.compose`` on local Serve with a bearer token.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import socket
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+import pandas as pd
+import pytest
+import yaml
+
+from serendipity.config import PipelineConfig, load_config
+from serendipity.layout import WorkLayout
+from serendipity.schema import ITEMS_FILE, level_column
+from serving.api import build_api
+from serving.settings import TOKEN_ENV, AppArgs
+
+TOKEN = "test-token-7f3a"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+APP_NAME = "serendipity"
+UNKNOWN_USER = 10**9
+pytestmark = pytest.mark.slow
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass(frozen=True)
+class ServedChain:
+    config: PipelineConfig
+    config_path: Path
+    url: str
+    serendipity: pd.DataFrame  # the inference output: item_id -> serendipitous_cluster
+    item_cluster: dict[int, int]  # item_id -> level-L cluster, from the catalog
+    history: dict[int, list[int]]  # user_id -> latest recent_item_ids snapshot
+
+
+def _chain_config(mined: PipelineConfig, work_dir: Path) -> Path:
+    """The mined work dir copied, with feature TTLs long enough for the 2024 world to be served today."""
+    shutil.copytree(
+        mined.work_dir, work_dir, ignore=shutil.ignore_patterns("feast", "retriever*", "inference", "models")
+    )
+    data = mined.model_dump(mode="json")
+    data["work_dir"] = str(work_dir)
+    data["features"].update(history_ttl_days=3650, serendipity_ttl_days=3650, item_meta_ttl_days=3650)
+    path = work_dir.parent / "serve-config.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def _run_chain(config_path: Path) -> PipelineConfig:
+    from ray_jobs import train_retriever
+    from ray_jobs.infer import run_inference
+    from serendipity.features_store import ServingFeatures
+    from serendipity.mllm.tiny import init_tiny_model
+    from spark_jobs import user_history
+
+    config = load_config(config_path)
+    layout = WorkLayout.of(config)
+    user_history.main(["--config", str(config_path)])
+    init_tiny_model(
+        layout.models_dir,
+        config.dataset_dir,
+        architecture=config.mllm.architecture,
+        image_size=config.mllm.image_size,
+    )
+    run_inference(config)
+    train_retriever.main(["--config", str(config_path)])
+    features = ServingFeatures(config)
+    features.apply()
+    features.materialize_incremental(datetime.now(UTC) + timedelta(minutes=1))
+    return config
+
+
+def serve_chain(config_path: Path) -> ServedChain:
+    """The app of ``config_path`` on local Serve, on a free loopback port, with the token set."""
+    from ray import serve
+
+    from serving.app import compose
+
+    config = load_config(config_path)
+    layout = WorkLayout.of(config)
+    port = free_port()
+    serve.start(http_options={"host": "127.0.0.1", "port": port})
+    ingress_options = {
+        "ray_actor_options": {"num_cpus": 0.1, "runtime_env": {"env_vars": {TOKEN_ENV: TOKEN}}}
+    }
+    serve.run(
+        compose(AppArgs(config_path=str(config_path)), ingress_options), name=APP_NAME, route_prefix="/"
+    )
+    items = pd.read_parquet(layout.catalog_dir() / ITEMS_FILE)
+    histories = pd.read_parquet(layout.user_history_path).sort_values("event_timestamp")
+    return ServedChain(
+        config,
+        config_path,
+        f"http://127.0.0.1:{port}",
+        pd.read_parquet(layout.serendipity_path),
+        dict(zip(items["item_id"], items[level_column(config.mining.level)], strict=True)),
+        {
+            int(u): [int(i) for i in r]
+            for u, r in histories.groupby("user_id")["recent_item_ids"].last().items()
+        },
+    )
+
+
+@pytest.fixture(scope="session")
+def served(mined, spark, ray_local, tmp_path_factory) -> ServedChain:
+    from ray import serve
+
+    config_path = _chain_config(mined, tmp_path_factory.mktemp("serve") / "work")
+    _run_chain(config_path)
+    yield serve_chain(config_path)
+    serve.shutdown()
+
+
+def post(chain: ServedChain, body: dict, headers: dict | None = None) -> httpx.Response:
+    return httpx.post(
+        f"{chain.url}/recommend", json=body, headers=AUTH if headers is None else headers, timeout=60
+    )
+
+
+def known_pairs(chain: ServedChain, count: int) -> list[tuple[int, int, int]]:
+    """(user with history, context item with a serendipity feature, that feature's cluster)."""
+    users = sorted(chain.history)[:count]
+    rows = chain.serendipity.sort_values("item_id").head(count)
+    return [
+        (user, int(item), int(cluster))
+        for user, item, cluster in zip(users, rows["item_id"], rows["serendipitous_cluster"], strict=False)
+    ]
+
+
+def test_health_ready_and_docs(served: ServedChain) -> None:
+    assert httpx.get(f"{served.url}/healthz").json() == {"status": "alive"}  # no token needed
+    ready = httpx.get(f"{served.url}/readyz", headers=AUTH)
+    assert ready.status_code == 200 and ready.json()["ready"] is True
+    assert ready.json()["feature_store_loaded"] is True and ready.json()["indexed_items"] > 0
+    assert "swagger" in httpx.get(f"{served.url}/docs", headers=AUTH).text.lower()
+    schema = httpx.get(f"{served.url}/openapi.json", headers=AUTH).json()
+    assert schema["components"]["schemas"]["RecommendRequest"]["properties"]["k"]["maximum"] == (
+        served.config.serving.max_k
+    )
+
+
+def test_recommendations_stay_inside_the_features_cluster(served: ServedChain) -> None:
+    pairs = known_pairs(served, 5)
+    assert pairs
+    for user, item, cluster in pairs:
+        response = post(served, {"user_id": user, "context_item_id": item, "k": 5})
+        assert response.status_code == 200, response.text
+        body = response.json()
+        assert body["source"] == "serendipity" and body["degraded"] is False
+        assert body["cluster"]["id"] == cluster and body["cluster"]["description"]
+        assert body["items"] and len(body["items"]) <= 5
+        for returned in body["items"]:
+            assert returned["cluster_id"] == cluster == served.item_cluster[returned["item_id"]]
+
+
+def test_seen_items_are_excluded(served: ServedChain) -> None:
+    user, item, _ = known_pairs(served, 1)[0]
+    first = [
+        i["item_id"] for i in post(served, {"user_id": user, "context_item_id": item, "k": 6}).json()["items"]
+    ]
+    extra = first[:3]
+    second = post(served, {"user_id": user, "context_item_id": item, "k": 6, "history": extra}).json()
+    returned = {i["item_id"] for i in second["items"]}
+    assert returned and not returned & {*extra, item, *served.history[user]}
+
+
+def test_fallbacks_fire(served: ServedChain) -> None:
+    user, item, _ = known_pairs(served, 1)[0]
+    without_feature = sorted(set(served.item_cluster) - set(served.serendipity["item_id"]))
+    assert without_feature, "every catalog item has a serendipity feature; the fallback cannot be reached"
+    no_feature = post(served, {"user_id": user, "context_item_id": without_feature[0], "k": 4}).json()
+    assert no_feature["source"] == "fallback" and no_feature["cluster"] is None and no_feature["items"]
+    unknown_user = post(served, {"user_id": UNKNOWN_USER, "context_item_id": item, "k": 4}).json()
+    assert unknown_user["source"] == "neighbours" and unknown_user["items"]
+
+
+def _redis_on_closed_port(config: PipelineConfig, directory: Path) -> Path:
+    registry = WorkLayout.of(config).feast_dir / "data" / "registry.db"
+    store = {
+        "project": "serendipity",
+        "provider": "local",
+        "registry": {"path": str(registry), "cache_ttl_seconds": 0},
+        "offline_store": {"type": "file"},
+        "online_store": {"type": "redis", "connection_string": f"127.0.0.1:{free_port()}"},
+        "entity_key_serialization_version": 3,
+    }
+    path = directory / "unreachable_feature_store.yaml"
+    path.write_text(yaml.safe_dump(store))
+    return path
+
+
+def reconfigure(user_config: dict) -> None:
+    from ray import serve
+
+    serve.get_deployment_handle("RecommenderDeployment", APP_NAME).reconfigure.remote(user_config).result()
+
+
+def test_unreachable_store_degrades_instead_of_failing(served: ServedChain, tmp_path: Path) -> None:
+    user, item, _ = known_pairs(served, 1)[0]
+    broken = _redis_on_closed_port(served.config, tmp_path)
+    reconfigure({"retriever_version": "broken-store", "feature_store_yaml": str(broken)})
+    try:
+        response = post(served, {"user_id": user, "context_item_id": item, "k": 4})
+        assert response.status_code == 200, response.text
+        assert response.json()["source"] == "fallback" and response.json()["degraded"] is True
+    finally:
+        reconfigure({})
+    assert post(served, {"user_id": user, "context_item_id": item, "k": 4}).json()["degraded"] is False
+
+
+def test_store_that_will_not_open_is_not_ready_but_still_serves(served: ServedChain, tmp_path: Path) -> None:
+    user, item, _ = known_pairs(served, 1)[0]
+    reconfigure({"retriever_version": "no-store", "feature_store_yaml": str(tmp_path / "absent.yaml")})
+    try:
+        ready = httpx.get(f"{served.url}/readyz", headers=AUTH)
+        assert ready.status_code == 503 and ready.json()["feature_store_loaded"] is False
+        response = post(served, {"user_id": user, "context_item_id": item, "k": 4})
+        assert response.status_code == 200 and response.json()["degraded"] is True
+    finally:
+        reconfigure({})
+    assert httpx.get(f"{served.url}/readyz", headers=AUTH).status_code == 200
+
+
+def test_hot_swap_drops_no_request(served: ServedChain) -> None:
+    user, item, _ = known_pairs(served, 1)[0]
+
+    async def traffic(client: httpx.AsyncClient, stop: asyncio.Event) -> list[int]:
+        codes = []
+        while not stop.is_set():
+            body = {"user_id": user, "context_item_id": item, "k": 3}
+            codes.append((await client.post("/recommend", json=body, headers=AUTH)).status_code)
+        return codes
+
+    async def swap_under_load() -> list[int]:
+        async with httpx.AsyncClient(base_url=served.url, timeout=60) as client:
+            stop = asyncio.Event()
+            workers = [asyncio.create_task(traffic(client, stop)) for _ in range(4)]
+            await asyncio.to_thread(reconfigure, {"retriever_version": "v2"})
+            stop.set()
+            return [code for codes in await asyncio.gather(*workers) for code in codes]
+
+    codes = asyncio.run(swap_under_load())
+    assert codes and set(codes) == {200}
+    assert httpx.get(f"{served.url}/readyz", headers=AUTH).json()["retriever_version"] == "v2"
+    with pytest.raises(Exception, match="config file not found"):
+        reconfigure(
+            {"retriever_version": "v3", "config_path": str(served.config_path.parent / "missing.yaml")}
+        )
+    assert httpx.get(f"{served.url}/readyz", headers=AUTH).json()["retriever_version"] == "v2"
+    reconfigure({})
+
+
+@pytest.mark.parametrize(
+    ("body", "mentions"),
+    [
+        ({"user_id": 1, "context_item_id": 1, "k": 0}, "k"),
+        ({"user_id": 1, "context_item_id": 1, "k": 10**6}, "k"),
+        ({"user_id": 1, "k": 5}, "context_item_id"),
+        ({"user_id": "one", "context_item_id": 1}, "user_id"),
+        ({"user_id": 1, "context_item_id": 1, "path": "/etc/passwd"}, "path"),
+    ],
+)
+def test_bad_requests_get_422(served: ServedChain, body: dict, mentions: str) -> None:
+    response = post(served, body)
+    assert response.status_code == 422
+    assert any(mentions in [str(p) for p in error["loc"]] for error in response.json()["detail"])
+
+
+def test_malformed_json_gets_422(served: ServedChain) -> None:
+    response = httpx.post(
+        f"{served.url}/recommend", content=b"{not json", headers={**AUTH, "content-type": "application/json"}
+    )
+    assert response.status_code == 422 and "json" in response.text.lower()
+
+
+def test_token_is_required_except_for_healthz(served: ServedChain) -> None:
+    body = {"user_id": 1, "context_item_id": 1, "k": 1}
+    for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": TOKEN}):
+        response = post(served, body, headers)
+        assert response.status_code == 401 and response.headers["www-authenticate"] == "Bearer"
+    for path in ("/readyz", "/docs", "/openapi.json"):
+        assert httpx.get(f"{served.url}{path}").status_code == 401
+    assert httpx.get(f"{served.url}/healthz").status_code == 200
+
+
+def test_oversize_body_gets_413(served: ServedChain) -> None:
+    limit = served.config.serving.max_body_bytes
+    history = list(range(limit // 2))
+    response = post(served, {"user_id": 1, "context_item_id": 1, "k": 1, "history": history})
+    assert response.status_code == 413 and str(limit) in response.text
+    chunks = (b" " * 1024 for _ in range(limit // 1024 + 2))  # chunked: no content-length to trust
+    chunked = httpx.post(f"{served.url}/recommend", content=chunks, headers=AUTH, timeout=60)
+    assert chunked.status_code == 413
+
+
+def test_without_a_token_the_api_is_open() -> None:
+    class Backend:
+        async def recommend(self, request):
+            return {"items": [], "cluster": None, "reasoning": None, "source": "fallback", "degraded": False}
+
+        async def readiness(self):
+            return {"ready": True}
+
+    from serendipity.config import ServingConfig
+
+    api = build_api(Backend(), ServingConfig(max_k=7), token=None)
+
+    async def call() -> tuple[int, int, int]:
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=api), base_url="http://test"
+        ) as client:
+            ok = await client.post("/recommend", json={"user_id": 1, "context_item_id": 2, "k": 7})
+            too_many = await client.post("/recommend", json={"user_id": 1, "context_item_id": 2, "k": 8})
+            return ok.status_code, too_many.status_code, (await client.get("/readyz")).status_code
+
+    assert asyncio.run(call()) == (200, 422, 200)
+
+
+def test_serve_config_is_valid_and_builds(repo_root: Path, test_config_path: Path) -> None:
+    from ray.serve import Application
+    from ray.serve._private.api import call_user_app_builder_with_args_if_necessary
+    from ray.serve.schema import ServeDeploySchema
+
+    from serving.app import build_app
+
+    raw = yaml.safe_load((repo_root / "serving" / "config.yaml").read_text())
+    schema = ServeDeploySchema.model_validate(raw)
+    assert schema.http_options.host == "127.0.0.1"
+    (application,) = schema.applications
+    assert application.import_path == "serving.app:build_app"
+    assert not any(str(value).startswith("/") for value in (application.args or {}).values())
+    args = {**(application.args or {}), "config_path": str(test_config_path)}
+    assert isinstance(call_user_app_builder_with_args_if_necessary(build_app, args), Application)
+    with pytest.raises(Exception, match="Extra inputs"):  # args are validated as AppArgs, as `serve run` does
+        call_user_app_builder_with_args_if_necessary(build_app, {"config": "x"})
