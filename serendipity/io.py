@@ -60,3 +60,8 @@ def atomic_directory(path: str | Path) -> Iterator[Path]:
         shutil.rmtree(old, ignore_errors=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def parquet_schema(path: str | Path) -> pa.Schema:
+    """Schema of a Parquet file or of a directory of part files (as Spark writes them)."""
+    return pq.ParquetDataset(str(path)).schema

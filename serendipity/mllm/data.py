@@ -16,6 +16,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from serendipity.config import PipelineConfig
+from serendipity.io import parquet_schema
 from serendipity.layout import WorkLayout
 from serendipity.mllm.prompts import (
     ItemMedia,
@@ -65,7 +66,7 @@ def load_sft(layout: WorkLayout) -> pd.DataFrame:
     path = layout.sft_path
     if not path.exists():
         raise FileNotFoundError(f"{path} is missing: run the curate job before fine-tuning")
-    missing = [name for name in SFT_SCHEMA.names if name not in pq.read_schema(path).names]
+    missing = [name for name in SFT_SCHEMA.names if name not in parquet_schema(path).names]
     if missing:
         raise ValueError(f"{path}: missing column(s) {missing}; expected {SFT_SCHEMA.names}")
     frame = pq.read_table(path, columns=SFT_SCHEMA.names).to_pandas()
@@ -83,7 +84,7 @@ def load_items(layout: WorkLayout, item_ids: Sequence[int]) -> pd.DataFrame:
     if not path.exists():
         raise FileNotFoundError(f"{path} is missing: run the validate (or tree) job before fine-tuning")
     wanted = ("item_id", "title", "thumbnail_path", "video_path", *LEVEL_COLUMNS)
-    present = [c for c in wanted if c in pq.read_schema(path).names]
+    present = [c for c in wanted if c in parquet_schema(path).names]
     frame = pq.read_table(path, columns=present).to_pandas()
     return frame[frame["item_id"].isin(set(item_ids))].set_index("item_id", drop=False)
 

@@ -15,6 +15,7 @@ from typing import Any, Literal
 import pandas as pd
 import pyarrow.parquet as pq
 
+from serendipity.io import parquet_schema
 from serendipity.mllm.constants import ANSWER_MARKER, REASONING_MARKER
 from serendipity.mllm.model import save_model
 from serendipity.schema import CLUSTERS_FILE, ITEMS_FILE
@@ -47,7 +48,7 @@ def dataset_texts(dataset_dir: str | Path) -> list[str]:
         path = dataset_dir / name
         if not path.exists():
             raise FileNotFoundError(f"{path} is missing; the tokenizer is trained on the dataset's texts")
-        present = [c for c in columns if c in pq.read_schema(path).names]
+        present = [c for c in columns if c in parquet_schema(path).names]
         frame = pq.read_table(path, columns=present).to_pandas()
         for column in present:
             texts.extend(str(v) for v in frame[column] if not pd.isna(v) and str(v))
