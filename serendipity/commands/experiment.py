@@ -35,6 +35,7 @@ def ablate(
     """Fine-tune every arm x seed from the same seeded base model; write the table, curves and findings."""
     import logging
     import shutil
+    import sys
 
     import ray
     from rich.console import Console
@@ -50,7 +51,7 @@ def ablate(
     )
     from serendipity.mllm.ablation_report import METRICS, format_cell
 
-    console = Console()
+    console = Console(width=None if sys.stdout.isatty() else 150)
     seed_list = _parse_seeds(seeds)
     try:
         pipeline = load_config(config)
