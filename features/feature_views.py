@@ -33,6 +33,7 @@ def item_serendipity_view(source: DataSource, features: FeaturesConfig) -> Featu
             Field(name="score", dtype=Float64),
             Field(name="alternatives", dtype=Array(Int64)),
             Field(name="model_version", dtype=String),
+            Field(name="reasoning", dtype=String),
         ],
         source=source,
         online=True,

@@ -100,6 +100,7 @@ class InferenceConfig(_Section):
     restrict_to_siblings: bool = True
     tasks_in_flight_per_actor: int = Field(2, ge=1)  # batches queued per actor: bounds decoded frames held
     audit_log: str | None = None  # when set, each actor appends "item_id<TAB>model_version" per inference
+    in_process_below: int = Field(32, ge=0)  # CPU runs with fewer items to infer skip Ray Data's startup
 
 
 class FeaturesConfig(_Section):

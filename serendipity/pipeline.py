@@ -165,6 +165,17 @@ def default_stages() -> list[Stage]:
             config_sections=("inference",),
         ),
         Stage(
+            "train_retriever",
+            "SASRec sequence model and the per-cluster item index (Ray Train)",
+            _job("ray_jobs.train_retriever"),
+            inputs=lambda c: [
+                _layout(c).validated_dir / "interactions.parquet",
+                _layout(c).catalog_dir() / "items.parquet",
+            ],
+            outputs=lambda c: [_layout(c).retriever_dir / "metrics.json"],
+            config_sections=("retrieval", "features", "mining"),
+        ),
+        Stage(
             "features",
             "feast apply + materialize-incremental into the online store",
             _materialize_features,

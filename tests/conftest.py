@@ -86,3 +86,42 @@ def mined(test_config: PipelineConfig, test_config_path: Path, world_dataset: Pa
 
     run_pipeline(test_config, test_config_path, stages=MINING_STAGES)
     return test_config
+
+
+@pytest.fixture(scope="session")
+def retrieval_chain(mined: PipelineConfig, spark, ray_local, tmp_path_factory) -> Path:
+    """The serving chain on a private copy of ``mined``: user_history (Spark) -> tiny MLLM batch
+    inference (Ray Data) -> retriever (Ray Train job) -> Feast apply + materialise. Returns its config."""
+    import shutil
+    from datetime import UTC, datetime, timedelta
+
+    from ray_jobs import train_retriever
+    from ray_jobs.infer import run_inference
+    from serendipity.features_store import ServingFeatures
+    from serendipity.layout import WorkLayout
+    from serendipity.mllm.tiny import init_tiny_model
+    from spark_jobs import user_history
+
+    work_dir = tmp_path_factory.mktemp("chain") / "work"
+    shutil.copytree(
+        mined.work_dir, work_dir, ignore=shutil.ignore_patterns("feast", "retriever*", "inference", "models")
+    )
+    data = mined.model_dump(mode="json")
+    data["work_dir"] = str(work_dir)
+    config_path = work_dir.parent / "chain-config.yaml"
+    config_path.write_text(yaml.safe_dump(data, sort_keys=False))
+    config = load_config(config_path)
+    layout = WorkLayout.of(config)
+    user_history.main(["--config", str(config_path)])
+    init_tiny_model(
+        layout.models_dir,
+        config.dataset_dir,
+        architecture=config.mllm.architecture,
+        image_size=config.mllm.image_size,
+    )
+    run_inference(config)
+    train_retriever.main(["--config", str(config_path)])
+    features = ServingFeatures(config)
+    features.apply()
+    features.materialize_incremental(datetime.now(UTC) + timedelta(minutes=1))
+    return config_path

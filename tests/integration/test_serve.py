@@ -8,10 +8,8 @@ tiny MLLM + batch inference (Ray Data) -> retriever (Ray Train) -> Feast apply +
 from __future__ import annotations
 
 import asyncio
-import shutil
 import socket
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -48,43 +46,6 @@ class ServedChain:
     history: dict[int, list[int]]  # user_id -> latest recent_item_ids snapshot
 
 
-def _chain_config(mined: PipelineConfig, work_dir: Path) -> Path:
-    """The mined work dir copied, with feature TTLs long enough for the 2024 world to be served today."""
-    shutil.copytree(
-        mined.work_dir, work_dir, ignore=shutil.ignore_patterns("feast", "retriever*", "inference", "models")
-    )
-    data = mined.model_dump(mode="json")
-    data["work_dir"] = str(work_dir)
-    data["features"].update(history_ttl_days=3650, serendipity_ttl_days=3650, item_meta_ttl_days=3650)
-    path = work_dir.parent / "serve-config.yaml"
-    path.write_text(yaml.safe_dump(data, sort_keys=False))
-    return path
-
-
-def _run_chain(config_path: Path) -> PipelineConfig:
-    from ray_jobs import train_retriever
-    from ray_jobs.infer import run_inference
-    from serendipity.features_store import ServingFeatures
-    from serendipity.mllm.tiny import init_tiny_model
-    from spark_jobs import user_history
-
-    config = load_config(config_path)
-    layout = WorkLayout.of(config)
-    user_history.main(["--config", str(config_path)])
-    init_tiny_model(
-        layout.models_dir,
-        config.dataset_dir,
-        architecture=config.mllm.architecture,
-        image_size=config.mllm.image_size,
-    )
-    run_inference(config)
-    train_retriever.main(["--config", str(config_path)])
-    features = ServingFeatures(config)
-    features.apply()
-    features.materialize_incremental(datetime.now(UTC) + timedelta(minutes=1))
-    return config
-
-
 def serve_chain(config_path: Path) -> ServedChain:
     """The app of ``config_path`` on local Serve, on a free loopback port, with the token set."""
     from ray import serve
@@ -117,12 +78,10 @@ def serve_chain(config_path: Path) -> ServedChain:
 
 
 @pytest.fixture(scope="session")
-def served(mined, spark, ray_local, tmp_path_factory) -> ServedChain:
+def served(retrieval_chain: Path) -> ServedChain:
     from ray import serve
 
-    config_path = _chain_config(mined, tmp_path_factory.mktemp("serve") / "work")
-    _run_chain(config_path)
-    yield serve_chain(config_path)
+    yield serve_chain(retrieval_chain)
     serve.shutdown()
 
 

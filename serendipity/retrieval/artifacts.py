@@ -1,0 +1,105 @@
+"""The retriever directory: sequence model + item vocabulary + cluster index + offline metrics.
+
+``run_train_retriever`` trains (Ray Train), evaluates against popularity on the time-based holdout,
+builds the index from the model's item embeddings and replaces ``WorkLayout.retriever_dir`` atomically.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from serendipity.config import PipelineConfig
+from serendipity.io import atomic_directory
+from serendipity.layout import WorkLayout
+from serendipity.retrieval.data import ItemVocabulary, TrainingData, load_training_data
+from serendipity.retrieval.index import ClusterIndex
+from serendipity.retrieval.metrics import holdout_report
+from serendipity.retrieval.model import SASRec
+
+log = logging.getLogger(__name__)
+MODEL_SUBDIR = "model"
+METRICS_FILE = "metrics.json"
+POPULARITY_FILE = "popularity.npy"
+
+
+@dataclass(frozen=True)
+class Retriever:
+    """Everything online retrieval needs, loaded from one directory."""
+
+    model: SASRec
+    vocabulary: ItemVocabulary
+    index: ClusterIndex
+    popularity: np.ndarray  # engaged count per item index (0 = padding) before the training cutoff
+
+    def item_vectors(self) -> np.ndarray:
+        return self.model.item_vectors().detach().numpy()
+
+    def save(self, directory: str | Path, metrics: dict[str, Any] | None = None) -> Path:
+        with atomic_directory(directory) as tmp:
+            self.model.save(tmp / MODEL_SUBDIR)
+            self.vocabulary.save(tmp)
+            self.index.save(tmp)
+            np.save(tmp / POPULARITY_FILE, self.popularity)
+            if metrics is not None:
+                (tmp / METRICS_FILE).write_text(json.dumps(metrics, indent=2, default=str))
+        return Path(directory)
+
+    @classmethod
+    def load(cls, directory: str | Path) -> Retriever:
+        directory = Path(directory)
+        if not (directory / MODEL_SUBDIR).is_dir():
+            raise FileNotFoundError(f"no retriever at {directory}; run ray_jobs/train_retriever.py first")
+        return cls(
+            SASRec.load(directory / MODEL_SUBDIR),
+            ItemVocabulary.load(directory),
+            ClusterIndex.load(directory),
+            np.load(directory / POPULARITY_FILE),
+        )
+
+
+def assemble(model: SASRec, data: TrainingData, config: PipelineConfig) -> Retriever:
+    """The retriever of a trained model: its item embeddings indexed by level-L cluster."""
+    vectors = model.item_vectors().detach().numpy()
+    index = ClusterIndex.build(
+        data.vocabulary.item_ids,
+        data.vocabulary.cluster_ids,
+        vectors,
+        flat_max_items=config.retrieval.flat_index_max_items,
+        hnsw_m=config.retrieval.hnsw_m,
+    )
+    return Retriever(model, data.vocabulary, index, data.popularity)
+
+
+def run_train_retriever(config: PipelineConfig, *, use_ray: bool = True) -> dict[str, Any]:
+    """Train, evaluate, index and publish the retriever; returns the metrics written next to it."""
+    from serendipity.retrieval.train import fit_sasrec, train_with_ray
+
+    data = load_training_data(config)
+    if use_ray:
+        import ray
+
+        if not ray.is_initialized():
+            ray.init(configure_logging=False)
+        model = train_with_ray(config)
+    else:
+        model, _ = fit_sasrec(data, config.retrieval)
+    metrics = holdout_report(model, data, config.retrieval.eval_k)
+    metrics["level"] = config.mining.level
+    metrics["clusters"] = len(set(data.vocabulary.cluster_ids.tolist()))
+    directory = WorkLayout.of(config).retriever_dir
+    assemble(model, data, config).save(directory, metrics)
+    k = config.retrieval.eval_k
+    log.info(
+        "retriever at %s: SASRec ndcg@%d %.4f vs popularity %.4f",
+        directory,
+        k,
+        metrics["sasrec"][f"ndcg@{k}"],
+        metrics["popularity"][f"ndcg@{k}"],
+    )
+    return metrics
