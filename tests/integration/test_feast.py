@@ -15,12 +15,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
-from reference.contract_data import (
-    job_config,
-    prepare_validated,
-    world_generator_available,
-    write_contract_dataset,
-)
+from reference.contract_data import job_config
 from typer.testing import CliRunner
 
 from serendipity.config import PipelineConfig, load_config
@@ -28,48 +23,11 @@ from serendipity.features_sources import SourceSchemaError
 from serendipity.features_store import ServingFeatures, repo_dir
 from serendipity.layout import WorkLayout
 from serendipity.schema import (
-    CLUSTERS_FILE,
     INTERACTIONS_FILE,
     ITEMS_FILE,
     SERENDIPITY_SCHEMA,
     USER_HISTORY_VIEW,
 )
-from serendipity.tree import ClusterTree
-from spark_jobs import user_history
-
-FIXTURE_MODEL_VERSION = "fixture"
-
-
-def write_fixture_serendipity(
-    config: PipelineConfig, event_time: datetime, model_version: str = FIXTURE_MODEL_VERSION
-) -> pd.DataFrame:
-    """TEST DATA standing in for the batch-inference job's output until it exists: each catalog item's
-    serendipitous cluster is the first sibling of its level-3 cluster (SERENDIPITY_SCHEMA rows)."""
-    layout = WorkLayout.of(config)
-    tree = ClusterTree.from_frame(pq.read_table(layout.catalog_dir() / CLUSTERS_FILE).to_pandas())
-    items = pq.read_table(layout.catalog_dir() / ITEMS_FILE).to_pandas().sort_values("item_id")
-    rows = []
-    for item_id, own_cluster in zip(items["item_id"], items["c3"], strict=True):
-        siblings = tree.siblings(int(own_cluster))
-        if siblings:
-            rows.append(
-                {
-                    "item_id": int(item_id),
-                    "serendipitous_cluster": siblings[0],
-                    "serendipitous_description": tree.description(siblings[0]),
-                    "score": 1.0 / (1 + len(siblings)),
-                    "alternatives": siblings[1:],
-                    "alternative_scores": [0.5] * len(siblings[1:]),
-                    "reasoning": f"fixture: sibling of {own_cluster}",
-                    "media_fallback": False,
-                    "model_version": model_version,
-                    "prompt_style": "video_cot",
-                    "event_timestamp": pd.Timestamp(event_time),
-                }
-            )
-    frame = pd.DataFrame(rows)
-    write_serendipity(config, frame)
-    return frame
 
 
 def write_serendipity(
@@ -80,37 +38,22 @@ def write_serendipity(
     pq.write_table(pa.Table.from_pandas(frame, schema=schema, preserve_index=False), path)
 
 
-def prepare_feature_sources(test_config: PipelineConfig, dataset: Path, work_dir: Path) -> PipelineConfig:
-    """A work dir holding validated logs, the user_history/item_meta sources and the serendipity table."""
-    config_path = job_config(test_config, dataset, work_dir)
-    prepare_validated(config_path)
-    user_history.main(["--config", str(config_path)])
-    config = load_config(config_path)
-    write_fixture_serendipity(config, inference_time(config))
-    return config
-
-
 def inference_time(config: PipelineConfig) -> datetime:
-    """The fixture inference run happens one hour after the last logged interaction."""
-    logs = pq.read_table(WorkLayout.of(config).validated_dir / INTERACTIONS_FILE, columns=["ts"])
-    return pd.Timestamp(pc.max(logs["ts"]).as_py()).to_pydatetime() + timedelta(hours=1)
-
-
-def feast_dataset(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    if world_generator_available():
-        return request.getfixturevalue("world_dataset")
-    return write_contract_dataset(tmp_path_factory.mktemp("contract") / "dataset", seed=5)
+    """When the batch inference run wrote its newest rows (the feature's event time)."""
+    table = pq.read_table(WorkLayout.of(config).serendipity_path, columns=["event_timestamp"])
+    return pd.Timestamp(pc.max(table["event_timestamp"]).as_py()).to_pydatetime()
 
 
 @pytest.fixture(scope="module")
-def sources(spark, request, test_config, tmp_path_factory) -> PipelineConfig:
-    dataset = feast_dataset(request, tmp_path_factory)
-    return prepare_feature_sources(test_config, dataset, tmp_path_factory.mktemp("feast") / "work")
+def sources(retrieval_chain: Path, tmp_path_factory: pytest.TempPathFactory) -> PipelineConfig:
+    """The serving chain's real Feast sources (Spark user_history and item_meta, the Ray Data inference
+    output) in a private work dir with its own registry and online store."""
+    return copy_work(load_config(retrieval_chain), tmp_path_factory.mktemp("feast") / "work")
 
 
 @pytest.fixture(scope="module")
 def served(sources: PipelineConfig) -> ServingFeatures:
-    """Applied and materialised up to just after the fixture inference run."""
+    """Applied and materialised up to just after the inference run."""
     features = ServingFeatures(sources)
     features.apply()
     features.materialize_incremental(inference_time(sources) + timedelta(minutes=1))
@@ -119,7 +62,9 @@ def served(sources: PipelineConfig) -> ServingFeatures:
 
 def copy_work(config: PipelineConfig, work_dir: Path) -> PipelineConfig:
     """The same sources in a fresh work dir (own Feast registry and online store)."""
-    shutil.copytree(config.work_dir, work_dir, ignore=shutil.ignore_patterns("feast"))
+    shutil.copytree(
+        config.work_dir, work_dir, ignore=shutil.ignore_patterns("feast", "models", "retriever*", "finetune")
+    )
     config_path = job_config(config, config.dataset_dir, work_dir)
     return load_config(config_path)
 
@@ -137,7 +82,7 @@ def test_online_read_through_the_service_for_every_item(served: ServingFeatures)
     assert online["serendipitous_cluster"].tolist() == expected["serendipitous_cluster"].tolist()
     assert online["serendipitous_description"].tolist() == expected["serendipitous_description"].tolist()
     assert [list(v) for v in online["alternatives"]] == [list(v) for v in expected["alternatives"]]
-    assert set(online["model_version"]) == {FIXTURE_MODEL_VERSION}
+    assert online["model_version"].tolist() == expected["model_version"].tolist()
     items = pq.read_table(WorkLayout.of(served.config).catalog_dir() / ITEMS_FILE).to_pandas()
     assert online["c3"].tolist() == items.set_index("item_id").loc[expected["item_id"], "c3"].tolist()
     latest = history[history["user_id"] == user_id].sort_values("event_timestamp").iloc[-1]
@@ -208,16 +153,17 @@ def test_incremental_update_changes_only_changed_items(sources: PipelineConfig, 
     changed = table["item_id"].iloc[:5].tolist()
     second_run = first_run + timedelta(days=1)
     update = table["item_id"].isin(changed)
-    table.loc[update, "model_version"] = "fixture-v2"
+    first_version = set(table["model_version"])
+    table.loc[update, "model_version"] = "retrained-v2"
     table.loc[update, "serendipitous_cluster"] = -1
     table.loc[update, "event_timestamp"] = pd.Timestamp(second_run)
     write_serendipity(config, table)
     features.materialize_incremental(second_run + timedelta(minutes=1))
     online = features.online_features(table["item_id"].tolist(), [0] * len(table), now=second_run)
     is_changed = online["item_id"].isin(changed)
-    assert set(online.loc[is_changed, "model_version"]) == {"fixture-v2"}
+    assert set(online.loc[is_changed, "model_version"]) == {"retrained-v2"}
     assert set(online.loc[is_changed, "serendipitous_cluster"]) == {-1}
-    assert set(online.loc[~is_changed, "model_version"]) == {FIXTURE_MODEL_VERSION}
+    assert set(online.loc[~is_changed, "model_version"]) == first_version
     assert (online.loc[~is_changed, "serendipitous_cluster"] >= 0).all()
 
 
@@ -269,8 +215,6 @@ def test_feast_cli_works_directly_on_the_repository(sources: PipelineConfig, tmp
     from feast import FeatureStore
 
     config = copy_work(sources, tmp_path / "work")
-    recent = datetime.now().astimezone() - timedelta(days=1)
-    write_fixture_serendipity(config, recent)
     repo = tmp_path / "features"
     shutil.copytree(repo_dir(config), repo, ignore=shutil.ignore_patterns("data", "__pycache__"))
     env = {**os.environ, "SERENDIPITY_CONFIG": str(tmp_path / "work.yaml")}
@@ -285,4 +229,5 @@ def test_feast_cli_works_directly_on_the_repository(sources: PipelineConfig, tmp
         features=store.get_feature_service("serendipity_serving"),
         entity_rows=[{"item_id": item_id, "user_id": 0}],
     ).to_dict()
-    assert online["model_version"] == [FIXTURE_MODEL_VERSION]
+    expected = _serendipity(config)
+    assert online["model_version"] == expected.loc[expected["item_id"] == item_id, "model_version"].tolist()

@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
-import socket
-import subprocess
-import time
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -14,82 +10,27 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 import yaml
-from test_feast import feast_dataset, inference_time, prepare_feature_sources
+from cluster_helpers import redis_feature_store_yaml, redis_server
+from test_feast import copy_work, inference_time
 
-from serendipity.config import PipelineConfig
+from serendipity.config import PipelineConfig, load_config
 from serendipity.features_store import PROJECT_ROOT, ServingFeatures
 from serendipity.layout import WorkLayout
 
 PROD_YAML = PROJECT_ROOT / "infra" / "feast" / "prod" / "feature_store.yaml"
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.fixture(scope="session")
 def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A private redis-server on a free loopback port, without persistence."""
-    binary = shutil.which("redis-server")
-    if binary is None:
-        pytest.skip("redis-server is not installed (apt-get install -y redis-server)")
-    import redis
-
-    port = _free_port()
-    directory = tmp_path_factory.mktemp("redis")
-    server = subprocess.Popen(
-        [
-            binary,
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            str(directory),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    client = redis.Redis(host="127.0.0.1", port=port)
-    try:
-        for _ in range(100):
-            try:
-                client.ping()
-                break
-            except redis.ConnectionError:
-                time.sleep(0.1)
-        else:
-            pytest.fail("redis-server did not answer within 10 s")
-        yield f"127.0.0.1:{port}"
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
-
-
-def redis_feature_store_yaml(directory: Path, connection_string: str) -> Path:
-    """The prod yaml with its Redis online store, but a local registry and file offline store (no cluster)."""
-    prod = yaml.safe_load(PROD_YAML.read_text())
-    test_yaml = {
-        **prod,
-        "registry": {"path": str(directory / "registry.db"), "cache_ttl_seconds": 0},
-        "offline_store": {"type": "file"},
-        "online_store": {**prod["online_store"], "connection_string": connection_string},
-    }
-    path = directory / "feature_store.yaml"
-    path.write_text(yaml.safe_dump(test_yaml))
-    return path
+    with redis_server(tmp_path_factory.mktemp("redis")) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
-def sources(spark, request, test_config, tmp_path_factory) -> PipelineConfig:
-    dataset = feast_dataset(request, tmp_path_factory)
-    return prepare_feature_sources(test_config, dataset, tmp_path_factory.mktemp("feast_redis") / "work")
+def sources(retrieval_chain: Path, tmp_path_factory: pytest.TempPathFactory) -> PipelineConfig:
+    """The serving chain's real sources (Spark jobs' tables, Ray Data inference output), privately."""
+    return copy_work(load_config(retrieval_chain), tmp_path_factory.mktemp("feast_redis") / "work")
 
 
 def test_prod_yaml_validates_with_feast(monkeypatch: pytest.MonkeyPatch, test_config: PipelineConfig) -> None:
@@ -121,7 +62,7 @@ def test_redis_matches_sqlite(sources: PipelineConfig, redis_url: str, tmp_path:
     sqlite = ServingFeatures(sources)
     sqlite.apply()
     sqlite.materialize_incremental(end)
-    on_redis = ServingFeatures(sources, redis_feature_store_yaml(tmp_path, redis_url))
+    on_redis = ServingFeatures(sources, redis_feature_store_yaml(PROD_YAML, tmp_path, redis_url))
     assert on_redis.store.config.online_store.type == "redis"
     on_redis.apply()
     on_redis.materialize_incremental(end)
