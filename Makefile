@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CONFIG ?= configs/demo.yaml
 
-.PHONY: demo test lint venv clean
+.PHONY: demo stop test lint venv clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -15,8 +15,15 @@ $(STAMP): pyproject.toml constraints.txt
 
 venv: $(STAMP)
 
+# The whole pipeline (each stage skipped when current), then the endpoint, a few real HTTP queries.
 demo: $(STAMP)
 	$(BIN)/serendipity pipeline run --config $(CONFIG)
+	$(BIN)/serendipity serve start --config $(CONFIG)
+	$(BIN)/serendipity serve query --config $(CONFIG)
+	@echo "The endpoint keeps running; stop it with: $(BIN)/serendipity serve stop --config $(CONFIG)"
+
+stop:
+	$(BIN)/serendipity serve stop --config $(CONFIG)
 
 test: $(STAMP)
 	$(BIN)/ruff check .

@@ -190,6 +190,18 @@ def default_stages() -> list[Stage]:
     ]
 
 
+def write_effective_config(config: PipelineConfig) -> Path:
+    """``config`` as YAML in its work dir (absolute paths), for jobs that take ``--config PATH``."""
+    import yaml
+
+    path = config.path("_stages", "effective-config.yaml")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_suffix(".tmp")
+    temporary.write_text(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
+    temporary.replace(path)
+    return path
+
+
 def _fingerprint(stage: Stage, config: PipelineConfig) -> str:
     digest = hashlib.sha256()
     for section in stage.config_sections:
@@ -255,8 +267,8 @@ def run_pipeline(
         missing = [str(path) for path in stage.outputs(config) if not path.exists()]
         if missing:
             raise RuntimeError(f"stage {stage.name} finished without writing {', '.join(missing)}")
-        write_json_atomic(
-            {"fingerprint": _fingerprint(stage, config), "finished": time.time()}, _marker(config, stage)
-        )
-        results.append(StageResult(stage.name, "ran", time.perf_counter() - started))
+        seconds = time.perf_counter() - started
+        record = {"fingerprint": _fingerprint(stage, config), "finished": time.time(), "seconds": seconds}
+        write_json_atomic(record, _marker(config, stage))
+        results.append(StageResult(stage.name, "ran", seconds))
     return results

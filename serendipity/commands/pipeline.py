@@ -17,23 +17,37 @@ def run(
     config: Path = typer.Option(..., "--config", "-c", exists=True, dir_okay=False, help="pipeline YAML"),
     stages: str | None = typer.Option(None, "--stages", help="comma-separated subset, e.g. aggregates,pairs"),
     force: bool = typer.Option(False, "--force", help="re-run stages even when their outputs are current"),
+    settings: list[str] = typer.Option(
+        [], "--set", help="override a config key, e.g. --set mllm.max_steps=50 (value parsed as YAML)"
+    ),
 ) -> None:
     """Run the pipeline described by CONFIG."""
-    from serendipity.config import ConfigError, load_config
-    from serendipity.pipeline import run_pipeline
+    import yaml
 
+    from serendipity.config import ConfigError, load_config
+    from serendipity.pipeline import run_pipeline, write_effective_config
+
+    overrides = {}
+    for setting in settings:
+        key, separator, value = setting.partition("=")
+        if not separator or not key:
+            console.print(f"[red]--set expects KEY=VALUE, got {setting!r}[/red]")
+            raise typer.Exit(2)
+        overrides[key.strip()] = yaml.safe_load(value)
     try:
-        pipeline_config = load_config(config)
+        pipeline_config = load_config(config, overrides)
     except ConfigError as error:
         console.print(f"[red]{error}[/red]")
         raise typer.Exit(2) from None
+    # The jobs read --config themselves: with overrides they get the effective config, written out.
+    config_path = write_effective_config(pipeline_config) if overrides else config.resolve()
     selected = [name.strip() for name in stages.split(",") if name.strip()] if stages else None
 
     def announce(stage) -> None:
         console.rule(f"[bold]{stage.name}[/bold]: {stage.summary}")
 
     try:
-        results = run_pipeline(pipeline_config, config.resolve(), selected, force=force, on_stage=announce)
+        results = run_pipeline(pipeline_config, config_path, selected, force=force, on_stage=announce)
     except ValueError as error:
         console.print(f"[red]{error}[/red]")
         raise typer.Exit(2) from None

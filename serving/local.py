@@ -1,0 +1,144 @@
+"""The Serve application on one machine, detached from the shell that starts it (``make demo``).
+
+``start_detached`` launches ``serendipity serve run`` (local Ray + the app, blocking) in a session of its
+own, records the endpoint in ``WORK_DIR/serve/endpoint.json`` and waits until ``/readyz`` answers;
+``stop`` ends that process group. On a cluster use ``serve run serving/config.yaml`` or a RayService.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from contextlib import suppress
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from serendipity.config import PipelineConfig, load_config
+from serendipity.io import write_json_atomic
+from serendipity.layout import WorkLayout
+
+APP_NAME = "serendipity"
+SERVE_DIR = "serve"
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    url: str
+    pid: int  # leader of the detached process group
+    log_path: str
+    config_path: str
+
+    def stop_command(self) -> str:
+        return f"serendipity serve stop --config {self.config_path}"
+
+
+def endpoint_file(config: PipelineConfig) -> Path:
+    return WorkLayout.of(config).work_dir / SERVE_DIR / "endpoint.json"
+
+
+def read_endpoint(config: PipelineConfig) -> Endpoint | None:
+    """The recorded endpoint when its process is still alive."""
+    path = endpoint_file(config)
+    if not path.exists():
+        return None
+    endpoint = Endpoint(**json.loads(path.read_text()))
+    try:
+        os.kill(endpoint.pid, 0)
+    except ProcessLookupError:
+        return None
+    return endpoint
+
+
+def run_foreground(config_path: Path) -> None:
+    """Local Ray and the app on ``serving.host:serving.port``; blocks until the process is ended."""
+    import ray
+    from ray import serve
+
+    from serving.app import compose
+    from serving.settings import AppArgs
+
+    config = load_config(config_path)
+    ray.init(include_dashboard=False, configure_logging=False)
+    serve.start(http_options={"host": config.serving.host, "port": config.serving.port})
+    serve.run(compose(AppArgs(config_path=str(config_path))), name=APP_NAME, route_prefix="/", blocking=True)
+
+
+def _port_in_use(host: str, port: int) -> bool:
+    with socket.socket() as probe:
+        return probe.connect_ex((host, port)) == 0
+
+
+def _ready(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{url}/readyz", timeout=5) as response:
+            return response.status == 200
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def _log_tail(path: Path, lines: int = 30) -> str:
+    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.exists() else ""
+
+
+def start_detached(config_path: Path, timeout_s: float = 600.0) -> Endpoint:
+    """Start the app in the background (or return the one already running) and wait until it is ready."""
+    config_path = config_path.resolve()
+    config = load_config(config_path)
+    running = read_endpoint(config)
+    if running is not None:
+        return running
+    host, port = config.serving.host, config.serving.port
+    if _port_in_use(host, port):
+        raise RuntimeError(
+            f"{host}:{port} is already in use; set serving.port in {config_path} to a free port"
+        )
+    directory = endpoint_file(config).parent
+    directory.mkdir(parents=True, exist_ok=True)
+    log_path = directory / "serve.log"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    command = [sys.executable, "-m", "serendipity.cli", "serve", "run", "--config", str(config_path)]
+    with log_path.open("w") as log:
+        process = subprocess.Popen(
+            command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
+        )
+    endpoint = Endpoint(f"http://{host}:{port}", process.pid, str(log_path), str(config_path))
+    write_json_atomic(asdict(endpoint), endpoint_file(config))
+    deadline = time.monotonic() + timeout_s
+    while not _ready(endpoint.url):
+        if process.poll() is not None or time.monotonic() > deadline:
+            _end_group(process.pid)
+            endpoint_file(config).unlink(missing_ok=True)
+            reason = f"exited with {process.returncode}" if process.poll() is not None else "timed out"
+            raise RuntimeError(f"the Serve app {reason}; last lines of {log_path}:\n{_log_tail(log_path)}")
+        time.sleep(2)
+    return endpoint
+
+
+def _end_group(pid: int, grace_s: float = 30.0) -> None:
+    with suppress(ProcessLookupError):
+        os.killpg(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace_s
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.5)
+    with suppress(ProcessLookupError):
+        os.killpg(pid, signal.SIGKILL)
+
+
+def stop(config: PipelineConfig) -> Endpoint | None:
+    """End the detached app of ``config`` (its whole process group); the endpoint it had, if any."""
+    endpoint = read_endpoint(config)
+    if endpoint is not None:
+        _end_group(endpoint.pid)
+    endpoint_file(config).unlink(missing_ok=True)
+    return endpoint

@@ -1,0 +1,51 @@
+"""`serendipity pipeline run` with --stages and --set, on the world stage (fast, no engines)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import yaml
+from typer.testing import CliRunner
+
+from serendipity.cli import app
+from serendipity.config import load_config
+
+
+def _config(repo_root: Path, tmp_path: Path) -> Path:
+    data = yaml.safe_load((repo_root / "configs" / "test.yaml").read_text())
+    data.update(dataset_dir=str(tmp_path / "dataset"), work_dir=str(tmp_path / "work"))
+    path = tmp_path / "pipeline.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def test_set_overrides_reach_the_stage_and_are_recorded(repo_root: Path, tmp_path: Path) -> None:
+    path = _config(repo_root, tmp_path)
+    settings = ["world.items=80", "world.users=30", "world.interactions=600", "world.media=none"]
+    arguments = ["pipeline", "run", "--config", str(path), "--stages", "world"]
+    result = CliRunner().invoke(app, [*arguments, *(f"--set={s}" for s in settings)])
+    assert result.exit_code == 0, result.output
+    assert pq.read_metadata(tmp_path / "dataset" / "items.parquet").num_rows == 80
+    effective = load_config(tmp_path / "work" / "_stages" / "effective-config.yaml")
+    assert effective.world is not None and effective.world.items == 80 and effective.world.media == "none"
+    marker = json.loads((tmp_path / "work" / "_stages" / "world.json").read_text())
+    assert marker["seconds"] > 0
+
+    again = CliRunner().invoke(app, [*arguments, *(f"--set={s}" for s in settings)])
+    assert again.exit_code == 0 and "skipped" in again.output  # same settings: current
+
+    changed = CliRunner().invoke(
+        app, [*arguments, "--set", "world.items=90", *(f"--set={s}" for s in settings[1:])]
+    )
+    assert changed.exit_code == 0, changed.output
+    assert pq.read_metadata(tmp_path / "dataset" / "items.parquet").num_rows == 90
+
+
+def test_bad_set_and_unknown_key_are_clear_errors(repo_root: Path, tmp_path: Path) -> None:
+    path = _config(repo_root, tmp_path)
+    malformed = CliRunner().invoke(app, ["pipeline", "run", "--config", str(path), "--set", "mllm.max_steps"])
+    assert malformed.exit_code == 2 and "KEY=VALUE" in malformed.output
+    unknown = CliRunner().invoke(app, ["pipeline", "run", "--config", str(path), "--set", "mllm.max_stepz=3"])
+    assert unknown.exit_code == 2 and "max_stepz" in unknown.output
