@@ -16,8 +16,6 @@ from reference.contract_data import (
     job_config,
     prepare_validated,
     read_table,
-    world_generator_available,
-    write_contract_dataset,
 )
 
 from serendipity.config import PipelineConfig, load_config
@@ -40,10 +38,8 @@ CHAIN = (aggregates, pairs, curate, corpus)
 
 
 @pytest.fixture(scope="module")
-def mining_dataset(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    if world_generator_available():
-        return request.getfixturevalue("world_dataset")
-    return write_contract_dataset(tmp_path_factory.mktemp("contract") / "dataset")
+def mining_dataset(world_dataset: Path) -> Path:
+    return world_dataset
 
 
 @pytest.fixture(scope="module")

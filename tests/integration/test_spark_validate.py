@@ -11,7 +11,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from reference.contract_data import job_config, world_generator_available, write_contract_dataset
+from reference.contract_data import job_config
 
 from serendipity.config import PipelineConfig
 from serendipity.layout import WorkLayout
@@ -85,13 +85,9 @@ def corrupt_interactions(ds: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def corrupted(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def corrupted(world_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     base = tmp_path_factory.mktemp("spark_validate")
-    if world_generator_available():
-        source = request.getfixturevalue("world_dataset")
-        dataset = Path(shutil.copytree(source, base / "dataset", symlinks=True))
-    else:
-        dataset = write_contract_dataset(base / "dataset")
+    dataset = Path(shutil.copytree(world_dataset, base / "dataset", symlinks=True))
     corrupt_items(dataset)
     corrupt_clusters(dataset)
     corrupt_interactions(dataset)

@@ -12,8 +12,6 @@ import pytest
 from reference.contract_data import (
     job_config,
     prepare_validated,
-    world_generator_available,
-    write_contract_dataset,
 )
 
 from serendipity.config import load_config
@@ -29,10 +27,8 @@ from spark_jobs import user_history
 
 
 @pytest.fixture(scope="module")
-def history_dataset(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    if world_generator_available():
-        return request.getfixturevalue("world_dataset")
-    return write_contract_dataset(tmp_path_factory.mktemp("contract") / "dataset", seed=3)
+def history_dataset(world_dataset: Path) -> Path:
+    return world_dataset
 
 
 @pytest.fixture(scope="module")

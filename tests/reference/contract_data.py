@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -17,20 +15,11 @@ from serendipity.layout import WorkLayout
 from serendipity.schema import (
     CLUSTERS_FILE,
     CLUSTERS_SCHEMA,
-    DATASET_FILES,
     INTERACTIONS_FILE,
     INTERACTIONS_SCHEMA,
     ITEMS_FILE,
     ITEMS_SCHEMA,
 )
-
-
-def world_generator_available() -> bool:
-    if importlib.util.find_spec("serendipity.world") is None:
-        return False
-    import serendipity.world
-
-    return hasattr(serendipity.world, "generate_world")
 
 
 def write_contract_dataset(directory: Path, seed: int = 0, users: int = 60, items: int = 160) -> Path:
@@ -97,18 +86,11 @@ def job_config(base: PipelineConfig, dataset_dir: Path, work_dir: Path) -> Path:
 
 
 def prepare_validated(config_path: Path) -> WorkLayout:
-    """Run the validate job when it exists; until then, the dataset's tables stand in for its output."""
-    config = load_config(config_path)
-    layout = WorkLayout.of(config)
-    if importlib.util.find_spec("spark_jobs.validate") is not None:
-        from spark_jobs import validate
+    """Run the validate job on the config's dataset."""
+    from spark_jobs import validate
 
-        validate.main(["--config", str(config_path)])
-    else:
-        layout.validated_dir.mkdir(parents=True, exist_ok=True)
-        for name in DATASET_FILES:
-            shutil.copy(config.dataset_dir / name, layout.validated_dir / name)
-    return layout
+    validate.main(["--config", str(config_path)])
+    return WorkLayout.of(load_config(config_path))
 
 
 def read_table(path: Path) -> pd.DataFrame:

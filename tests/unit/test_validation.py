@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
 from collections.abc import Callable
@@ -17,12 +16,9 @@ import pytest
 
 from serendipity.schema import (
     CLUSTERS_FILE,
-    CLUSTERS_SCHEMA,
     DATASET_FILES,
     INTERACTIONS_FILE,
-    INTERACTIONS_SCHEMA,
     ITEMS_FILE,
-    ITEMS_SCHEMA,
     QUARANTINE_REASON,
     QUARANTINE_ROW,
     SCHEMAS,
@@ -36,73 +32,10 @@ from serendipity.validation_rules import QUARANTINED_PARENT, UNKNOWN_ITEM
 KNOCK_ON_REASONS = ("is not a usable level-", UNKNOWN_ITEM, QUARANTINED_PARENT)
 
 
-def _world_generator_available() -> bool:
-    if importlib.util.find_spec("serendipity.world") is None:
-        return False
-    import serendipity.world
-
-    return hasattr(serendipity.world, "generate_world")
-
-
-def build_small_dataset(directory: Path, items: int = 24, events: int = 150) -> Path:
-    """A valid contract dataset with a 2-2-2-2 tree, PNG thumbnails and H.264 videos."""
-    from serendipity.media import write_image, write_video
-
-    rng = np.random.default_rng(0)
-    rows, parents = [], [None]
-    for level in range(1, 5):
-        current = []
-        for parent in parents:
-            for _ in range(2):
-                cluster_id = level * 100 + len(current)
-                current.append(cluster_id)
-                rows.append((cluster_id, level, parent, f"topic {cluster_id} (level {level})"))
-        parents = current
-    clusters = pd.DataFrame(rows, columns=["cluster_id", "level", "parent_id", "description"])
-    tree = ClusterTree.from_frame(clusters)
-    paths = [tree.path(parents[i % len(parents)]) for i in range(items)]
-    item_ids = np.arange(1, items + 1) * 10
-    for item_id in item_ids:
-        write_image(directory / "media" / f"{item_id}.png", rng.integers(0, 255, (16, 16, 3), dtype=np.uint8))
-        write_video(
-            directory / "media" / f"{item_id}.mp4", rng.integers(0, 255, (3, 16, 16, 3), dtype=np.uint8), 4
-        )
-    catalog = pd.DataFrame(
-        {
-            "item_id": item_ids,
-            "title": [f"video {i}" for i in range(items)],
-            "text": "a short video",
-            "thumbnail_path": [f"media/{i}.png" for i in item_ids],
-            "video_path": [f"media/{i}.mp4" for i in item_ids],
-            **{f"c{level}": [path[level - 1] for path in paths] for level in range(1, 5)},
-            "created_at": pd.Timestamp("2026-01-01", tz="UTC") + pd.to_timedelta(np.arange(items), unit="h"),
-        }
-    )
-    logs = pd.DataFrame(
-        {
-            "user_id": np.arange(events) % 12,
-            "item_id": item_ids[rng.integers(0, items, events)],
-            "ts": pd.Timestamp("2026-01-02", tz="UTC") + pd.to_timedelta(np.arange(events), unit="min"),
-            "satisfaction": rng.random(events).round(3),
-            "impression": True,
-            "source": "feed",
-        }
-    )
-    for frame, schema, name in (
-        (clusters, CLUSTERS_SCHEMA, CLUSTERS_FILE),
-        (catalog, ITEMS_SCHEMA, ITEMS_FILE),
-        (logs, INTERACTIONS_SCHEMA, INTERACTIONS_FILE),
-    ):
-        pq.write_table(pa.Table.from_pandas(frame, schema=schema, preserve_index=False), directory / name)
-    return directory
-
-
 @pytest.fixture(scope="session")
-def valid_dataset(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The synthetic world once its generator exists; a small hand-built dataset until then."""
-    if _world_generator_available():
-        return request.getfixturevalue("world_dataset")
-    return build_small_dataset(tmp_path_factory.mktemp("valid_dataset"))
+def valid_dataset(world_dataset: Path) -> Path:
+    """The synthetic world: every corruption below starts from a copy of it."""
+    return world_dataset
 
 
 @pytest.fixture
