@@ -150,10 +150,28 @@ class ServingConfig(_Section):
 
 
 class EvalConfig(_Section):
+    """The simulated live experiment (``serendipity.eval``, ``ray_jobs/evaluate.py``)."""
+
     seeds: tuple[int, ...] = (0, 1, 2)
     days: int = Field(3, ge=1)
     users_per_arm: int = Field(100, ge=1)
     slate_size: int = Field(10, ge=1)
+    sessions_per_day: int = Field(3, ge=1)
+    engaged_per_day_threshold: int = Field(1, ge=1)  # engaged impressions a day that make an engaged user
+    richness_buckets: int = Field(5, ge=1)  # quantile buckets of the context items' visual richness
+    context_affinity_floor: float = Field(0.1, ge=0)  # context draw odds: popularity * (affinity + floor)
+    num_shards: int = Field(2, ge=1)  # Ray actors, each simulating a share of every arm's users
+    cpus_per_shard: float = Field(1.0, gt=0)
+    bandit_feature_dim: int = Field(16, ge=1)  # fixed random projection of [context vector, user query]
+    bandit_prior_precision: float = Field(1.0, gt=0)  # ridge prior of each cluster's linear head
+    bandit_noise_variance: float = Field(0.25, gt=0)  # reward noise of the Gaussian posterior
+
+    @field_validator("seeds")
+    @classmethod
+    def _distinct_seeds(cls, value: tuple[int, ...]) -> tuple[int, ...]:
+        if not value or len(set(value)) != len(value):
+            raise ValueError("seeds must be a non-empty list of distinct integers")
+        return value
 
 
 class TreeBuildConfig(_Section):

@@ -64,24 +64,29 @@ Answer = dict[str, Any] | ValueError
 
 
 def _answer_all(loaded: LoadedRecommender, requests: list[dict[str, Any]]) -> list[Answer]:
-    answers: list[Answer] = []
-    for request in requests:
-        try:
-            recommendation = loaded.recommender.recommend(
-                request["user_id"], request["context_item_id"], request["k"], request.get("history")
-            )
-        except ValueError as error:
-            answers.append(error)
-            continue
+    """One ``recommend_many`` call (one feature read, one forward pass) for the batch's valid requests."""
+    recommender = loaded.recommender
+    answers: list[Answer | None] = [None] * len(requests)
+    valid = []
+    for position, request in enumerate(requests):
+        if 1 <= request["k"] <= recommender.max_k:
+            valid.append(position)
+        else:
+            answers[position] = ValueError(f"k must be between 1 and serving.max_k={recommender.max_k}")
+    batch = [
+        (requests[p]["user_id"], requests[p]["context_item_id"], requests[p]["k"], requests[p].get("history"))
+        for p in valid
+    ]
+    for position, recommendation in zip(valid, recommender.recommend_many(batch), strict=True):
         if recommendation.degraded:
             log.warning(
                 "feature store unreachable: served %s results (degraded) for user %d, context item %d",
                 recommendation.source,
-                request["user_id"],
-                request["context_item_id"],
+                requests[position]["user_id"],
+                requests[position]["context_item_id"],
             )
-        answers.append(recommendation_payload(recommendation))
-    return answers
+        answers[position] = recommendation_payload(recommendation)
+    return [answer for answer in answers if answer is not None]
 
 
 @serve.deployment(ray_actor_options={"num_cpus": 0.5}, max_ongoing_requests=64)

@@ -1,0 +1,5 @@
+"""Evaluation: the simulated live experiment (arms, bandit, simulation, metrics) and its report.
+
+``serendipity.eval.experiment.run_live_experiment(config)`` runs the experiment end to end;
+``ray_jobs/evaluate.py`` is its job entry point.
+"""

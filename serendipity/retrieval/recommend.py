@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal, Protocol
@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 Source = Literal["serendipity", "fallback", "neighbours"]
 DESCRIPTION_FEATURE = "serendipitous_description"
 REASONING_FEATURE = "reasoning"
+RecommendRequest = tuple[int, int, int, list[int] | None]  # (user_id, context_item_id, k, history)
 
 
 @dataclass(frozen=True)
@@ -136,23 +137,68 @@ class Recommender:
             clock=clock,
         )
 
-    def _read_features(self, user_id: int, context_item_id: int) -> tuple[dict[str, Any], bool]:
-        """(feature values, degraded); a failing store gives no values and degraded=True."""
+    def _read_features(
+        self, user_ids: Sequence[int], context_item_ids: Sequence[int]
+    ) -> tuple[list[dict[str, Any]], bool]:
+        """(feature values per request, degraded) from ONE store read; a failing store gives no values."""
         if self.features is None:
-            return {}, True
+            return [{} for _ in user_ids], True
         try:
             now = self.clock() if self.clock else None
-            frame = self.features.online_features([context_item_id], [user_id], now=now)
-            return frame.iloc[0].to_dict(), False
+            frame = self.features.online_features(list(context_item_ids), list(user_ids), now=now)
+            return frame.to_dict("records"), False
         except Exception as error:  # noqa: BLE001 - any store failure degrades, never fails the request
             log.warning("feature read failed, serving the fallback: %s: %s", type(error).__name__, error)
-            return {}, True
+            return [{} for _ in user_ids], True
 
-    def _query(self, sequence: list[int]) -> np.ndarray:
-        indices = self.vocabulary.indices(sequence)
-        padded = pad_left([indices[indices > 0]], self.model.config.max_length)
+    # --- building blocks, shared with the evaluation's baseline arms -----------------------------
+    def query_vectors(self, sequences: Sequence[Sequence[int]]) -> np.ndarray:
+        """SASRec query vectors (n, dim) of item-id sequences (oldest first), in ONE forward pass.
+
+        Items outside the vocabulary are skipped; an empty sequence gives the query of an all-padding input.
+        """
+        length = self.model.config.max_length
+        rows = []
+        for sequence in sequences:
+            indices = self.vocabulary.indices(list(sequence))
+            rows.append(indices[indices > 0])
+        if not rows:
+            return np.zeros((0, self.index.dim), dtype=np.float32)
         with torch.inference_mode():
-            return self.model.query(torch.from_numpy(padded))[0].numpy()
+            return self.model.query(torch.from_numpy(pad_left(rows, length))).numpy()
+
+    def query_vector(self, sequence: Sequence[int]) -> np.ndarray:
+        return self.query_vectors([sequence])[0]
+
+    def item_vector(self, item_id: int) -> np.ndarray:
+        """The SASRec embedding of a catalogue item (KeyError for an unknown item)."""
+        if int(item_id) not in self.vocabulary:
+            raise KeyError(f"item {item_id} is not in the retriever's vocabulary")
+        return self._item_vectors[self.vocabulary.indices([int(item_id)])[0] - 1]
+
+    def item_vectors_of(self, item_ids: Sequence[int]) -> np.ndarray:
+        """Embeddings (n, dim) of catalogue items; unknown items get zero vectors."""
+        indices = self.vocabulary.indices(list(item_ids))
+        vectors = np.zeros((len(indices), self.index.dim), dtype=self._item_vectors.dtype)
+        known = indices > 0
+        vectors[known] = self._item_vectors[indices[known] - 1]
+        return vectors
+
+    def cluster_of(self, item_id: int) -> int | None:
+        """The level-L cluster of an item, None when the retriever does not know it."""
+        cluster = self._item_cluster.get(int(item_id))
+        return None if cluster is None else int(cluster)
+
+    @property
+    def cluster_ids(self) -> list[int]:
+        """Level-L clusters with items in the index."""
+        return self.index.cluster_ids
+
+    def search(
+        self, query: np.ndarray, k: int, cluster_id: int | None = None, seen: Collection[int] = ()
+    ) -> list[RecommendedItem]:
+        """Top ``k`` items by inner product with ``query`` (inside ``cluster_id`` if given) minus ``seen``."""
+        return self._top(query, k, cluster_id, set(seen))
 
     def _top(
         self, query: np.ndarray, k: int, cluster_id: int | None, seen: set[int]
@@ -165,6 +211,7 @@ class Recommender:
         chosen = [int(i) for i in self._popular_item_ids if int(i) not in seen][:k]
         return [RecommendedItem(i, 0.0, int(self._item_cluster[i])) for i in chosen]
 
+    # --- online recommendation ------------------------------------------------------------------
     def recommend(
         self, user_id: int, context_item_id: int, k: int, history: list[int] | None = None
     ) -> Recommendation:
@@ -173,25 +220,58 @@ class Recommender:
         ``history`` (item ids, oldest first) extends the user's stored recent items; it and the context
         item are never recommended.
         """
-        if not 1 <= k <= self.max_k:
-            raise ValueError(f"k must be between 1 and serving.max_k={self.max_k}, got {k}")
-        row, degraded = self._read_features(int(user_id), int(context_item_id))
-        stored = list(reversed(_id_list(row.get(RECENT_ITEMS_FEATURE))))  # the feature is newest first
-        past = [*stored, *(int(i) for i in history or [])]
-        seen = {*past, int(context_item_id)}
-        known_past = [i for i in past if i in self.vocabulary]
-        context_known = int(context_item_id) in self.vocabulary
+        return self.recommend_many([(user_id, context_item_id, k, history)])[0]
 
-        if not known_past and not degraded:
-            if not context_known:
-                return Recommendation(self._popular(k, seen), "fallback", None, None, None)
-            vector = self._item_vectors[self.vocabulary.indices([context_item_id])[0] - 1]
-            return Recommendation(self._top(vector, k, None, seen), "neighbours", None, None, None)
+    def recommend_many(self, requests: Sequence[RecommendRequest]) -> list[Recommendation]:
+        """``recommend`` of each (user_id, context_item_id, k, history) request, answered together.
 
-        sequence = [*known_past, int(context_item_id)] if context_known else known_past
-        if not sequence:  # degraded, with neither history nor a known context item
-            return Recommendation(self._popular(k, seen), "fallback", None, None, None, degraded=True)
-        query = self._query(sequence)
+        One feature-store read and one SASRec forward pass serve the whole batch; the answers equal
+        those of calling ``recommend`` one request at a time.
+        """
+        for position, (_, _, k, _) in enumerate(requests):
+            if not 1 <= k <= self.max_k:
+                raise ValueError(
+                    f"request {position}: k must be between 1 and serving.max_k={self.max_k}, got {k}"
+                )
+        if not requests:
+            return []
+        rows, degraded = self._read_features(
+            [int(user) for user, _, _, _ in requests], [int(item) for _, item, _, _ in requests]
+        )
+        answers: list[Recommendation | None] = [None] * len(requests)
+        pending: list[tuple[int, list[int], set[int]]] = []  # (position, sequence, seen)
+        for position, ((_, context_item_id, k, history), row) in enumerate(zip(requests, rows, strict=True)):
+            stored = list(reversed(_id_list(row.get(RECENT_ITEMS_FEATURE))))  # the feature is newest first
+            past = [*stored, *(int(i) for i in history or [])]
+            seen = {*past, int(context_item_id)}
+            known_past = [i for i in past if i in self.vocabulary]
+            context_known = int(context_item_id) in self.vocabulary
+            if not known_past and not degraded:
+                if not context_known:
+                    answers[position] = Recommendation(self._popular(k, seen), "fallback", None, None, None)
+                else:
+                    vector = self.item_vector(int(context_item_id))
+                    answers[position] = Recommendation(
+                        self._top(vector, k, None, seen), "neighbours", None, None, None
+                    )
+                continue
+            sequence = [*known_past, int(context_item_id)] if context_known else known_past
+            if not sequence:  # degraded, with neither history nor a known context item
+                answers[position] = Recommendation(
+                    self._popular(k, seen), "fallback", None, None, None, degraded=True
+                )
+                continue
+            pending.append((position, sequence, seen))
+
+        queries = self.query_vectors([sequence for _, sequence, _ in pending])
+        for (position, _, seen), query in zip(pending, queries, strict=True):
+            answers[position] = self._restricted(query, requests[position][2], seen, rows[position], degraded)
+        return [answer for answer in answers if answer is not None]
+
+    def _restricted(
+        self, query: np.ndarray, k: int, seen: set[int], row: dict[str, Any], degraded: bool
+    ) -> Recommendation:
+        """Search inside the feature's serendipitous cluster, or unrestricted when there is none."""
         cluster = row.get(SERENDIPITOUS_CLUSTER_FEATURE)
         if _present(cluster) and int(cluster) in self.index:
             cluster_id = int(cluster)
