@@ -4,7 +4,18 @@ from __future__ import annotations
 
 import typer
 
-from serendipity.commands import experiment, features, ingest, jobs, mllm, pipeline, serve, validate, world
+from serendipity.commands import (
+    experiment,
+    features,
+    ingest,
+    jobs,
+    mllm,
+    pipeline,
+    report,
+    serve,
+    validate,
+    world,
+)
 
 app = typer.Typer(
     name="serendipity",
@@ -20,6 +31,7 @@ app.add_typer(mllm.app, name="mllm", help="Build, fine-tune and evaluate the mul
 app.add_typer(features.app, name="features", help="Feast: apply, materialize, read.")
 app.add_typer(experiment.app, name="experiment", help="The paper's offline experiments (ablations).")
 app.add_typer(pipeline.app, name="pipeline", help="Run the whole pipeline or a subset of stages.")
+app.add_typer(report.app, name="report", help="Write the evaluation report (HTML + report.json).")
 app.add_typer(serve.app, name="serve", help="Run and query the Ray Serve endpoint on this machine.")
 
 if __name__ == "__main__":

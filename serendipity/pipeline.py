@@ -60,6 +60,13 @@ def _materialize_features(config: PipelineConfig, config_path: Path) -> None:
     write_json_atomic({"materialized_until": end.isoformat()}, _features_marker(config))
 
 
+def _write_report(config: PipelineConfig, config_path: Path) -> None:
+    from serendipity.eval.report import write_report
+
+    paths = write_report(config, config_path)
+    print(f"report: {paths.html}")
+
+
 def _features_marker(config: PipelineConfig) -> Path:
     return _layout(config).feast_dir / "materialized.json"
 
@@ -186,6 +193,29 @@ def default_stages() -> list[Stage]:
             ],
             outputs=lambda c: [_features_marker(c)],
             config_sections=("features",),
+        ),
+        Stage(
+            "evaluate",
+            "simulated live experiment: exploitation, exploration, bandit and MLLM arms (Ray)",
+            _job("ray_jobs.evaluate"),
+            inputs=lambda c: [_layout(c).retriever_dir / "metrics.json", _features_marker(c)],
+            outputs=lambda c: [_layout(c).reports_dir / "experiment" / "experiment.json"],
+            config_sections=("eval",),
+            enabled=lambda c: c.world is not None,  # the simulator is the synthetic world's
+        ),
+        Stage(
+            "report",
+            "the evaluation report: one HTML page and report.json",
+            _write_report,
+            inputs=lambda c: [
+                _layout(c).finetune_dir / "curves.csv",
+                _layout(c).aggregates_overall_path,
+                _layout(c).reports_dir / "experiment" / "experiment.json",
+            ],
+            outputs=lambda c: [
+                _layout(c).reports_dir / "report.html",
+                _layout(c).reports_dir / "report.json",
+            ],
         ),
     ]
 

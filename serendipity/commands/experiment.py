@@ -6,6 +6,8 @@ from pathlib import Path
 
 import typer
 
+from serendipity.commands.report import replay
+
 app = typer.Typer(no_args_is_help=True, help="experiment commands")
 
 ALL_EXPERIMENTS = "modality,frames,thumbnail"
@@ -118,3 +120,29 @@ def ablate(
         console.print(f"[{colour}]{finding['verdict']}[/]: {finding['finding']} — {finding['evidence']}")
     for name, path in report.paths.items():
         console.print(f"{name}: {path}")
+
+
+@app.command("live")
+def live(
+    config: Path = typer.Option(..., "--config", "-c", help="pipeline YAML whose serving chain has run"),
+    seeds: str | None = typer.Option(None, "--seeds", help="comma-separated seeds (default eval.seeds)"),
+    days: int | None = typer.Option(None, "--days", min=1, help="overrides eval.days"),
+    users_per_arm: int | None = typer.Option(
+        None, "--users-per-arm", min=1, help="overrides eval.users_per_arm"
+    ),
+) -> None:
+    """The simulated live experiment: exploitation, exploration, bandit and MLLM arms on disjoint users."""
+    from ray_jobs import evaluate
+
+    argv = ["--config", str(config)]
+    if seeds is not None:
+        argv += ["--seeds", ",".join(str(seed) for seed in _parse_seeds(seeds))]
+    if days is not None:
+        argv += ["--days", str(days)]
+    if users_per_arm is not None:
+        argv += ["--users-per-arm", str(users_per_arm)]
+    paths = evaluate.main(argv)
+    typer.echo(f"experiment: {paths['experiment']}")
+
+
+app.command("replay")(replay)

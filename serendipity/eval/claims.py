@@ -1,0 +1,256 @@
+"""The paper's claims, checked against the numbers of the report's sections (never hard-coded verdicts).
+
+Every check compares 95% intervals: a claim *holds* when the intervals separate in its favour, *does not
+hold* when they separate against it, is *inconclusive* when they overlap (or are undefined) and *not
+measured* when the section it needs has not run.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+HOLDS = "holds"
+FAILS = "does not hold"
+INCONCLUSIVE = "inconclusive"
+NOT_MEASURED = "not measured"
+REFERENCE_ARM = "exploitation"
+MLLM_ARM = "mllm"
+EXPLORATION_ARMS = ("exploration", "bandit")
+Section = Mapping[str, Any] | None
+
+
+@dataclass(frozen=True)
+class Interval:
+    mean: float
+    low: float
+    high: float
+
+    @property
+    def defined(self) -> bool:
+        return not any(math.isnan(v) for v in (self.mean, self.low, self.high))
+
+    def text(self, digits: int = 3) -> str:
+        if math.isnan(self.mean):
+            return "-"
+        if math.isnan(self.low) or math.isnan(self.high):
+            return f"{self.mean:.{digits}f}"
+        return f"{self.mean:.{digits}f} [{self.low:.{digits}f}, {self.high:.{digits}f}]"
+
+
+@dataclass(frozen=True)
+class ClaimCheck:
+    claim_id: str
+    claim: str
+    status: str
+    evidence: str
+    source: str
+
+    def as_dict(self) -> dict[str, str]:
+        return asdict(self)
+
+
+def _number(value: Any) -> float:
+    return math.nan if value is None else float(value)
+
+
+def interval_of(stats: Mapping[str, Any]) -> Interval:
+    """An interval from ``{"mean", "ci_low", "ci_high"}`` (missing or null bounds are NaN)."""
+    return Interval(_number(stats.get("mean")), _number(stats.get("ci_low")), _number(stats.get("ci_high")))
+
+
+def wilson_interval(hits: float, trials: int, z: float = 1.96) -> tuple[float, float]:
+    """Wilson score interval of a binomial proportion (NaN for no trials)."""
+    if trials <= 0:
+        return math.nan, math.nan
+    rate = hits / trials
+    denominator = 1 + z * z / trials
+    centre = (rate + z * z / (2 * trials)) / denominator
+    half = z * math.sqrt(rate * (1 - rate) / trials + z * z / (4 * trials * trials)) / denominator
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def compare(better: Interval, worse: Interval) -> str:
+    """Whether ``better`` is above ``worse``: separated intervals decide, overlapping ones do not."""
+    if not (better.defined and worse.defined):
+        return INCONCLUSIVE
+    if better.low > worse.high:
+        return HOLDS
+    if better.high < worse.low:
+        return FAILS
+    return INCONCLUSIVE
+
+
+def combine(statuses: Sequence[str]) -> str:
+    """All parts must hold; any failing part fails the claim; otherwise it stays inconclusive."""
+    if not statuses:
+        return NOT_MEASURED
+    if FAILS in statuses:
+        return FAILS
+    return HOLDS if all(s == HOLDS for s in statuses) else INCONCLUSIVE
+
+
+def _arm_metric(experiment: Mapping[str, Any], metric: str, arm: str) -> Interval | None:
+    stats = experiment.get("metrics", {}).get(metric, {}).get(arm)
+    return interval_of(stats) if stats else None
+
+
+def _not_measured(claim_id: str, claim: str, source: str, needs: str) -> ClaimCheck:
+    return ClaimCheck(claim_id, claim, NOT_MEASURED, f"needs {needs}", source)
+
+
+def serendipitous_satisfy_more(aggregates: Section) -> ClaimCheck:
+    claim = "serendipitous next items satisfy more than similar ones"
+    rows = {row["pair_class"]: row for row in (aggregates or {}).get("rows", [])}
+    if "serendipitous" not in rows or "similar" not in rows:
+        return _not_measured("1", claim, "aggregates", "the aggregates table with both pair classes")
+    ser, sim = (
+        Interval(_number(r["mean_satisfaction"]), _number(r["ci_low"]), _number(r["ci_high"]))
+        for r in (rows["serendipitous"], rows["similar"])
+    )
+    evidence = f"mean satisfaction serendipitous {ser.text(4)} vs similar {sim.text(4)}"
+    return ClaimCheck("1", claim, compare(ser, sim), evidence, "aggregates")
+
+
+def mllm_highest_novelty(experiment: Section) -> ClaimCheck:
+    claim = "the MLLM arm has the highest novelty gain among the arms"
+    metric = "novelty_gain_pct"
+    if not experiment or _arm_metric(experiment, metric, MLLM_ARM) is None:
+        return _not_measured("2", claim, "experiment", f"the simulated experiment ({metric} of the mllm arm)")
+    mllm = _arm_metric(experiment, metric, MLLM_ARM)
+    others = {
+        arm: _arm_metric(experiment, metric, arm) for arm in experiment.get("arms", []) if arm != MLLM_ARM
+    }
+    measured = {arm: value for arm, value in others.items() if value is not None}
+    statuses = [compare(mllm, value) for value in measured.values()]
+    shown = ", ".join(f"{arm} {value.text(1)}" for arm, value in measured.items())
+    return ClaimCheck("2", claim, combine(statuses), f"{metric}: mllm {mllm.text(1)}; {shown}", "experiment")
+
+
+def mllm_better_feedback_than_exploration(experiment: Section) -> ClaimCheck:
+    claim = "the MLLM arm's positive feedback beats the exploration arms' (exploration, bandit)"
+    metric = "positive_feedback_ratio"
+    arms = [MLLM_ARM, *EXPLORATION_ARMS]
+    values = {arm: _arm_metric(experiment, metric, arm) for arm in arms} if experiment else {}
+    if not values or any(value is None for value in values.values()):
+        return _not_measured("3", claim, "experiment", f"{metric} of arms {', '.join(arms)}")
+    statuses = [compare(values[MLLM_ARM], values[arm]) for arm in EXPLORATION_ARMS]
+    shown = "; ".join(f"{arm} {values[arm].text(3)}" for arm in arms)
+    return ClaimCheck("3", claim, combine(statuses), f"{metric}: {shown}", "experiment")
+
+
+def mllm_raises_engagement(experiment: Section) -> ClaimCheck:
+    claim = "the MLLM arm raises engagement (engaged user share, unique engaged pairs) vs exploitation"
+    reference = (experiment or {}).get("reference_arm", REFERENCE_ARM)
+    parts, statuses = [], []
+    for metric in ("engaged_user_share", "unique_engaged_pairs"):
+        mllm = _arm_metric(experiment or {}, metric, MLLM_ARM)
+        base = _arm_metric(experiment or {}, metric, reference)
+        if mllm is None or base is None:
+            continue
+        statuses.append(compare(mllm, base))
+        parts.append(f"{metric}: mllm {mllm.text(3)} vs {reference} {base.text(3)}")
+    if not statuses:
+        return _not_measured("4", claim, "experiment", "engagement metrics of the mllm and reference arms")
+    return ClaimCheck("4", claim, combine(statuses), "; ".join(parts), "experiment")
+
+
+def gain_grows_with_richness(experiment: Section) -> ClaimCheck:
+    claim = "the MLLM's gain is larger for visually richer context items"
+    buckets = sorted((experiment or {}).get("richness_buckets", []), key=lambda b: b["richness_low"])
+    if len(buckets) < 2:
+        return _not_measured("5", claim, "experiment", "at least two visual-richness buckets")
+    gains = [interval_of(bucket["relative_gain_pct"]) for bucket in buckets]
+    means = [gain.mean for gain in gains]
+    rising = sum(b > a for a, b in zip(means, means[1:], strict=False))
+    evidence = (
+        f"relative gain % from the poorest to the richest bucket: {', '.join(g.text(1) for g in gains)}; "
+        f"{rising} of {len(means) - 1} steps rise; rule: the richest bucket's interval above the poorest's"
+    )
+    return ClaimCheck("5", claim, compare(gains[-1], gains[0]), evidence, "experiment")
+
+
+def _ablation_arm(rows: Mapping[str, Mapping[str, Any]], arm: str) -> Interval | None:
+    row = rows.get(arm)
+    if row is None or row.get("final_recall_mean") is None:
+        return None
+    mean, half = _number(row["final_recall_mean"]), _number(row.get("final_recall_ci95"))
+    return Interval(mean, mean - half, mean + half)
+
+
+def ablation_claims(ablation: Section) -> list[ClaimCheck]:
+    """Video + text beats text alone, CoT helps, thumbnail beats a random frame, more frames help."""
+    comparisons = [
+        ("6a", "video + text beats text alone (final recall)", "video_text-4f", "text"),
+        ("6c", "a thumbnail beats a random frame (final recall)", "thumbnail_cot", "frame_cot"),
+        ("6d", "more frames help: 4 frames beat 1 (final recall, CoT)", "video_cot-4f", "video_cot-1f"),
+    ]
+    rows = {row["arm"]: row for row in (ablation or {}).get("table", [])}
+    checks = []
+    for claim_id, claim, better, worse in comparisons:
+        a, b = _ablation_arm(rows, better), _ablation_arm(rows, worse)
+        if a is None or b is None:
+            checks.append(_not_measured(claim_id, claim, "ablation", f"ablation arms {better} and {worse}"))
+            continue
+        evidence = f"{better} {a.text(3)} vs {worse} {b.text(3)} (mean and 95% CI over seeds)"
+        status = compare(a, b) if a.defined and b.defined else INCONCLUSIVE
+        if not (a.defined and b.defined):
+            evidence += "; one seed: no interval"
+        checks.append(ClaimCheck(claim_id, claim, status, evidence, "ablation"))
+    cot_claim = "chain-of-thought helps (reaches a high match rate sooner)"
+    found = [f for f in (ablation or {}).get("findings", []) if "CoT" in f.get("finding", "")]
+    if not found or found[0].get("verdict") not in (HOLDS, FAILS, INCONCLUSIVE):
+        checks.insert(
+            1, _not_measured("6b", cot_claim, "ablation", "the modality experiment of the ablation")
+        )
+    else:
+        checks.insert(1, ClaimCheck("6b", cot_claim, found[0]["verdict"], found[0]["evidence"], "ablation"))
+    return checks
+
+
+def finetuned_beats_baseline(finetune: Section) -> ClaimCheck:
+    claim = "the fine-tuned MLLM's recall beats the non-LLM baseline"
+    summary = (finetune or {}).get("summary") or {}
+    final, baseline = summary.get("final_metrics") or {}, summary.get("non_llm_baseline") or {}
+    if "recall" not in final or "recall" not in baseline:
+        return _not_measured("7", claim, "finetune", "the fine-tuning summary with its non-LLM baseline")
+    intervals = []
+    for source in (final, baseline):
+        trials = int(source.get("items") or baseline.get("items") or 0)
+        low, high = wilson_interval(float(source["recall"]) * trials, trials)
+        intervals.append(Interval(float(source["recall"]), low, high))
+    mllm, base = intervals
+    evidence = (
+        f"recall on {int(baseline.get('items', 0))} held-out items: MLLM {mllm.text(3)} vs best non-LLM "
+        f"sibling guess {base.text(3)} (Wilson 95%)"
+    )
+    return ClaimCheck("7", claim, compare(mllm, base), evidence, "finetune")
+
+
+def replay_mllm_beats_baseline(replay: Section) -> ClaimCheck:
+    claim = "on real next items, the MLLM's cluster is hit more often than the non-LLM baseline's"
+    methods = ((replay or {}).get("subsets", {}).get("all") or {}).get("methods", {})
+    if "mllm" not in methods or "non_llm_frequent" not in methods:
+        return _not_measured("8", claim, "replay", "the offline replay")
+    mllm, base = (interval_of(methods[m]) for m in ("mllm", "non_llm_frequent"))
+    random = interval_of(methods["random_sibling"]) if "random_sibling" in methods else None
+    evidence = f"hit rate mllm {mllm.text(3)} vs non-LLM {base.text(3)}"
+    evidence += f" (random sibling {random.text(3)})" if random else ""
+    return ClaimCheck("8", claim, compare(mllm, base), evidence, "replay")
+
+
+def check_claims(sections: Mapping[str, Section]) -> list[ClaimCheck]:
+    """Every claim, in the paper's order, from the report's section data (``None`` for an absent one)."""
+    experiment = sections.get("experiment")
+    return [
+        serendipitous_satisfy_more(sections.get("aggregates")),
+        mllm_highest_novelty(experiment),
+        mllm_better_feedback_than_exploration(experiment),
+        mllm_raises_engagement(experiment),
+        gain_grows_with_richness(experiment),
+        *ablation_claims(sections.get("ablation")),
+        finetuned_beats_baseline(sections.get("finetune")),
+        replay_mllm_beats_baseline(sections.get("replay")),
+    ]

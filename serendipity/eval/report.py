@@ -1,0 +1,198 @@
+"""The evaluation report: one self-contained HTML page (inline PNG figures) plus ``report.json``.
+
+Sections read what earlier stages wrote (fine-tuning curves, ablation, satisfaction aggregates, the
+simulated experiment, the offline replay); an absent input shows the command that produces it. The
+paper's claims are checked from the same numbers (``serendipity.eval.claims``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from serendipity.config import PipelineConfig
+from serendipity.eval.claims import check_claims
+from serendipity.eval.report_html import interval_text, render_html
+from serendipity.io import write_json_atomic
+from serendipity.layout import WorkLayout
+from serendipity.mllm.curves import CURVES_CSV
+
+REPORT_HTML = "report.html"
+REPORT_JSON = "report.json"
+EXPERIMENT_JSON = Path("experiment") / "experiment.json"
+ABLATION_DIR = "ablation"
+ABLATION_JSON = Path(ABLATION_DIR) / "ablation.json"
+REPLAY_JSON = "replay.json"
+FINETUNE_SUMMARY = "summary.json"
+SECTION_TITLES = {
+    "finetune": "Fine-tuning curves",
+    "ablation": "Offline ablation (prompt styles, frames, thumbnails)",
+    "aggregates": "Next-item satisfaction: similar vs serendipitous vs distant",
+    "experiment": "Simulated live experiment (arms)",
+    "replay": "Offline replay on logged next items",
+}
+
+
+@dataclass(frozen=True)
+class ReportPaths:
+    html: Path
+    json: Path
+
+
+def _clean(value: Any) -> Any:
+    """JSON-safe: NaN and infinities become null, numpy scalars plain numbers."""
+    if hasattr(value, "item") and not isinstance(value, (list, dict, str)):
+        value = value.item()
+    if isinstance(value, float) and (math.isnan(value) or math.isinf(value)):
+        return None
+    if isinstance(value, dict):
+        return {str(k): _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    return value
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path}: not valid JSON: {error}") from None
+
+
+def _optional_json(path: Path) -> dict[str, Any] | None:
+    return _read_json(path) if path.exists() else None
+
+
+def _finetune(layout: WorkLayout) -> dict[str, Any] | None:
+    import pandas as pd
+
+    curves_path = layout.finetune_dir / CURVES_CSV
+    if not curves_path.exists():
+        return None
+    curves = pd.read_csv(curves_path)
+    missing = {"step", "loss"} - set(curves.columns)
+    if missing:
+        raise ValueError(f"{curves_path}: missing columns {sorted(missing)}")
+    data: dict[str, Any] = {"curves": curves.sort_values("step").to_dict(orient="list")}
+    summary = _optional_json(layout.finetune_dir / FINETUNE_SUMMARY)
+    if summary is not None:
+        keys = ("model_version", "steps", "prompt_style", "num_frames", "final_metrics", "non_llm_baseline")
+        data["summary"] = {key: summary.get(key) for key in keys}
+    return data
+
+
+def _aggregates(layout: WorkLayout, config: PipelineConfig) -> dict[str, Any] | None:
+    import pyarrow.parquet as pq
+
+    path = layout.aggregates_overall_path
+    if not path.exists():
+        return None
+    table = pq.read_table(path)
+    needed = {"pair_class", "count", "mean_satisfaction", "ci_low", "ci_high"}
+    missing = needed - set(table.column_names)
+    if missing:
+        raise ValueError(f"{path}: missing columns {sorted(missing)}")
+    rows = table.to_pandas().sort_values("pair_class").to_dict(orient="records")
+    return {"level": config.mining.level, "rows": rows}
+
+
+def _ablation(reports_dir: Path) -> dict[str, Any] | None:
+    document = _optional_json(reports_dir / ABLATION_JSON)
+    if document is None:
+        return None
+    return {key: document.get(key) for key in ("settings", "table", "findings", "non_llm_baseline")}
+
+
+def producing_commands(config_path: str) -> dict[str, str]:
+    """The command that writes each section's input."""
+    return {
+        "finetune": f"serendipity pipeline run --config {config_path} --stages finetune",
+        "ablation": f"serendipity experiment ablate --config {config_path}",
+        "aggregates": f"serendipity pipeline run --config {config_path} --stages validate,aggregates",
+        "experiment": f"python -m ray_jobs.evaluate --config {config_path}",
+        "replay": f"serendipity experiment replay --config {config_path}",
+    }
+
+
+def build_report(config: PipelineConfig, config_path: str | Path | None = None) -> dict[str, Any]:
+    """Every section's numbers (``data`` is None when its input is absent) and the checked claims."""
+    layout = WorkLayout.of(config)
+    reports = layout.reports_dir
+    data = {
+        "finetune": _finetune(layout),
+        "ablation": _ablation(reports),
+        "aggregates": _aggregates(layout, config),
+        "experiment": _optional_json(reports / EXPERIMENT_JSON),
+        "replay": _optional_json(reports / REPLAY_JSON),
+    }
+    sources = {
+        "finetune": layout.finetune_dir / CURVES_CSV,
+        "ablation": reports / ABLATION_JSON,
+        "aggregates": layout.aggregates_overall_path,
+        "experiment": reports / EXPERIMENT_JSON,
+        "replay": reports / REPLAY_JSON,
+    }
+    commands = producing_commands(str(config_path) if config_path else "CONFIG")
+    sections = {
+        name: {
+            "title": title,
+            "present": data[name] is not None,
+            "source": str(sources[name]),
+            "command": commands[name],
+            "data": data[name],
+        }
+        for name, title in SECTION_TITLES.items()
+    }
+    claims = [check.as_dict() for check in check_claims(data)]
+    return _clean(
+        {"name": config.name, "work_dir": str(config.work_dir), "sections": sections, "claims": claims}
+    )
+
+
+def headline_table(report: dict[str, Any]) -> str:
+    """Markdown: per arm, novelty gain %, positive-feedback change % and engaged users, with 95% CIs."""
+    section = report["sections"]["experiment"]
+    experiment = section["data"]
+    if not experiment:
+        return f"Simulated experiment not run yet: `{section['command']}`\n"
+    metrics = experiment["metrics"]
+    lines = [
+        "| arm | novelty gain % | positive-feedback change % | engaged users |",
+        "|---|---|---|---|",
+    ]
+    for arm in experiment["arms"]:
+        cells = [
+            interval_text(metrics.get("novelty_gain_pct", {}).get(arm), 1),
+            interval_text(metrics.get("positive_feedback_change_pct", {}).get(arm), 1),
+            interval_text(metrics.get("engaged_user_share", {}).get(arm), 3),
+        ]
+        lines.append(f"| {arm} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _write_text_atomic(text: str, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
+    try:
+        temporary.write_text(text, encoding="utf-8")
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+    return path
+
+
+def write_report(
+    config: PipelineConfig, config_path: str | Path | None = None, out_dir: str | Path | None = None
+) -> ReportPaths:
+    """Build the report and write ``report.json`` and ``report.html`` (each atomically) to ``out_dir``."""
+    layout = WorkLayout.of(config)
+    out = Path(out_dir) if out_dir else layout.reports_dir
+    report = build_report(config, config_path)
+    json_path = write_json_atomic(report, out / REPORT_JSON)
+    page = render_html(report, layout.reports_dir / ABLATION_DIR)
+    return ReportPaths(_write_text_atomic(page, out / REPORT_HTML), json_path)

@@ -1,0 +1,180 @@
+"""The report's HTML page: the claims table, then one block per section with inline PNG figures."""
+
+from __future__ import annotations
+
+import html
+from pathlib import Path
+from typing import Any
+
+STYLE = (
+    "body{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}"
+    "table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding:3px 8px;font-size:90%}"
+    ".missing{color:#a60}.holds{color:#080}.does-not-hold{color:#c00}.inconclusive{color:#a60}"
+    ".not-measured{color:#888}code{background:#f4f4f4;padding:1px 4px}"
+)
+
+
+def _table(header: list[str], rows: list[list[Any]]) -> str:
+    head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>" for row in rows)
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def _image(encoded: str, alt: str) -> str:
+    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{encoded}">'
+
+
+def interval_text(stats: dict[str, Any] | None, digits: int) -> str:
+    if not stats or stats.get("mean") is None:
+        return "-"
+    text = f"{stats['mean']:.{digits}f}"
+    if stats.get("ci_low") is None or stats.get("ci_high") is None:
+        return text
+    return f"{text} [{stats['ci_low']:.{digits}f}, {stats['ci_high']:.{digits}f}]"
+
+
+def _number(value: Any, digits: int = 3) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def _finetune_html(data: dict[str, Any]) -> str:
+    from serendipity.eval.report_plots import curves_png
+
+    parts = [_image(curves_png(data["curves"]), "fine-tuning curves")]
+    summary = data.get("summary")
+    if summary:
+        final, baseline = summary.get("final_metrics") or {}, summary.get("non_llm_baseline") or {}
+        rows = [[k, _number(final.get(k))] for k in ("match_rate", "recall", "recall_at_k") if k in final]
+        rows.append(["non-LLM best sibling guess recall", _number(baseline.get("recall"))])
+        parts.append(f"<p>model {summary.get('model_version')}, {summary.get('steps')} steps</p>")
+        parts.append(_table(["final metric", "value"], rows))
+    return "".join(parts)
+
+
+def _ablation_html(data: dict[str, Any], ablation_dir: Path) -> str:
+    from serendipity.eval.report_plots import png_file_base64
+
+    def cell(row: dict[str, Any], metric: str, digits: int) -> str:
+        mean, half = row.get(f"{metric}_mean"), row.get(f"{metric}_ci95")
+        return (
+            "-" if mean is None else _number(mean, digits) + ("" if half is None else f" ± {half:.{digits}f}")
+        )
+
+    rows = [
+        [r["experiment"], r["arm"], r.get("seeds") or "-", cell(r, "final_match_rate", 3),
+         cell(r, "final_recall", 3), cell(r, "best_recall", 3), cell(r, "steps_to_90pct_match", 0)]
+        for r in data.get("table") or []
+    ]  # fmt: skip
+    header = ["experiment", "arm", "seeds", "final match", "final recall", "best recall", "steps@90% match"]
+    found = "".join(
+        f"<li><b>{html.escape(f['finding'])}</b>: {html.escape(f['verdict'])} "
+        f"({html.escape(f['evidence'])})</li>"
+        for f in data.get("findings") or []
+    )
+    images = [_image(png_file_base64(p), p.stem) for p in sorted(ablation_dir.glob("curves_*.png"))]
+    return _table(header, rows) + f"<ul>{found}</ul>" + "".join(images)
+
+
+def _aggregates_html(data: dict[str, Any]) -> str:
+    from serendipity.eval.report_plots import aggregates_png
+
+    rows = [
+        [r["pair_class"], r["count"], _number(r["mean_satisfaction"], 4),
+         f"[{_number(r['ci_low'], 4)}, {_number(r['ci_high'], 4)}]"]
+        for r in data["rows"]
+    ]  # fmt: skip
+    level = data["level"]
+    note = f"<p>pair classes at level L={level}: serendipitous = different cluster at L, same at L-1.</p>"
+    return (
+        note
+        + _table(["class", "pairs", "mean satisfaction", "95% CI"], rows)
+        + _image(aggregates_png(data["rows"]), "satisfaction by pair class")
+    )
+
+
+def _experiment_html(data: dict[str, Any]) -> str:
+    from serendipity.eval.report_plots import figure6_png, figure7_png, figure8_png
+
+    arms, metrics, helps = data["arms"], data["metrics"], data.get("metric_help", {})
+    settings = ", ".join(f"{k} {data.get(k)}" for k in ("seeds", "days", "users_per_arm", "slate_size"))
+    rows = [
+        [metric, *(interval_text(values.get(arm), 3) for arm in arms), helps.get(metric, "")]
+        for metric, values in metrics.items()
+    ]
+    parts = [
+        f"<p>{html.escape(settings)}; reference arm {html.escape(data.get('reference_arm', ''))}; "
+        "mean [95% CI] over seeds.</p>",
+        _image(figure6_png(data), "Figure 6"),
+        _table(["metric", *arms, "definition"], rows),
+        _image(figure7_png(data), "Figure 7"),
+    ]
+    buckets = data.get("richness_buckets") or []
+    if buckets:
+        bucket_rows = [
+            [b["bucket"], f"{b['richness_low']:.2f}-{b['richness_high']:.2f}",
+             interval_text(b["mllm_positive_ratio"], 3), interval_text(b["other_positive_ratio"], 3),
+             interval_text(b["relative_gain_pct"], 1)]
+            for b in sorted(buckets, key=lambda b: b["richness_low"])
+        ]  # fmt: skip
+        header = ["bucket", "richness", "MLLM positive ratio", "other positive ratio", "relative gain %"]
+        parts += [_image(figure8_png(buckets), "Figure 8"), _table(header, bucket_rows)]
+    return "".join(parts)
+
+
+def _replay_html(data: dict[str, Any]) -> str:
+    from serendipity.eval.report_plots import replay_png
+
+    parts = [f"<p>{html.escape(str(data.get('protocol', '')))}</p>"]
+    for subset, content in data.get("subsets", {}).items():
+        rows = [
+            [
+                name,
+                m.get("hits"),
+                content["cases"],
+                interval_text(m, 3),
+                data.get("method_help", {}).get(name, ""),
+            ]
+            for name, m in content["methods"].items()
+        ]
+        parts.append(f"<h3>{html.escape(subset)}: {content['cases']} held-out next items</h3>")
+        parts.append(_table(["method", "hits", "cases", "hit rate [95% CI]", "definition"], rows))
+        if content["cases"]:
+            parts.append(_image(replay_png(content["methods"]), f"replay {subset}"))
+    return "".join(parts)
+
+
+def render_html(report: dict[str, Any], ablation_dir: Path) -> str:
+    """The whole page: the claims table first, then one block per section."""
+    claims = "".join(
+        f"<tr><td>{html.escape(c['claim_id'])}</td><td>{html.escape(c['claim'])}</td>"
+        f'<td class="{c["status"].replace(" ", "-")}">{html.escape(c["status"])}</td>'
+        f"<td>{html.escape(c['evidence'])}</td></tr>"
+        for c in report["claims"]
+    )
+    blocks = [
+        f"<h1>Serendipity evaluation report: {html.escape(report['name'])}</h1>",
+        f"<p>work dir <code>{html.escape(report['work_dir'])}</code></p>",
+        "<h2>The paper's claims, checked here</h2>",
+        f"<table><tr><th>#</th><th>claim</th><th>status</th><th>evidence</th></tr>{claims}</table>",
+    ]
+    renderers = {
+        "finetune": _finetune_html,
+        "ablation": lambda data: _ablation_html(data, ablation_dir),
+        "aggregates": _aggregates_html,
+        "experiment": _experiment_html,
+        "replay": _replay_html,
+    }
+    for name, section in report["sections"].items():
+        blocks.append(f"<h2>{html.escape(section['title'])}</h2>")
+        if section["data"] is None:
+            blocks.append(
+                f'<p class="missing">not run yet: <code>{html.escape(section["command"])}</code></p>'
+            )
+        else:
+            blocks.append(renderers[name](section["data"]))
+            blocks.append(f"<p><small>source: <code>{html.escape(section['source'])}</code></small></p>")
+    body = "\n".join(blocks)
+    return (
+        f'<!DOCTYPE html><html><head><meta charset="utf-8"><title>{html.escape(report["name"])} report'
+        f"</title><style>{STYLE}</style></head><body>\n{body}\n</body></html>\n"
+    )
