@@ -157,7 +157,7 @@ class EvalConfig(_Section):
     users_per_arm: int = Field(100, ge=1)
     slate_size: int = Field(10, ge=1)
     sessions_per_day: int = Field(3, ge=1)
-    engaged_per_day_threshold: int = Field(1, ge=1)  # engaged impressions a day that make an engaged user
+    engaged_day_share: Fraction = 0.5  # an engaged user-day: more than this share of its impressions positive
     richness_buckets: int = Field(5, ge=1)  # quantile buckets of the context items' visual richness
     context_affinity_floor: float = Field(0.1, ge=0)  # context draw odds: popularity * (affinity + floor)
     num_shards: int = Field(2, ge=1)  # Ray actors, each simulating a share of every arm's users

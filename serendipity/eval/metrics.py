@@ -54,14 +54,15 @@ def positive_feedback_ratio(impressions: pd.DataFrame) -> pd.DataFrame:
 
 
 def engaged_user_share(
-    impressions: pd.DataFrame, users_per_arm: int, days: int, threshold: int
+    impressions: pd.DataFrame, users_per_arm: int, days: int, share: float
 ) -> pd.DataFrame:
-    """Share of an arm's users with at least ``threshold`` engaged impressions a day, averaged over days.
+    """Share of an arm's users whose day is engaged (more than ``share`` of that day's impressions got
+    positive feedback), averaged over days.
 
     The denominator is the segment size: a user with no impressions that day counts as not engaged.
     """
-    counts = impressions.groupby(["seed", "arm", "day", "user_id"])["positive"].sum()
-    engaged_users = (counts >= threshold).groupby(["seed", "arm", "day"]).sum()
+    positive_share = impressions.groupby(["seed", "arm", "day", "user_id"])["positive"].mean()
+    engaged_users = (positive_share > share).groupby(["seed", "arm", "day"]).sum()
     index = pd.MultiIndex.from_product(
         [sorted(impressions["seed"].unique()), sorted(impressions["arm"].unique()), range(days)],
         names=["seed", "arm", "day"],

@@ -28,8 +28,8 @@ METRIC_HELP = {
     "novelty_gain_pct": "novel impression ratio relative to exploitation, in percent (Figure 6 x-axis)",
     "positive_feedback_ratio": "share of impressions with satisfaction above features.engaged_satisfaction",
     "positive_feedback_change_pct": "positive feedback ratio relative to exploitation, in percent (Fig. 6 y)",
-    "engaged_user_share": "share of the arm's users with >= eval.engaged_per_day_threshold engaged "
-    "impressions a day, averaged over days (Figure 7)",
+    "engaged_user_share": "share of the arm's users with more than eval.engaged_day_share of a day's "
+    "impressions positive, averaged over days (Figure 7)",
     "unique_engaged_pairs": "distinct (user, item) pairs with positive feedback (Figure 7)",
     "cluster_novelty": "share of impressions in a level-L cluster the user had not engaged with before",
     "novelty": "mean self-information -log2 p(item) of the logs' add-one-smoothed impression shares",
@@ -80,7 +80,7 @@ def per_seed_metrics(
         "positive_feedback_ratio": positive,
         "positive_feedback_change_pct": metrics.percentage_change(positive, EXPLOITATION),
         "engaged_user_share": metrics.engaged_user_share(
-            impressions, settings.users_per_arm, settings.days, settings.engaged_per_day_threshold
+            impressions, settings.users_per_arm, settings.days, settings.engaged_day_share
         ),
         "unique_engaged_pairs": metrics.unique_engaged_pairs(impressions),
         "cluster_novelty": metrics.cluster_novelty(impressions, context.pre.engaged_clusters),

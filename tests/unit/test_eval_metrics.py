@@ -65,13 +65,16 @@ def test_percentage_change_is_zero_for_the_reference_and_undefined_over_zero(two
 
 
 def test_engaged_user_share_divides_by_the_segment_and_averages_over_days(two_arms: pd.DataFrame) -> None:
-    share = metrics.engaged_user_share(two_arms, users_per_arm=2, days=2, threshold=1)
-    # seed 0: mllm user 20 engaged on both days -> (1/2 + 1/2) / 2; exploitation user 10 on day 0 only
-    assert share.loc[0, "mllm"] == pytest.approx(0.5)
-    assert share.loc[0, "exploitation"] == pytest.approx(0.25)
-    strict = metrics.engaged_user_share(two_arms, users_per_arm=1, days=2, threshold=2)
-    assert strict.loc[0, "mllm"] == pytest.approx(0.5)  # two positives on day 0 only
-    assert strict.loc[1, "exploitation"] == pytest.approx(0.5)  # item 1 twice on day 0
+    share = metrics.engaged_user_share(two_arms, users_per_arm=2, days=2, share=0.5)
+    # seed 0: mllm user 20 is engaged on day 0 (2 of 2 positive), not on day 1 (1 of 2) -> (1/2 + 0) / 2;
+    # exploitation user 10 has 1 of 4 positive on day 0 -> never engaged
+    assert share.loc[0, "mllm"] == pytest.approx(0.25)
+    assert share.loc[0, "exploitation"] == 0.0
+    assert share.loc[1, "exploitation"] == pytest.approx(0.25)  # user 11: 2 of 2 on day 0, none on day 1
+    lenient = metrics.engaged_user_share(two_arms, users_per_arm=2, days=2, share=0.2)
+    assert lenient.loc[0, "mllm"] == pytest.approx(0.5) and lenient.loc[0, "exploitation"] == pytest.approx(
+        0.25
+    )
 
 
 def test_unique_engaged_pairs_counts_each_user_item_once(two_arms: pd.DataFrame) -> None:
