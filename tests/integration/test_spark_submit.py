@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from cluster_helpers import SPARK_SUBMIT, spark_submit_env
 from reference import mining as reference
 from reference.contract_data import job_config, read_table, write_contract_dataset
 
@@ -21,9 +20,8 @@ from serendipity.schema import DATASET_FILES, INTERACTIONS_FILE, ITEMS_FILE
 def test_spark_submit_runs_the_aggregates_job(
     test_config: PipelineConfig, repo_root: Path, tmp_path: Path
 ) -> None:
-    spark_submit = repo_root / ".venv" / "bin" / "spark-submit"
-    if not spark_submit.exists():
-        pytest.skip(f"{spark_submit} is absent")
+    if not SPARK_SUBMIT.exists():
+        pytest.skip(f"{SPARK_SUBMIT} is absent")
     dataset = write_contract_dataset(tmp_path / "dataset", seed=3)
     config_path = job_config(test_config, dataset, tmp_path / "work")
     config = load_config(config_path)
@@ -34,14 +32,14 @@ def test_spark_submit_runs_the_aggregates_job(
 
     result = subprocess.run(
         [
-            str(spark_submit),
+            str(SPARK_SUBMIT),
             "--master",
             "local[2]",
             str(repo_root / "spark_jobs" / "aggregates.py"),
             "--config",
             str(config_path),
         ],
-        env={**os.environ, "PYSPARK_PYTHON": sys.executable, "PYSPARK_DRIVER_PYTHON": sys.executable},
+        env=spark_submit_env(),
         cwd=tmp_path,
         capture_output=True,
         text=True,

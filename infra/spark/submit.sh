@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# Submit one Spark job of spark_jobs/ with spark-submit, shipping the serendipity and spark_jobs packages
+# as a zip (--py-files), so executors need only the dependencies installed, not this repository.
+set -euo pipefail
+
+REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+
+usage() {
+  cat <<USAGE
+usage: $(basename "$0") JOB [JOB ARGS...]        e.g. $(basename "$0") validate --config configs/demo.yaml
+
+Runs spark-submit --master \$SPARK_MASTER --py-files <serendipity + spark_jobs zip> spark_jobs/JOB.py ARGS.
+JOB is one of: $(jobs_available | tr '\n' ' ')
+Environment:
+  SPARK_MASTER       required: local[*], yarn, k8s://https://HOST:PORT, spark://HOST:PORT
+  SPARK_SUBMIT       spark-submit to run (default: spark-submit on PATH)
+  SPARK_SUBMIT_ARGS  extra spark-submit options, split on spaces (e.g. "--deploy-mode client --num-executors 4")
+  PYSPARK_PYTHON     Python of the executors (must have the project's dependencies)
+USAGE
+}
+
+jobs_available() {
+  grep -l '^def main(' "$REPO_ROOT"/spark_jobs/*.py | xargs -n1 basename | sed 's/\.py$//' | sort
+}
+
+if [[ $# -lt 1 ]]; then
+  usage >&2
+  exit 2
+fi
+if [[ "$1" == "-h" || "$1" == "--help" ]]; then
+  usage
+  exit 0
+fi
+
+job="$1"
+shift
+job_file="$REPO_ROOT/spark_jobs/$job.py"
+if [[ ! "$job" =~ ^[a-z_]+$ || ! -f "$job_file" ]] || ! grep -q '^def main(' "$job_file"; then
+  echo "error: unknown Spark job '$job'" >&2
+  usage >&2
+  exit 2
+fi
+if [[ -z "${SPARK_MASTER:-}" ]]; then
+  echo "error: SPARK_MASTER is not set (e.g. SPARK_MASTER='local[*]' or yarn)" >&2
+  exit 2
+fi
+
+build_dir="$(mktemp -d "${TMPDIR:-/tmp}/serendipity-submit.XXXXXX")"
+trap 'rm -rf "$build_dir"' EXIT
+package_zip="$build_dir/serendipity-packages.zip"
+python_bin="${PYSPARK_DRIVER_PYTHON:-${PYSPARK_PYTHON:-python3}}"
+(cd "$REPO_ROOT" && "$python_bin" -m zipfile -c "$package_zip" serendipity spark_jobs)
+
+read -r -a extra_args <<<"${SPARK_SUBMIT_ARGS:-}"
+exec_args=(
+  "${SPARK_SUBMIT:-spark-submit}"
+  --master "$SPARK_MASTER"
+  --py-files "$package_zip"
+  "${extra_args[@]}"
+  "$job_file"
+  "$@"
+)
+"${exec_args[@]}"

@@ -1,0 +1,240 @@
+"""The path a cluster user takes, on one machine, on the mined test world:
+
+spark-submit (infra/spark/submit.sh) the user_history job -> `ray start --head` + `ray job submit` of
+fine-tuning, batch inference and retriever training -> `feast apply` + materialise into a real
+redis-server -> `serve run serving/config.yaml` on that head -> POST /recommend over HTTP.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+import pandas as pd
+import pytest
+import yaml
+from cluster_helpers import (
+    REPO_ROOT,
+    SPARK_SUBMIT,
+    VENV_BIN,
+    RayHead,
+    free_port,
+    job_output,
+    ray_head,
+    ray_job_submit,
+    redis_feature_store_yaml,
+    redis_server,
+    spark_submit_env,
+    stop_process_group,
+)
+
+from serendipity.config import PipelineConfig, load_config
+from serendipity.layout import WorkLayout
+from serendipity.schema import ITEMS_FILE, level_column
+from serving.settings import CONFIG_ENV, TOKEN_ENV
+
+pytestmark = pytest.mark.slow
+
+SUBMIT_SCRIPT = REPO_ROOT / "infra" / "spark" / "submit.sh"
+PROD_FEATURE_STORE = REPO_ROOT / "infra" / "feast" / "prod" / "feature_store.yaml"
+SERVE_CONFIG = REPO_ROOT / "serving" / "config.yaml"
+TOKEN = "e2e-token-4b1d"
+READY_TIMEOUT_S = 300
+
+
+@dataclass(frozen=True)
+class Deployment:
+    config: PipelineConfig
+    url: str
+    redis_connection: str
+
+
+def private_config(mined: PipelineConfig, directory: Path, feature_store_yaml: Path) -> Path:
+    """``mined``'s Spark outputs in a private work dir; the stages under test start from nothing."""
+    work_dir = directory / "work"
+    layout = WorkLayout.of(mined)
+    produced_here = [
+        layout.feast_dir,
+        layout.models_dir,
+        layout.finetune_dir,
+        layout.retriever_dir,
+        layout.retriever_train_dir,
+        layout.serendipity_path,
+        layout.inference_errors_path,
+        layout.inference_manifest_path,
+        layout.user_history_path,
+        layout.item_meta_path,
+    ]
+    skipped = {path.name for path in produced_here}
+    shutil.copytree(mined.work_dir, work_dir, ignore=lambda _, names: [n for n in names if n in skipped])
+    data = mined.model_dump(mode="json")
+    data["work_dir"] = str(work_dir)
+    data["mllm"] = {**data["mllm"], "max_steps": 2, "eval_every": 2}
+    data["retrieval"] = {**data["retrieval"], "epochs": 2}
+    data["features"] = {**data["features"], "feature_store_yaml": str(feature_store_yaml)}
+    path = directory / "production-config.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def run(command: list[str], env: dict[str, str], timeout_s: float = 600) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout_s)
+    assert result.returncode == 0, f"{' '.join(command)} failed:\n{job_output(result)}"
+    return result
+
+
+def start_spark_submit(config_path: Path, log_path: Path) -> subprocess.Popen:
+    """infra/spark/submit.sh user_history, in the background (the Ray stages before Feast do not need it)."""
+    env = {**spark_submit_env(), "SPARK_MASTER": "local[2]", "SPARK_SUBMIT": str(SPARK_SUBMIT)}
+    command = ["bash", str(SUBMIT_SCRIPT), "user_history", "--config", str(config_path)]
+    with log_path.open("w") as log:
+        return subprocess.Popen(
+            command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+
+
+def wait_for_spark_submit(process: subprocess.Popen, log_path: Path) -> None:
+    returncode = process.wait(timeout=600)
+    assert returncode == 0, (
+        f"submit.sh user_history exited with {returncode}:\n{log_path.read_text()[-4000:]}"
+    )
+
+
+def submit_ray_jobs(head: RayHead, config_path: Path) -> None:
+    config = ["--config", str(config_path)]
+    for entrypoint in (
+        ["python", "-m", "ray_jobs.finetune", *config, "--max-steps", "2"],
+        ["python", "-m", "ray_jobs.infer", *config],
+        ["python", "-m", "ray_jobs.train_retriever", *config, "--epochs", "2"],
+    ):
+        result = ray_job_submit(head, entrypoint)
+        assert result.returncode == 0, f"{entrypoint[2]}:\n{job_output(result)}"
+        assert "succeeded" in (result.stdout + result.stderr).lower(), entrypoint[2]
+
+
+def feast_apply_and_materialize(head: RayHead, config_path: Path, feature_store_yaml: Path) -> None:
+    env = dict(head.env)
+    run(
+        [str(VENV_BIN / "feast"), "-c", str(REPO_ROOT / "features"), "-f", str(feature_store_yaml), "apply"],
+        env,
+    )
+    end = (datetime.now(UTC) + timedelta(minutes=1)).isoformat()
+    run(
+        [
+            str(VENV_BIN / "serendipity"),
+            "features",
+            "materialize",
+            "--config",
+            str(config_path),
+            "--end",
+            end,
+        ],
+        env,
+    )
+
+
+def serve_run(head: RayHead, directory: Path) -> str:
+    """`serve run` of serving/config.yaml on ``head``, moved to a free port (nothing else changed)."""
+    serve_config = yaml.safe_load(SERVE_CONFIG.read_text())
+    port = free_port()
+    serve_config["http_options"]["port"] = port
+    path = directory / "serve-config.yaml"
+    path.write_text(yaml.safe_dump(serve_config, sort_keys=False))
+    command = [str(VENV_BIN / "serve"), "run", "--non-blocking", "--address", head.gcs_address, str(path)]
+    run(command, dict(head.env), timeout_s=READY_TIMEOUT_S)
+    url = f"http://{serve_config['http_options']['host']}:{port}"
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    while True:
+        try:
+            if httpx.get(f"{url}/readyz", headers=auth(), timeout=10).status_code == 200:
+                return url
+        except httpx.HTTPError:
+            pass
+        assert time.monotonic() < deadline, f"the Serve app at {url} was not ready within {READY_TIMEOUT_S} s"
+        time.sleep(2)
+
+
+def auth() -> dict[str, str]:
+    return {"Authorization": f"Bearer {TOKEN}"}
+
+
+@contextmanager
+def timed(step: str) -> Iterator[None]:
+    """Prints how long ``step`` took (shown with ``pytest -s``; never asserted on)."""
+    start = time.perf_counter()
+    yield
+    print(f"[production path] {step}: {time.perf_counter() - start:.1f} s")
+
+
+@pytest.fixture(scope="module")
+def deployed(mined: PipelineConfig, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
+    directory = tmp_path_factory.mktemp("production")
+    with ExitStack() as running:
+        redis_connection = running.enter_context(redis_server(directory))
+        feast_dir = directory / "feast"
+        feast_dir.mkdir()
+        feature_store_yaml = redis_feature_store_yaml(PROD_FEATURE_STORE, feast_dir, redis_connection)
+        config_path = private_config(mined, directory, feature_store_yaml)
+        config = load_config(config_path)
+        layout = WorkLayout.of(config)
+
+        spark_log = directory / "spark-submit.log"
+        spark = start_spark_submit(config_path, spark_log)
+        running.callback(stop_process_group, spark)
+        env = {CONFIG_ENV: str(config_path), TOKEN_ENV: TOKEN}
+        with timed("ray start --head"):
+            head = running.enter_context(ray_head(num_cpus=2, extra_env=env))
+        with timed("ray job submit: finetune, infer, train_retriever"):
+            submit_ray_jobs(head, config_path)
+        assert layout.serendipity_path.exists() and layout.retriever_dir.is_dir()
+        with timed("spark-submit user_history (after the Ray jobs)"):
+            wait_for_spark_submit(spark, spark_log)
+        assert layout.user_history_path.exists() and layout.item_meta_path.exists()
+
+        with timed("feast apply + materialize"):
+            feast_apply_and_materialize(head, config_path, feature_store_yaml)
+        with timed("serve run until ready"):
+            url = serve_run(head, directory)
+        yield Deployment(config, url, redis_connection)
+
+
+def test_features_were_materialised_into_redis(deployed: Deployment) -> None:
+    import redis
+
+    host, port = deployed.redis_connection.split(":")
+    with redis.Redis(host=host, port=int(port)) as client:
+        assert client.dbsize() > 0
+
+
+def test_the_api_requires_the_token(deployed: Deployment) -> None:
+    assert httpx.get(f"{deployed.url}/healthz", timeout=30).json() == {"status": "alive"}
+    body = {"user_id": 0, "context_item_id": 0, "k": 3}
+    assert httpx.post(f"{deployed.url}/recommend", json=body, timeout=30).status_code == 401
+
+
+def test_recommendations_lie_in_the_serendipitous_cluster(deployed: Deployment) -> None:
+    layout = WorkLayout.of(deployed.config)
+    features = pd.read_parquet(layout.serendipity_path).sort_values("item_id").head(3)
+    histories = pd.read_parquet(layout.user_history_path)
+    items = pd.read_parquet(layout.catalog_dir() / ITEMS_FILE)
+    item_cluster = dict(zip(items["item_id"], items[level_column(deployed.config.mining.level)], strict=True))
+    users = sorted(histories["user_id"].unique())[: len(features)]
+    assert len(features) and users
+    for user, item, cluster in zip(
+        users, features["item_id"], features["serendipitous_cluster"], strict=False
+    ):
+        body = {"user_id": int(user), "context_item_id": int(item), "k": 5}
+        response = httpx.post(f"{deployed.url}/recommend", json=body, headers=auth(), timeout=60)
+        assert response.status_code == 200, response.text
+        answer = response.json()
+        assert answer["source"] == "serendipity" and answer["degraded"] is False, answer
+        assert answer["cluster"]["id"] == int(cluster)
+        assert answer["items"] and len(answer["items"]) <= 5
+        assert {item_cluster[returned["item_id"]] for returned in answer["items"]} == {int(cluster)}

@@ -1,0 +1,267 @@
+"""The cluster manifests under infra/: they parse, name files that exist, and embed serving/config.yaml."""
+
+from __future__ import annotations
+
+import ast
+import importlib
+import importlib.util
+import os
+import re
+import shlex
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+import yaml
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+INFRA = REPO_ROOT / "infra"
+IMAGE_ROOT = "/app"  # WORKDIR of infra/docker/Dockerfile: the repository inside the image
+IMAGE_PLACEHOLDER = "${SERENDIPITY_IMAGE}"
+SUBMIT = INFRA / "spark" / "submit.sh"
+EXPECTED_API_VERSIONS = {
+    "RayJob": "ray.io/v1",
+    "RayService": "ray.io/v1",
+    "SparkApplication": "sparkoperator.k8s.io/v1beta2",
+    "Job": "batch/v1",
+    "CronJob": "batch/v1",
+}
+EXPECTED_RAY_JOB_MODULES = {
+    "ray_jobs.finetune",
+    "ray_jobs.infer",
+    "ray_jobs.train_retriever",
+    "ray_jobs.evaluate",
+}
+SECRET_LIKE_ENV = re.compile(r"TOKEN|PASSWORD|SECRET|REDIS|REGISTRY|CREDENTIAL|KEY", re.IGNORECASE)
+IMAGE_PATH = re.compile(rf"(?:local://)?{IMAGE_ROOT}/([\w./-]+\.(?:py|yaml|yml|sh))")
+REPO_RELATIVE_PATH = re.compile(
+    r"(?<![\w/.])((?:configs|serving|infra|spark_jobs|ray_jobs)/[\w./-]+\.(?:py|yaml))"
+)
+
+
+def _load_render() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("infra_render", INFRA / "render.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def manifest_documents() -> list[tuple[str, dict[str, Any]]]:
+    """(file:index, document) of every Kubernetes object in infra/ (templates excluded)."""
+    documents = []
+    for path in sorted(INFRA.rglob("*.y*ml")):
+        if ".template." in path.name:
+            continue
+        for index, document in enumerate(yaml.safe_load_all(path.read_text())):
+            if isinstance(document, dict) and "kind" in document:
+                documents.append((f"{path.relative_to(REPO_ROOT)}:{index}", document))
+    return documents
+
+
+DOCUMENTS = manifest_documents()
+DOCUMENT_IDS = [name for name, _ in DOCUMENTS]
+
+
+def strings_in(node: Any, skip_keys: frozenset[str] = frozenset({"serveConfigV2"})) -> Iterator[str]:
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key not in skip_keys:
+                yield from strings_in(value, skip_keys)
+    elif isinstance(node, list):
+        for value in node:
+            yield from strings_in(value, skip_keys)
+    elif isinstance(node, str):
+        yield node
+
+
+def referenced_paths(document: dict[str, Any]) -> set[str]:
+    """Repository paths a manifest names: /app/... inside the image, or configs/..., serving/... relative."""
+    found: set[str] = set()
+    for text in strings_in(document):
+        found.update(IMAGE_PATH.findall(text))
+        found.update(REPO_RELATIVE_PATH.findall(text))
+    return found
+
+
+def missing_paths(document: dict[str, Any]) -> list[str]:
+    return sorted(path for path in referenced_paths(document) if not (REPO_ROOT / path).is_file())
+
+
+def defines_main(path: Path) -> bool:
+    tree = ast.parse(path.read_text(), filename=str(path))
+    return any(isinstance(node, ast.FunctionDef) and node.name == "main" for node in tree.body)
+
+
+def entrypoint_script(command: list[str]) -> Path:
+    """The repository file a `python -m pkg.mod ...` or `python path/x.py ...` command runs."""
+    assert command[0] in {"python", "python3"}, f"not a python entrypoint: {command}"
+    if command[1] == "-m":
+        return REPO_ROOT / (command[2].replace(".", "/") + ".py")
+    return REPO_ROOT / command[1].removeprefix(f"{IMAGE_ROOT}/")
+
+
+def containers(document: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    if isinstance(document, dict):
+        for key, value in document.items():
+            if key == "containers":
+                yield from value
+            else:
+                yield from containers(value)
+    elif isinstance(document, list):
+        for value in document:
+            yield from containers(value)
+
+
+def documents_of(kind: str) -> list[dict[str, Any]]:
+    return [document for _, document in DOCUMENTS if document["kind"] == kind]
+
+
+def test_every_expected_kind_is_present() -> None:
+    kinds = {document["kind"] for _, document in DOCUMENTS}
+    assert {"RayJob", "RayService", "SparkApplication"} <= kinds, kinds
+
+
+@pytest.mark.parametrize(("name", "document"), DOCUMENTS, ids=DOCUMENT_IDS)
+def test_kind_api_version_and_referenced_paths(name: str, document: dict[str, Any]) -> None:
+    kind = document["kind"]
+    assert kind in EXPECTED_API_VERSIONS, f"{name}: unexpected kind {kind}"
+    assert document["apiVersion"] == EXPECTED_API_VERSIONS[kind], f"{name}: apiVersion"
+    assert document["metadata"]["name"].startswith("serendipity"), name
+    assert missing_paths(document) == [], f"{name} names files absent from the repository"
+
+
+@pytest.mark.parametrize(("name", "document"), DOCUMENTS, ids=DOCUMENT_IDS)
+def test_images_and_secrets_come_from_the_environment(name: str, document: dict[str, Any]) -> None:
+    found = list(containers(document)) or [document["spec"]]  # a SparkApplication has no containers list
+    for container in found:
+        assert container["image"] == IMAGE_PLACEHOLDER, f"{name}: image must be {IMAGE_PLACEHOLDER}"
+        for variable in container.get("env", []):
+            if SECRET_LIKE_ENV.search(variable["name"]):
+                assert "valueFrom" in variable and "value" not in variable, f"{name}: {variable['name']}"
+
+
+def test_the_checker_reports_a_wrong_path() -> None:
+    assert missing_paths({"spec": {"entrypoint": "python -m x --config /app/configs/no-such.yaml"}}) == [
+        "configs/no-such.yaml"
+    ]
+    assert missing_paths({"spec": {"mainApplicationFile": "local:///app/spark_jobs/nope.py"}}) == [
+        "spark_jobs/nope.py"
+    ]
+
+
+def test_ray_job_entrypoints_run_repository_mains() -> None:
+    modules = set()
+    for job in documents_of("RayJob"):
+        command = shlex.split(job["spec"]["entrypoint"])
+        script = entrypoint_script(command)
+        assert script.is_file() and defines_main(script), f"{job['metadata']['name']}: {script}"
+        modules.add(command[2] if command[1] == "-m" else script.stem)
+        assert "--config" in command
+    assert modules >= EXPECTED_RAY_JOB_MODULES
+
+
+def test_spark_applications_run_repository_jobs() -> None:
+    render = _load_render()
+    applications = documents_of("SparkApplication")
+    assert len(applications) == len(render.SPARK_JOBS)
+    for application in applications:
+        spec = application["spec"]
+        script = REPO_ROOT / spec["mainApplicationFile"].removeprefix(f"local://{IMAGE_ROOT}/")
+        assert script.is_file() and defines_main(script), script
+        assert spec["type"] == "Python" and spec["arguments"][0] == "--config"
+
+
+def test_rayservice_serves_serving_config_verbatim() -> None:
+    (service,) = documents_of("RayService")
+    serve_config_text = (REPO_ROOT / "serving" / "config.yaml").read_text()
+    assert service["spec"]["serveConfigV2"] == serve_config_text
+    for application in yaml.safe_load(serve_config_text)["applications"]:
+        module_name, attribute = application["import_path"].split(":")
+        assert callable(getattr(importlib.import_module(module_name), attribute)), application["import_path"]
+
+
+def test_generated_manifests_are_up_to_date() -> None:
+    for path, text in _load_render().rendered().items():
+        assert path.read_text() == text, f"{path} is stale: run python infra/render.py"
+
+
+def test_feast_commands_exist_in_the_cli() -> None:
+    from typer.testing import CliRunner
+
+    from serendipity.cli import app
+
+    commands = [
+        container
+        for _, document in DOCUMENTS
+        for container in containers(document)
+        if container.get("command", [""])[0] == "serendipity"
+    ]
+    subcommands = {tuple(container["command"][1:3]) for container in commands}
+    assert subcommands == {("features", "apply"), ("features", "materialize")}
+    for container in commands:
+        result = CliRunner().invoke(app, [*container["command"][1:3], "--help"])
+        assert result.exit_code == 0, result.output
+
+
+def test_cluster_config_loads_and_uses_the_prod_feature_store() -> None:
+    from serendipity.config import load_config
+    from serendipity.features_store import feature_store_yaml
+
+    config = load_config(INFRA / "configs" / "cluster.yaml")
+    assert feature_store_yaml(config) == INFRA / "feast" / "prod" / "feature_store.yaml"
+    assert feature_store_yaml(config).is_file()
+
+
+def test_dockerfile_builds_a_non_root_image_without_secrets() -> None:
+    dockerfile = (INFRA / "docker" / "Dockerfile").read_text()
+    assert re.search(r"^FROM python:3\.11-slim", dockerfile, re.MULTILINE)
+    assert "openjdk-17" in dockerfile and "-c constraints.txt" in dockerfile
+    assert f"WORKDIR {IMAGE_ROOT}" in dockerfile
+    users = re.findall(r"^USER (\S+)", dockerfile, re.MULTILINE)
+    assert users and users[-1].split(":")[0] not in {"root", "0"}
+    assert not re.search(r"^(ENV|ARG)\s.*(TOKEN|PASSWORD|SECRET)", dockerfile, re.MULTILINE | re.IGNORECASE)
+    ignored = (INFRA / "docker" / "Dockerfile.dockerignore").read_text().split()
+    assert {".git", ".venv", "data"} <= set(ignored)
+
+
+def _submit(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["bash", str(SUBMIT), *args], env={**os.environ, **env}, capture_output=True, text=True, timeout=60
+    )
+
+
+def test_submit_script_parses_and_prints_usage() -> None:
+    assert subprocess.run(["bash", "-n", str(SUBMIT)], capture_output=True).returncode == 0
+    no_args = _submit()
+    assert no_args.returncode == 2 and "usage:" in no_args.stderr
+    unknown = _submit("no_such_job", SPARK_MASTER="local[1]")
+    assert unknown.returncode == 2 and "unknown Spark job 'no_such_job'" in unknown.stderr
+    no_master = _submit("aggregates", SPARK_MASTER="")
+    assert no_master.returncode == 2 and "SPARK_MASTER" in no_master.stderr
+
+
+def test_submit_script_builds_the_spark_submit_command(tmp_path: Path) -> None:
+    fake = tmp_path / "fake-spark-submit"
+    # Prints its arguments, one a line, then the names in the --py-files zip.
+    fake.write_text(
+        '#!/usr/bin/env bash\nprintf "%s\\n" "$@"\npython3 -m zipfile -l "$4" | awk \'{print $1}\'\n'
+    )
+    fake.chmod(0o755)
+    result = _submit("aggregates", "--config", "x.yaml", SPARK_MASTER="local[2]", SPARK_SUBMIT=str(fake))
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[:3] == ["--master", "local[2]", "--py-files"]
+    assert lines[4:7] == [str(REPO_ROOT / "spark_jobs" / "aggregates.py"), "--config", "x.yaml"]
+    assert {"serendipity/__init__.py", "spark_jobs/common.py"} <= set(lines)
+
+
+def test_readme_names_existing_files() -> None:
+    readme = (INFRA / "README.md").read_text()
+    pattern = r"(?<![\w/.])((?:infra|serving|configs|tests)/[\w./-]+\.(?:py|yaml|sh|md))"
+    named = set(re.findall(pattern, readme))
+    assert "infra/spark/submit.sh" in named
+    assert sorted(path for path in named if not (REPO_ROOT / path).is_file()) == []
