@@ -135,10 +135,14 @@ def _end_group(pid: int, grace_s: float = 30.0) -> None:
         os.killpg(pid, signal.SIGKILL)
 
 
-def stop(config: PipelineConfig) -> Endpoint | None:
+def stop(config: PipelineConfig, grace_s: float = 60.0) -> Endpoint | None:
     """End the detached app of ``config`` (its whole process group); the endpoint it had, if any."""
     endpoint = read_endpoint(config)
     if endpoint is not None:
         _end_group(endpoint.pid)
+        # Ray's proxy runs in a worker process outside the group; it exits once its raylet is gone.
+        deadline = time.monotonic() + grace_s
+        while _port_in_use(config.serving.host, config.serving.port) and time.monotonic() < deadline:
+            time.sleep(0.5)
     endpoint_file(config).unlink(missing_ok=True)
     return endpoint

@@ -125,3 +125,27 @@ def retrieval_chain(mined: PipelineConfig, spark, ray_local, tmp_path_factory) -
     features.apply()
     features.materialize_incremental(datetime.now(UTC) + timedelta(minutes=1))
     return config_path
+
+
+EXPERIMENT_SETTINGS = {
+    "seeds": [0, 1, 2],
+    "days": 1,
+    "users_per_arm": 4,
+    "sessions_per_day": 2,
+    "num_shards": 2,
+    "cpus_per_shard": 0.5,
+}
+
+
+@pytest.fixture(scope="session")
+def experiment_config(retrieval_chain: Path) -> Path:
+    """The simulated live experiment (``ray_jobs/evaluate.py``) run once on the serving chain, small:
+    3 seeds, 1 day, 4 users per arm, 2 Ray actors. Returns the config path it ran with."""
+    from ray_jobs import evaluate
+
+    data = yaml.safe_load(retrieval_chain.read_text())
+    data["eval"] = {**data.get("eval", {}), **EXPERIMENT_SETTINGS}
+    config_path = retrieval_chain.parent / "evaluate-config.yaml"
+    config_path.write_text(yaml.safe_dump(data, sort_keys=False))
+    evaluate.main(["--config", str(config_path)])
+    return config_path

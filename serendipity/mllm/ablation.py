@@ -141,11 +141,12 @@ def base_model(config: PipelineConfig, seed: int) -> Path:
 
     path = ablation_dir(config) / BASE_MODELS_DIR / f"seed{seed}"
     if not (path / "config.json").exists():
-        catalog = WorkLayout.of(config).catalog_dir()
-        readable = all((catalog / name).is_file() for name in (CLUSTERS_FILE, ITEMS_FILE))
-        source = catalog if readable else config.dataset_dir
         init_tiny_model(
-            path, source, architecture=config.mllm.architecture, image_size=config.mllm.image_size, seed=seed
+            path,
+            WorkLayout.of(config).catalog_dir(),
+            architecture=config.mllm.architecture,
+            image_size=config.mllm.image_size,
+            seed=seed,
         )
     return path
 

@@ -7,6 +7,7 @@ redis-server -> `serve run serving/config.yaml` on that head -> POST /recommend 
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import time
@@ -18,6 +19,7 @@ from pathlib import Path
 
 import httpx
 import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 import yaml
 from cluster_helpers import (
@@ -37,7 +39,7 @@ from cluster_helpers import (
 
 from serendipity.config import PipelineConfig, load_config
 from serendipity.layout import WorkLayout
-from serendipity.schema import ITEMS_FILE, level_column
+from serendipity.schema import ITEMS_FILE, SERENDIPITY_SCHEMA, level_column
 from serving.settings import CONFIG_ENV, TOKEN_ENV
 
 pytestmark = pytest.mark.slow
@@ -238,3 +240,15 @@ def test_recommendations_lie_in_the_serendipitous_cluster(deployed: Deployment) 
         assert answer["cluster"]["id"] == int(cluster)
         assert answer["items"] and len(answer["items"]) <= 5
         assert {item_cluster[returned["item_id"]] for returned in answer["items"]} == {int(cluster)}
+
+
+def test_the_submitted_inference_covers_the_corpus_once(deployed: Deployment) -> None:
+    layout = WorkLayout.of(deployed.config)
+    assert pq.read_schema(layout.serendipity_path).remove_metadata() == SERENDIPITY_SCHEMA
+    output = pq.read_table(layout.serendipity_path).to_pandas()
+    errors = pq.read_table(layout.inference_errors_path).to_pandas()
+    corpus = set(pq.read_table(layout.corpus_path).column("item_id").to_pylist())
+    assert output["item_id"].is_unique and output["model_version"].nunique() == 1
+    assert set(output["item_id"]) | set(errors["item_id"]) == corpus
+    stats = json.loads(layout.job_stats_path("infer").read_text())
+    assert stats["inferred"] == len(corpus) and stats["output_rows"] == len(output)

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from conftest import EXPERIMENT_SETTINGS
 
 from serendipity.config import PipelineConfig, load_config
 from serendipity.eval.arms import ARMS
@@ -22,8 +23,7 @@ from serendipity.retrieval.recommend import Recommender
 from serendipity.world import UserSimulator
 
 pytestmark = pytest.mark.slow
-SEEDS = "0,1,2"
-USERS_PER_ARM = 4
+USERS_PER_ARM = EXPERIMENT_SETTINGS["users_per_arm"]
 SUMMARY_KEYS = {"mean", "ci_low", "ci_high", "per_seed"}
 
 
@@ -35,23 +35,18 @@ class Run:
     report: dict
 
 
-def _run_job(config_path: Path) -> tuple[pd.DataFrame, dict]:
-    from ray_jobs import evaluate
-
-    paths = evaluate.main(
-        ["--config", str(config_path), "--seeds", SEEDS, "--days", "1", "--users-per-arm", str(USERS_PER_ARM)]
+def _outputs(config: PipelineConfig) -> tuple[pd.DataFrame, dict]:
+    directory = experiment_dir(config)
+    return pd.read_parquet(directory / "impressions.parquet"), json.loads(
+        (directory / "experiment.json").read_text()
     )
-    return pd.read_parquet(paths["impressions"]), json.loads(Path(paths["experiment"]).read_text())
 
 
 @pytest.fixture(scope="module")
-def run(retrieval_chain: Path) -> Run:
-    data = yaml.safe_load(retrieval_chain.read_text())
-    data["eval"] = {**data.get("eval", {}), "sessions_per_day": 2, "num_shards": 2, "cpus_per_shard": 0.5}
-    config_path = retrieval_chain.parent / "evaluate-config.yaml"
-    config_path.write_text(yaml.safe_dump(data, sort_keys=False))
-    impressions, report = _run_job(config_path)
-    return Run(load_config(config_path), config_path, impressions, report)
+def run(experiment_config: Path) -> Run:
+    config = load_config(experiment_config)
+    impressions, report = _outputs(config)
+    return Run(config, experiment_config, impressions, report)
 
 
 def test_segments_are_disjoint_and_drawn_as_assigned(run: Run) -> None:
@@ -167,7 +162,10 @@ def test_a_rerun_on_one_shard_replaces_the_outputs_with_the_same_results(run: Ru
     data["eval"]["num_shards"] = 1
     one_shard = run.config_path.with_name("evaluate-one-shard.yaml")
     one_shard.write_text(yaml.safe_dump(data, sort_keys=False))
-    impressions, report = _run_job(one_shard)
+    from ray_jobs import evaluate
+
+    evaluate.main(["--config", str(one_shard)])
+    impressions, report = _outputs(run.config)
     assert len(impressions) == len(run.impressions)
     assert not impressions.duplicated(["seed", "day", "session", "arm", "user_id", "position"]).any()
     pd.testing.assert_frame_equal(impressions, run.impressions)

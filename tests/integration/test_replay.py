@@ -157,22 +157,13 @@ def test_replay_command_and_report_on_the_chain(retrieval_chain: Path, replay: d
     assert "Offline replay on logged next items" in (reports / "report.html").read_text()
 
 
-def test_report_from_the_real_experiment(retrieval_chain: Path, replay: dict) -> None:
-    """evalsim's ray_jobs/evaluate.py on the chain, then the report with its experiment section."""
-    import yaml
-
-    from ray_jobs import evaluate
+def test_report_from_the_real_experiment(experiment_config: Path, replay: dict) -> None:
+    """The report built on the simulated experiment that ray_jobs/evaluate.py ran on the chain."""
     from serendipity.eval.report import build_report, headline_table
 
-    data = yaml.safe_load(retrieval_chain.read_text())
-    data["eval"] = {**data.get("eval", {}), "sessions_per_day": 2, "num_shards": 2, "cpus_per_shard": 0.5}
-    config_path = retrieval_chain.parent / "report-evaluate-config.yaml"
-    config_path.write_text(yaml.safe_dump(data, sort_keys=False))
-    evaluate.main(["--config", str(config_path), "--seeds", "0,1", "--days", "1", "--users-per-arm", "4"])
-
-    report = build_report(load_config(config_path), config_path)
+    report = build_report(load_config(experiment_config), experiment_config)
     experiment = report["sections"]["experiment"]["data"]
-    assert experiment is not None and experiment["seeds"] == [0, 1]
+    assert experiment is not None and experiment["seeds"] == [0, 1, 2]
     statuses = {c["claim_id"]: c["status"] for c in report["claims"]}
     for claim_id in ("2", "3", "4", "5"):
         assert statuses[claim_id] in ("holds", "does not hold", "inconclusive"), (claim_id, statuses)

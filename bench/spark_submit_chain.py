@@ -1,0 +1,93 @@
+"""The Spark chain through `infra/spark/submit.sh` (spark-submit), job by job, as a cluster user runs it.
+
+    .venv/bin/python bench/spark_submit_chain.py --config configs/demo.yaml [--master 'local[2]']
+        [--work-dir /tmp/submit-demo] [--out bench/results/spark_submit_demo.json]
+
+The work dir defaults to a fresh one beside the config's, so the pipeline's own outputs are untouched.
+Records each job's wall time and the row counts the jobs report; prints the aggregates table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+JOBS = ("validate", "build_tree", "aggregates", "pairs", "curate", "corpus", "user_history")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", type=Path, required=True)
+    parser.add_argument("--master", default="local[2]")
+    parser.add_argument("--work-dir", type=Path)
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args()
+
+    from serendipity.config import load_config
+    from serendipity.layout import WorkLayout
+    from serendipity.pipeline import _placeholder_tree
+
+    base = load_config(args.config)
+    work_dir = args.work_dir or base.work_dir.with_name(base.work_dir.name + "-spark-submit")
+    shutil.rmtree(work_dir, ignore_errors=True)
+    data = base.model_dump(mode="json")
+    data["work_dir"] = str(work_dir)
+    work_dir.mkdir(parents=True)
+    config_path = work_dir / "pipeline.yaml"
+    config_path.write_text(yaml.safe_dump(data, sort_keys=False))
+    config = load_config(config_path)
+
+    venv_bin = REPO / ".venv" / "bin"
+    env = {
+        **os.environ,
+        "SPARK_MASTER": args.master,
+        "SPARK_SUBMIT": str(venv_bin / "spark-submit"),
+        "PYSPARK_PYTHON": str(venv_bin / "python"),
+        "PYSPARK_DRIVER_PYTHON": str(venv_bin / "python"),
+    }
+    figures: dict[str, object] = {"config": str(args.config), "master": args.master, "jobs": {}}
+    log_path = work_dir / "spark-submit.log"
+    for job in JOBS:
+        if job == "build_tree" and not _placeholder_tree(config):
+            continue
+        started = time.perf_counter()
+        with log_path.open("a") as log:
+            done = subprocess.run(
+                ["bash", str(REPO / "infra" / "spark" / "submit.sh"), job, "--config", str(config_path)],
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        seconds = round(time.perf_counter() - started, 1)
+        stats_path = WorkLayout.of(config).job_stats_path(job)
+        stats = json.loads(stats_path.read_text()) if stats_path.exists() else None
+        figures["jobs"][job] = {"seconds": seconds, "exit_code": done.returncode, "stats": stats}
+        print(f"{job}: exit {done.returncode} in {seconds} s", flush=True)
+        if done.returncode != 0:
+            figures["failed"] = f"{job}; see {log_path}"
+            break
+    aggregates = WorkLayout.of(config).aggregates_overall_path
+    if aggregates.exists():
+        import pandas as pd
+
+        table = pd.read_parquet(aggregates)
+        figures["aggregates"] = table.to_dict("records")
+        print(table.to_string(index=False))
+    figures["total_seconds"] = round(sum(j["seconds"] for j in figures["jobs"].values()), 1)
+    out = args.out or REPO / "bench" / "results" / f"spark_submit_{base.name}.json"
+    out.write_text(json.dumps(figures, indent=2, default=str) + "\n")
+    print(f"written {out}")
+
+
+if __name__ == "__main__":
+    main()
