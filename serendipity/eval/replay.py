@@ -11,7 +11,6 @@ pairs (without the held-out transitions), and a random sibling cluster (its expe
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +20,7 @@ import pyarrow.parquet as pq
 
 from serendipity.config import PipelineConfig
 from serendipity.eval.claims import wilson_interval
-from serendipity.io import write_json_atomic
+from serendipity.io import json_safe, write_json_atomic
 from serendipity.layout import WorkLayout
 from serendipity.schema import INTERACTIONS_FILE, ITEMS_FILE, level_column
 from serendipity.tree import ClusterTree
@@ -208,18 +207,6 @@ def run_replay(config: PipelineConfig) -> dict[str, Any]:
         },
         "method_help": METHOD_HELP,
     }
-    report = _json_safe(report)
+    report = json_safe(report)
     write_json_atomic(report, layout.reports_dir / REPLAY_FILE)
     return report
-
-
-def _json_safe(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    if isinstance(value, Mapping):
-        return {str(k): _json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
-    return value

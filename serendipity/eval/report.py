@@ -8,7 +8,6 @@ paper's claims are checked from the same numbers (``serendipity.eval.claims``).
 from __future__ import annotations
 
 import json
-import math
 import os
 import uuid
 from dataclasses import dataclass
@@ -18,7 +17,7 @@ from typing import Any
 from serendipity.config import PipelineConfig
 from serendipity.eval.claims import check_claims
 from serendipity.eval.report_html import interval_text, render_html
-from serendipity.io import write_json_atomic
+from serendipity.io import json_safe, write_json_atomic
 from serendipity.layout import WorkLayout
 from serendipity.mllm.curves import CURVES_CSV
 
@@ -42,19 +41,6 @@ SECTION_TITLES = {
 class ReportPaths:
     html: Path
     json: Path
-
-
-def _clean(value: Any) -> Any:
-    """JSON-safe: NaN and infinities become null, numpy scalars plain numbers."""
-    if hasattr(value, "item") and not isinstance(value, (list, dict, str)):
-        value = value.item()
-    if isinstance(value, float) and (math.isnan(value) or math.isinf(value)):
-        return None
-    if isinstance(value, dict):
-        return {str(k): _clean(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_clean(v) for v in value]
-    return value
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -149,7 +135,7 @@ def build_report(config: PipelineConfig, config_path: str | Path | None = None) 
         for name, title in SECTION_TITLES.items()
     }
     claims = [check.as_dict() for check in check_claims(data)]
-    return _clean(
+    return json_safe(
         {"name": config.name, "work_dir": str(config.work_dir), "sections": sections, "claims": claims}
     )
 
