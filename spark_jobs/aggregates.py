@@ -7,15 +7,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from serendipity.layout import WorkLayout
-from serendipity.schema import INTERACTIONS_FILE, ITEMS_FILE
-from spark_jobs.common import get_spark, job_arg_parser, load_job_config, write_parquet_atomic
+from spark_jobs.common import start_job, write_parquet_atomic
 from spark_jobs.mining import (
     OVERALL_RATES_SCHEMA,
     PER_CLUSTER_RATES_SCHEMA,
     conform,
     consecutive_pairs,
-    read_parquet,
+    read_logs,
     satisfaction_rates,
     single_sorted_file,
     write_job_stats,
@@ -40,12 +38,9 @@ def print_rates(overall: pd.DataFrame, level: int) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = job_arg_parser(__doc__.splitlines()[0]).parse_args(argv)
-    config = load_job_config(args)
-    layout = WorkLayout.of(config)
-    spark = get_spark(config.spark)
-    interactions = read_parquet(spark, layout.validated_dir / INTERACTIONS_FILE, "validated interactions")
-    items = read_parquet(spark, layout.catalog_dir() / ITEMS_FILE, "catalog items")
+    job = start_job(__doc__.splitlines()[0], argv)
+    config, layout, spark = job.config, job.layout, job.spark
+    interactions, items = read_logs(spark, layout)
     mining = config.mining
     pairs = consecutive_pairs(interactions, items, mining.level, mining.session_gap_minutes).persist()
     overall = conform(satisfaction_rates(pairs, ["pair_class"]), OVERALL_RATES_SCHEMA)

@@ -7,10 +7,12 @@ import os
 import shutil
 import sys
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from serendipity.config import PipelineConfig, SparkConfig, load_config
+from serendipity.layout import WorkLayout
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -56,6 +58,21 @@ def load_job_config(args: argparse.Namespace) -> PipelineConfig:
     if args.master:
         config = config.model_copy(update={"spark": config.spark.model_copy(update={"master": args.master})})
     return config
+
+
+@dataclass(frozen=True)
+class JobContext:
+    """What every job's ``main`` starts from: its config, the work-dir layout and the Spark session."""
+
+    config: PipelineConfig
+    layout: WorkLayout
+    spark: SparkSession
+
+
+def start_job(description: str, argv: list[str] | None) -> JobContext:
+    """Parse ``--config``/``--master``, load the config, get the session."""
+    config = load_job_config(job_arg_parser(description).parse_args(argv))
+    return JobContext(config, WorkLayout.of(config), get_spark(config.spark))
 
 
 def write_parquet_atomic(df: DataFrame, uri: str | Path) -> None:

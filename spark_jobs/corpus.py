@@ -12,9 +12,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from serendipity.io import write_json_atomic
-from serendipity.layout import WorkLayout
 from serendipity.schema import CORPUS_SCHEMA, INTERACTIONS_FILE
-from spark_jobs.common import get_spark, job_arg_parser, load_job_config, write_parquet_atomic
+from spark_jobs.common import start_job, write_parquet_atomic
 from spark_jobs.mining import conform, read_parquet, single_sorted_file, write_job_stats
 
 if TYPE_CHECKING:
@@ -101,10 +100,8 @@ def new_items(spark: SparkSession, corpus: DataFrame, baseline: list[int]) -> Da
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = job_arg_parser(__doc__.splitlines()[0]).parse_args(argv)
-    config = load_job_config(args)
-    layout = WorkLayout.of(config)
-    spark = get_spark(config.spark)
+    job = start_job(__doc__.splitlines()[0], argv)
+    config, layout, spark = job.config, job.layout, job.spark
     coverage = config.mining.corpus_coverage
     interactions = read_parquet(spark, layout.validated_dir / INTERACTIONS_FILE, "validated interactions")
     corpus = conform(popular_corpus(impressions_per_item(interactions), coverage), CORPUS_SCHEMA)

@@ -12,9 +12,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from serendipity.io import write_parquet_atomic as write_table_atomic
-from serendipity.layout import WorkLayout
 from serendipity.schema import CLUSTERS_FILE, CLUSTERS_SCHEMA, SFT_SCHEMA
-from spark_jobs.common import get_spark, job_arg_parser, load_job_config, write_parquet_atomic
+from spark_jobs.common import start_job, write_parquet_atomic
 from spark_jobs.mining import (
     assign_split,
     cluster_descriptions,
@@ -38,10 +37,8 @@ def write_descriptions(descriptions: DataFrame, path: Path) -> None:
 def main(argv: list[str] | None = None) -> None:
     from pyspark.sql import functions as F
 
-    args = job_arg_parser(__doc__.splitlines()[0]).parse_args(argv)
-    config = load_job_config(args)
-    layout = WorkLayout.of(config)
-    spark = get_spark(config.spark)
+    job = start_job(__doc__.splitlines()[0], argv)
+    config, layout, spark = job.config, job.layout, job.spark
     mining = config.mining
     scores = read_parquet(spark, layout.scores_path, "context-cluster scores (pairs job output)")
     clusters = read_parquet(spark, layout.catalog_dir() / CLUSTERS_FILE, "catalog clusters")

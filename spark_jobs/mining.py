@@ -13,7 +13,7 @@ import pyarrow as pa
 
 from serendipity.io import write_json_atomic
 from serendipity.layout import WorkLayout
-from serendipity.schema import SPLIT_TRAIN, SPLIT_VALIDATION, level_column
+from serendipity.schema import INTERACTIONS_FILE, ITEMS_FILE, SPLIT_TRAIN, SPLIT_VALIDATION, level_column
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame, SparkSession
@@ -49,6 +49,12 @@ def read_parquet(spark: SparkSession, uri: str | Path, what: str) -> DataFrame:
     if "://" not in text and not Path(text).exists():
         raise FileNotFoundError(f"{what} not found at {text}; run the stage that writes it first")
     return spark.read.parquet(text)
+
+
+def read_logs(spark: SparkSession, layout: WorkLayout) -> tuple[DataFrame, DataFrame]:
+    """The validated interactions and the catalog's items (the tree's, when one was built)."""
+    interactions = read_parquet(spark, layout.validated_dir / INTERACTIONS_FILE, "validated interactions")
+    return interactions, read_parquet(spark, layout.catalog_dir() / ITEMS_FILE, "catalog items")
 
 
 def conform(df: DataFrame, schema: pa.Schema) -> DataFrame:

@@ -2,31 +2,25 @@
 
 from __future__ import annotations
 
-from serendipity.layout import WorkLayout
 from serendipity.schema import (
     CONTEXT_CLUSTER_SCORES_SCHEMA,
-    INTERACTIONS_FILE,
-    ITEMS_FILE,
     PAIRS_SCHEMA,
 )
-from spark_jobs.common import get_spark, job_arg_parser, load_job_config, write_parquet_atomic
+from spark_jobs.common import start_job, write_parquet_atomic
 from spark_jobs.mining import (
     conform,
     consecutive_pairs,
     context_cluster_scores,
-    read_parquet,
+    read_logs,
     serendipitous_pairs,
     write_job_stats,
 )
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = job_arg_parser(__doc__.splitlines()[0]).parse_args(argv)
-    config = load_job_config(args)
-    layout = WorkLayout.of(config)
-    spark = get_spark(config.spark)
-    interactions = read_parquet(spark, layout.validated_dir / INTERACTIONS_FILE, "validated interactions")
-    items = read_parquet(spark, layout.catalog_dir() / ITEMS_FILE, "catalog items")
+    job = start_job(__doc__.splitlines()[0], argv)
+    config, layout, spark = job.config, job.layout, job.spark
+    interactions, items = read_logs(spark, layout)
     mining = config.mining
     pairs = serendipitous_pairs(
         consecutive_pairs(interactions, items, mining.level, mining.session_gap_minutes)

@@ -9,19 +9,16 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from serendipity.layout import WorkLayout
 from serendipity.schema import (
     EVENT_TIMESTAMP,
     IMPRESSIONS_FEATURE,
-    INTERACTIONS_FILE,
     ITEM_JOIN_KEY,
-    ITEMS_FILE,
     LEVEL_COLUMNS,
     RECENT_ITEMS_FEATURE,
     USER_JOIN_KEY,
 )
-from spark_jobs.common import get_spark, job_arg_parser, load_job_config, write_parquet_atomic
-from spark_jobs.mining import read_parquet, single_sorted_file, write_job_stats
+from spark_jobs.common import start_job, write_parquet_atomic
+from spark_jobs.mining import read_logs, single_sorted_file, write_job_stats
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame
@@ -88,12 +85,9 @@ def item_meta_snapshots(items: DataFrame, interactions: DataFrame) -> DataFrame:
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = job_arg_parser(__doc__.splitlines()[0]).parse_args(argv)
-    config = load_job_config(args)
-    layout = WorkLayout.of(config)
-    spark = get_spark(config.spark)
-    interactions = read_parquet(spark, layout.validated_dir / INTERACTIONS_FILE, "validated interactions")
-    items = read_parquet(spark, layout.catalog_dir() / ITEMS_FILE, "catalog items")
+    job = start_job(__doc__.splitlines()[0], argv)
+    config, layout, spark = job.config, job.layout, job.spark
+    interactions, items = read_logs(spark, layout)
     features = config.features
     history = user_history_snapshots(interactions, features.engaged_satisfaction, features.history_length)
     meta = item_meta_snapshots(items, interactions)

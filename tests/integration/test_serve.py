@@ -8,7 +8,6 @@ tiny MLLM + batch inference (Ray Data) -> retriever (Ray Train) -> Feast apply +
 from __future__ import annotations
 
 import asyncio
-import socket
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +15,7 @@ import httpx
 import pandas as pd
 import pytest
 import yaml
+from cluster_helpers import free_port
 
 from serendipity.config import PipelineConfig, load_config
 from serendipity.layout import WorkLayout
@@ -28,12 +28,6 @@ AUTH = {"Authorization": f"Bearer {TOKEN}"}
 APP_NAME = "serendipity"
 UNKNOWN_USER = 10**9
 pytestmark = pytest.mark.slow
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @dataclass(frozen=True)

@@ -10,18 +10,13 @@ from pathlib import Path
 
 import pytest
 import yaml
+from cluster_helpers import free_port
 
 from serendipity.config import load_config
 from serving.demo_queries import demo_requests
 from serving.local import endpoint_file, read_endpoint
 
 pytestmark = pytest.mark.slow
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
@@ -31,7 +26,7 @@ def _cli(*args: str) -> subprocess.CompletedProcess[str]:
 
 def test_start_query_stop(retrieval_chain: Path, tmp_path: Path) -> None:
     data = yaml.safe_load(retrieval_chain.read_text())
-    data["serving"] = {**data.get("serving", {}), "port": _free_port()}
+    data["serving"] = {**data.get("serving", {}), "port": free_port()}
     config_path = tmp_path / "serve.yaml"
     config_path.write_text(yaml.safe_dump(data))
     config = load_config(config_path)
