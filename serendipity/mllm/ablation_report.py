@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from serendipity.io import write_json_atomic
+from serendipity.io import json_safe, write_json_atomic
 
 TABLE_CSV, TABLE_JSON, TABLE_MD = "ablation.csv", "ablation.json", "ablation.md"
 HISTORIES_CSV = "histories.csv"
@@ -242,18 +242,6 @@ def _write_text(path: Path, text: str) -> None:
     temporary.replace(path)
 
 
-def _json_safe(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and (math.isnan(value) or math.isinf(value)):
-        return None
-    if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_json_safe(v) for v in value]
-    return value
-
-
 def build_report(
     out_dir: Path,
     *,
@@ -284,7 +272,7 @@ def build_report(
         "findings": found,
         "non_llm_baseline": baseline,
     }
-    write_json_atomic(_json_safe(document), paths["json"])
+    write_json_atomic(json_safe(document), paths["json"])
     _write_text(paths["markdown"], markdown(table, experiments, found, settings))
     for name, title, arms in experiments:
         paths[f"curves_{name}"] = out_dir / f"curves_{name}.png"

@@ -7,7 +7,7 @@ controlled generation). Labels mask the prompt: the loss is on the target tokens
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -127,10 +127,22 @@ def _problem(tree: ClusterTree, media: ItemMedia | None, target: int, level: int
 def build_finetune_data(config: PipelineConfig, processor: Any) -> FinetuneData:
     """Examples for training (curated train split + recitations) and validation items with their labels."""
     layout = WorkLayout.of(config)
-    level, style = config.mining.level, PromptStyle(config.mllm.prompt_style)
-    tree = load_tree(layout)
+    style = PromptStyle(config.mllm.prompt_style)
     sft = load_sft(layout)
     media = decode_items(load_items(layout, sft["context_item_id"].unique().tolist()), config, style)
+    return finetune_examples(load_tree(layout), sft, media, config.mining.level, style, processor)
+
+
+def finetune_examples(
+    tree: ClusterTree,
+    sft: pd.DataFrame,
+    media: Mapping[int, ItemMedia],
+    level: int,
+    style: PromptStyle | str,
+    processor: Any,
+) -> FinetuneData:
+    """The curated rows (with their decoded context items) as examples; unusable rows are quarantined."""
+    style = PromptStyle(style)
     data = FinetuneData(tree, [], [], {})
     for row in sft.itertuples(index=False):
         item, target = media.get(int(row.context_item_id)), int(row.target_cluster)

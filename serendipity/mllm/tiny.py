@@ -9,6 +9,7 @@ trained on the dataset's titles, texts and cluster descriptions.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -83,7 +84,40 @@ def train_tokenizer(texts: Iterable[str], special: dict[str, str], vocab_size: i
     )
 
 
-def _llava(texts: list[str], image_size: int, hidden_size: int, num_layers: int) -> tuple[Any, Any]:
+@dataclass(frozen=True)
+class TinySize:
+    """How big a tiny model is: the image and its patches, the decoder, the vision tower."""
+
+    image_size: int = 32
+    patch_size: int = 8  # 32-px images -> 4x4 patches per image
+    hidden_size: int = 128
+    num_layers: int = 3
+    vision_hidden_size: int = 64
+    vision_layers: int = 2
+
+    def __post_init__(self) -> None:
+        if self.image_size % self.patch_size:
+            raise ValueError(
+                f"image_size {self.image_size} is not a multiple of patch_size {self.patch_size}"
+            )
+
+    @classmethod
+    def for_image(cls, image_size: int, **overrides: int) -> TinySize:
+        """The default size for ``image_size``: 4x4 patches (at least 4 px each)."""
+        return cls(image_size=image_size, patch_size=max(4, image_size // 4), **overrides)
+
+    def vision(self) -> dict[str, int]:
+        return {
+            "image_size": self.image_size,
+            "patch_size": self.patch_size,
+            "hidden_size": self.vision_hidden_size,
+            "intermediate_size": self.vision_hidden_size * 2,
+            "num_hidden_layers": self.vision_layers,
+            "num_attention_heads": 4,
+        }
+
+
+def _llava(texts: list[str], size: TinySize) -> tuple[Any, Any]:
     from transformers import (
         CLIPVisionConfig,
         LlamaConfig,
@@ -94,30 +128,22 @@ def _llava(texts: list[str], image_size: int, hidden_size: int, num_layers: int)
     from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
 
     tokenizer = train_tokenizer(texts, _LLAVA_SPECIAL)
-    patch_size = max(4, image_size // 4)
     image_processor = CLIPImageProcessorPil(
-        size={"shortest_edge": image_size}, crop_size={"height": image_size, "width": image_size}
+        size={"shortest_edge": size.image_size},
+        crop_size={"height": size.image_size, "width": size.image_size},
     )
     processor = LlavaProcessor(
         image_processor=image_processor,
         tokenizer=tokenizer,
-        patch_size=patch_size,
+        patch_size=size.patch_size,
         vision_feature_select_strategy="default",
         num_additional_image_tokens=1,  # CLIP's class token, dropped by the "default" strategy
     )
-    vision = CLIPVisionConfig(
-        image_size=image_size,
-        patch_size=patch_size,
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-    )
     text = LlamaConfig(
         vocab_size=len(tokenizer),
-        hidden_size=hidden_size,
-        intermediate_size=hidden_size * 2,
-        num_hidden_layers=num_layers,
+        hidden_size=size.hidden_size,
+        intermediate_size=size.hidden_size * 2,
+        num_hidden_layers=size.num_layers,
         num_attention_heads=4,
         num_key_value_heads=4,
         max_position_embeddings=1024,
@@ -126,7 +152,7 @@ def _llava(texts: list[str], image_size: int, hidden_size: int, num_layers: int)
         eos_token_id=tokenizer.eos_token_id,
     )
     config = LlavaConfig(
-        vision_config=vision,
+        vision_config=CLIPVisionConfig(**size.vision()),
         text_config=text,
         image_token_index=tokenizer.convert_tokens_to_ids(_LLAVA_SPECIAL["image"]),
         vision_feature_select_strategy="default",
@@ -135,23 +161,23 @@ def _llava(texts: list[str], image_size: int, hidden_size: int, num_layers: int)
     return LlavaForConditionalGeneration(config), processor
 
 
-def _gemma3(texts: list[str], image_size: int, hidden_size: int, num_layers: int) -> tuple[Any, Any]:
+def _gemma3(texts: list[str], size: TinySize) -> tuple[Any, Any]:
     from transformers import Gemma3Config, Gemma3ForConditionalGeneration, Gemma3Processor
     from transformers.models.gemma3.image_processing_pil_gemma3 import Gemma3ImageProcessorPil
 
     tokenizer = train_tokenizer(texts, _GEMMA_SPECIAL)
-    image_processor = Gemma3ImageProcessorPil(size={"height": image_size, "width": image_size})
+    image_processor = Gemma3ImageProcessorPil(size={"height": size.image_size, "width": size.image_size})
     tokens_per_image = 4  # 2x2 pooled patches
     processor = Gemma3Processor(
         image_processor=image_processor, tokenizer=tokenizer, image_seq_length=tokens_per_image
     )
-    head_dim = hidden_size // 4
+    head_dim = size.hidden_size // 4
     config = Gemma3Config(
         text_config={
             "vocab_size": len(tokenizer),
-            "hidden_size": hidden_size,
-            "intermediate_size": hidden_size * 2,
-            "num_hidden_layers": num_layers,
+            "hidden_size": size.hidden_size,
+            "intermediate_size": size.hidden_size * 2,
+            "num_hidden_layers": size.num_layers,
             "num_attention_heads": 4,
             "num_key_value_heads": 2,
             "head_dim": head_dim,
@@ -162,14 +188,7 @@ def _gemma3(texts: list[str], image_size: int, hidden_size: int, num_layers: int
             "bos_token_id": tokenizer.bos_token_id,
             "eos_token_id": tokenizer.eos_token_id,
         },
-        vision_config={
-            "image_size": image_size,
-            "patch_size": max(4, image_size // 4),
-            "hidden_size": 64,
-            "intermediate_size": 128,
-            "num_hidden_layers": 2,
-            "num_attention_heads": 4,
-        },
+        vision_config=size.vision(),
         mm_tokens_per_image=tokens_per_image,
         boi_token_index=tokenizer.convert_tokens_to_ids(_GEMMA_SPECIAL["boi"]),
         eoi_token_index=tokenizer.convert_tokens_to_ids(_GEMMA_SPECIAL["eoi"]),
@@ -182,12 +201,11 @@ def build_tiny_model(
     texts: list[str],
     *,
     architecture: TinyArchitecture = "llava",
-    image_size: int = 32,
-    hidden_size: int = 128,
-    num_layers: int = 3,
+    size: TinySize | None = None,
     seed: int = 0,
 ) -> tuple[Any, Any]:
-    """A freshly initialised tiny VLM and its processor; the tokenizer is trained on ``texts``."""
+    """A freshly initialised tiny VLM and its processor (default size: ``TinySize()``, 32-px images);
+    the tokenizer is trained on ``texts``."""
     import torch
 
     if architecture not in ARCHITECTURES:
@@ -196,7 +214,7 @@ def build_tiny_model(
         raise ValueError("the tokenizer needs texts (titles, descriptions); got none")
     torch.manual_seed(seed)
     builder = _llava if architecture == "llava" else _gemma3
-    model, processor = builder(texts, image_size, hidden_size, num_layers)
+    model, processor = builder(texts, size or TinySize())
     tokenizer = processor.tokenizer
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.generation_config.eos_token_id = tokenizer.eos_token_id
@@ -214,7 +232,10 @@ def init_tiny_model(
 ) -> Path:
     """Build the tiny default model for a dataset and save it (model + processor) to ``out_dir``."""
     model, processor = build_tiny_model(
-        dataset_texts(dataset_dir), architecture=architecture, image_size=image_size, seed=seed
+        dataset_texts(dataset_dir),
+        architecture=architecture,
+        size=TinySize.for_image(image_size),
+        seed=seed,
     )
     metadata = {"architecture": architecture, "dataset_dir": str(dataset_dir), "image_size": image_size}
     return save_model(model, processor, out_dir, metadata)

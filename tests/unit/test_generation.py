@@ -174,10 +174,10 @@ def test_constrained_answers_from_the_tiny_default_vlm_with_images(tree) -> None
 
     from serendipity.mllm.data import generation_batch
     from serendipity.mllm.prompts import ItemMedia, PromptStyle, build_prompt
-    from serendipity.mllm.tiny import build_tiny_model
+    from serendipity.mllm.tiny import TinySize, build_tiny_model
 
     model, processor = build_tiny_model(
-        tree.descriptions() + ["Title: a video"], hidden_size=32, num_layers=1
+        tree.descriptions() + ["Title: a video"], size=TinySize(hidden_size=32, num_layers=1)
     )
     rng = np.random.default_rng(0)
     leaves = [1000, 1004, 1006]

@@ -10,7 +10,7 @@ import pytest
 from serendipity.mllm.data import generation_batch
 from serendipity.mllm.model import MllmLoadError, load_model, model_version, publish_model, resolve_model_dir
 from serendipity.mllm.prompts import ItemMedia, PromptStyle, build_prompt
-from serendipity.mllm.tiny import dataset_texts, init_tiny_model
+from serendipity.mllm.tiny import TinySize, build_tiny_model, dataset_texts, init_tiny_model
 from serendipity.tree import ClusterTree
 
 
@@ -127,3 +127,20 @@ def test_metrics_and_non_llm_guess(world_dataset: Path) -> None:
     free_text = Prediction(None, "not a cluster", -0.3, "")
     result = score_predictions([[miss, hit], [free_text]], [1, 2], {1: {sibling}, 2: {sibling}}, k=2)
     assert (result.match_rate, result.recall, result.recall_at_k) == (0.5, 0.0, 0.5)
+
+
+def test_vision_tower_size_is_configurable(world_dataset: Path) -> None:
+    texts = dataset_texts(world_dataset)[:200]
+    tree = ClusterTree.load(world_dataset)
+    image_tokens = {}
+    for patch_size in (8, 4):
+        size = TinySize(patch_size=patch_size, vision_hidden_size=32, vision_layers=1)
+        model, processor = build_tiny_model(texts, size=size)
+        assert model.config.vision_config.hidden_size == 32
+        prompt = build_prompt(_video_item(tree, 1), PromptStyle.VIDEO_COT, tree, 3, processor)
+        inputs = generation_batch(processor, [prompt])
+        image_tokens[patch_size] = int((inputs["input_ids"] == model.config.image_token_index).sum())
+        model(**inputs)
+    assert image_tokens == {8: 16, 4: 64}  # (32 / patch)^2 patches of one 32-px frame
+    with pytest.raises(ValueError, match="multiple of patch_size"):
+        TinySize(patch_size=5)
