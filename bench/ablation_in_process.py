@@ -68,8 +68,7 @@ def pack(args: argparse.Namespace) -> None:
         "tree": load_tree(layout),
         "sft": sft,
         "meta": meta,
-        "level": config.mining.level,
-        "mllm": config.mllm.model_dump(mode="json"),
+        "config": config.model_dump(mode="json"),
     }
     out.with_suffix(".pkl").write_bytes(pickle.dumps(tables))
     print(f"packed {len(ids)} items, {frames.shape[1]} frames each, {len(sft)} curated rows -> {out}")
@@ -97,20 +96,25 @@ def _media(packed: dict, tables: dict, style: PromptStyle, num_frames: int) -> d
 def arm(args: argparse.Namespace) -> None:
     import torch
 
+    from serendipity.config import PipelineConfig
     from serendipity.mllm.ablation import Arm
     from serendipity.mllm.data import finetune_examples, training_batch
-    from serendipity.mllm.metrics import evaluate_model
     from serendipity.mllm.tiny import TinySize, build_tiny_model
-    from serendipity.mllm.training import _batch_indices
+    from serendipity.mllm.training import batch_indices, evaluate_validation
 
     torch.set_num_threads(args.threads)
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     tables = pickle.loads(Path(args.pack).with_suffix(".pkl").read_bytes())
     packed = dict(np.load(Path(args.pack).with_suffix(".npz")))
-    mllm, level = tables["mllm"], tables["level"]
+    packed_config = PipelineConfig.model_validate(tables["config"])
     style = PromptStyle(args.style)
+    mllm = packed_config.mllm.model_copy(
+        update={"prompt_style": style.value, "num_frames": args.frames, "seed": args.seed}
+    )
+    config = packed_config.model_copy(update={"mllm": mllm})
+    level = config.mining.level
     model, processor = build_tiny_model(
-        tables["texts"], size=TinySize.for_image(mllm["image_size"]), seed=args.seed
+        tables["texts"], size=TinySize.for_image(mllm.image_size), seed=args.seed
     )
     media = _media(packed, tables, style, args.frames)
     data = finetune_examples(tables["tree"], tables["sft"], media, level, style, processor)
@@ -118,13 +122,13 @@ def arm(args: argparse.Namespace) -> None:
         raise SystemExit(f"{len(data.quarantined)} curated rows unusable, e.g. {data.quarantined[:2]}")
     torch.manual_seed(args.seed)
     model.to(device).train()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=mllm["learning_rate"])
+    optimizer = torch.optim.AdamW(model.parameters(), lr=mllm.learning_rate)
     name = Arm(style, args.frames).name
     history, losses, start = [], [], time.time()
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     for step in range(1, args.steps + 1):
-        indices = _batch_indices(len(data.train), mllm["batch_size"], args.seed, 0, step - 1)
+        indices = batch_indices(len(data.train), mllm.batch_size, args.seed, 0, step - 1)
         batch = training_batch(processor, [data.train[i] for i in indices])
         loss = model(**{key: value.to(device) for key, value in batch.items()}).loss
         optimizer.zero_grad()
@@ -133,19 +137,9 @@ def arm(args: argparse.Namespace) -> None:
         losses.append(float(loss.detach()))
         if step % args.eval_every and step < args.steps:
             continue
-        result = evaluate_model(
-            model,
-            processor,
-            data.validation_items,
-            data.validation_labels,
-            data.tree,
-            style=style,
-            level=level,
-            num_beams=mllm["num_beams"],
-            batch_size=64,
-        )
+        metrics = evaluate_validation(model, processor, data, config)
         record = {"arm": name, "seed": args.seed, "step": step, "loss": float(np.mean(losses))}
-        history.append({**record, **result.as_dict(), "seconds": round(time.time() - start, 1)})
+        history.append({**record, **metrics, "seconds": round(time.time() - start, 1)})
         losses = []
         print(json.dumps(history[-1]), flush=True)
         out.write_text("".join(json.dumps(h) + "\n" for h in history))  # partial curves survive a kill

@@ -102,9 +102,9 @@ class TinySize:
             )
 
     @classmethod
-    def for_image(cls, image_size: int, **overrides: int) -> TinySize:
+    def for_image(cls, image_size: int) -> TinySize:
         """The default size for ``image_size``: 4x4 patches (at least 4 px each)."""
-        return cls(image_size=image_size, patch_size=max(4, image_size // 4), **overrides)
+        return cls(image_size=image_size, patch_size=max(4, image_size // 4))
 
     def vision(self) -> dict[str, int]:
         return {

@@ -63,12 +63,16 @@ def _save_checkpoint(
     (directory / CHECKPOINT_INFO).write_text(json.dumps({"step": step, "base_model_dir": base}))
 
 
-def _batch_indices(size: int, batch_size: int, seed: int, rank: int, step: int) -> np.ndarray:
+def batch_indices(size: int, batch_size: int, seed: int, rank: int, step: int) -> np.ndarray:
+    """The examples of one worker's batch at ``step``: a seeded draw, so a resumed run repeats it."""
     rng = np.random.default_rng([seed, rank, step])
     return rng.choice(size, size=min(batch_size, size), replace=False)
 
 
-def _evaluate(model: Any, processor: Any, data: FinetuneData, config: PipelineConfig) -> dict[str, float]:
+def evaluate_validation(
+    model: Any, processor: Any, data: FinetuneData, config: PipelineConfig
+) -> dict[str, float]:
+    """Match rate, recall and recall@k on the held-out items, with the config's prompt and beams."""
     result = evaluate_model(
         model,
         processor,
@@ -120,7 +124,7 @@ def finetune_worker(loop_config: dict[str, Any]) -> None:
     per_worker_batch = max(1, config.mllm.batch_size // world)
     window_losses: list[float] = []
     while step < config.mllm.max_steps:
-        indices = _batch_indices(len(shard), per_worker_batch, config.mllm.seed, rank, step)
+        indices = batch_indices(len(shard), per_worker_batch, config.mllm.seed, rank, step)
         batch = training_batch(processor, [shard[i] for i in indices])
         loss = model(**{key: value.to(device) for key, value in batch.items()}).loss
         optimizer.zero_grad()
@@ -136,7 +140,7 @@ def finetune_worker(loop_config: dict[str, Any]) -> None:
             checkpoint = None
             if rank == 0:
                 unwrapped = getattr(model, "module", model)
-                metrics.update(_evaluate(unwrapped, processor, data, config))
+                metrics.update(evaluate_validation(unwrapped, processor, data, config))
                 history.append(metrics)
                 write_curves(history, layout.finetune_dir)
                 _save_checkpoint(
