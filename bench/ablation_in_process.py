@@ -84,7 +84,7 @@ def _media(packed: dict, tables: dict, style: PromptStyle, num_frames: int) -> d
             images = []
         elif style is PromptStyle.THUMBNAIL_COT:
             images = [thumbs[row]]
-        elif style is PromptStyle.FRAME_COT:  # the same draw as prompts.decode_item_media
+        elif style is PromptStyle.FRAME_COT:  # the same draw as prompts.item_media_from_row
             images = [frames[row][int(np.random.default_rng(item_id).integers(frames.shape[1]))]]
         else:
             images = list(frames[row][uniform_frame_indices(frames.shape[1], num_frames)])
@@ -98,9 +98,9 @@ def arm(args: argparse.Namespace) -> None:
 
     from serendipity.config import PipelineConfig
     from serendipity.mllm.ablation import Arm
-    from serendipity.mllm.data import finetune_examples, training_batch
+    from serendipity.mllm.data import finetune_examples
     from serendipity.mllm.tiny import TinySize, build_tiny_model
-    from serendipity.mllm.training import batch_indices, evaluate_validation
+    from serendipity.mllm.training import evaluate_validation, train_steps, training_optimizer
 
     torch.set_num_threads(args.threads)
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -122,33 +122,36 @@ def arm(args: argparse.Namespace) -> None:
         raise SystemExit(f"{len(data.quarantined)} curated rows unusable, e.g. {data.quarantined[:2]}")
     torch.manual_seed(args.seed)
     model.to(device).train()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=mllm.learning_rate)
     name = Arm(style, args.frames).name
-    history, losses, start = [], [], time.time()
+    history, start = [], time.time()
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    for step in range(1, args.steps + 1):
-        indices = batch_indices(len(data.train), mllm.batch_size, args.seed, 0, step - 1)
-        batch = training_batch(processor, [data.train[i] for i in indices])
-        loss = model(**{key: value.to(device) for key, value in batch.items()}).loss
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        losses.append(float(loss.detach()))
-        if step % args.eval_every and step < args.steps:
-            continue
+
+    def record_evaluation(step: int, loss: float) -> None:
         metrics = evaluate_validation(model, processor, data, config)
-        record = {"arm": name, "seed": args.seed, "step": step, "loss": float(np.mean(losses))}
+        record = {"arm": name, "seed": args.seed, "step": step, "loss": loss}
         history.append({**record, **metrics, "seconds": round(time.time() - start, 1)})
-        losses = []
         print(json.dumps(history[-1]), flush=True)
         out.write_text("".join(json.dumps(h) + "\n" for h in history))  # partial curves survive a kill
+
+    train_steps(
+        model,
+        processor,
+        training_optimizer(model, mllm.learning_rate),
+        data.train,
+        device=device,
+        seed=args.seed,
+        batch_size=mllm.batch_size,
+        max_steps=args.steps,
+        eval_every=args.eval_every,
+        on_evaluation=record_evaluation,
+    )
 
 
 def table(args: argparse.Namespace) -> None:
     from serendipity.mllm.ablation import paper_experiments
     from serendipity.mllm.ablation_report import build_report
-    from serendipity.mllm.finetune import non_llm_baseline
+    from serendipity.mllm.finetune import best_sibling_guess_recall
 
     rows = [json.loads(line) for path in args.histories for line in Path(path).read_text().splitlines()]
     histories = pd.DataFrame(rows).drop(columns=["seconds"]).sort_values(["arm", "seed", "step"])
@@ -167,7 +170,7 @@ def table(args: argparse.Namespace) -> None:
         print(f"{arm_name}: no evaluation reached")
     if not experiments:
         raise SystemExit("no experiment has all its arms complete")
-    baseline = non_llm_baseline(load_config(args.config))
+    baseline = best_sibling_guess_recall(load_config(args.config))
     settings = {
         "seeds": sorted(histories["seed"].unique().tolist()),
         "max_steps": int(reached.max()),

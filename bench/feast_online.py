@@ -19,11 +19,31 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
+from features.definitions import apply_definitions
 from serendipity.config import PipelineConfig, load_config
-from serendipity.features_store import PROJECT_ROOT, ServingFeatures
+from serendipity.feature_store import PROJECT_ROOT, ServingFeatures
 from serendipity.io import write_json_atomic, write_parquet_atomic
 from serendipity.layout import WorkLayout
-from serendipity.schema import ITEM_META_SCHEMA, SERENDIPITY_SCHEMA, USER_HISTORY_SCHEMA
+from serendipity.schema import (
+    ALTERNATIVE_SCORES_COLUMN,
+    ALTERNATIVES_FEATURE,
+    EVENT_TIMESTAMP,
+    IMPRESSIONS_FEATURE,
+    ITEM_JOIN_KEY,
+    ITEM_META_SCHEMA,
+    LEVEL_COLUMNS,
+    MEDIA_FALLBACK_COLUMN,
+    MODEL_VERSION_FEATURE,
+    PROMPT_STYLE_COLUMN,
+    REASONING_FEATURE,
+    RECENT_ITEMS_FEATURE,
+    SERENDIPITOUS_CLUSTER_FEATURE,
+    SERENDIPITOUS_DESCRIPTION_FEATURE,
+    SERENDIPITY_SCHEMA,
+    SERENDIPITY_SCORE_FEATURE,
+    USER_HISTORY_SCHEMA,
+    USER_JOIN_KEY,
+)
 
 RESULTS_PATH = Path(__file__).resolve().parent / "results" / "feast_online.json"
 
@@ -35,29 +55,29 @@ def write_sources(config: PipelineConfig, items: int, users: int, stamp: datetim
     item_ids = np.arange(items, dtype=np.int64)
     clusters = rng.integers(0, 1000, size=(items, 4))
     serendipity = {
-        "item_id": item_ids,
-        "serendipitous_cluster": rng.integers(0, 1000, size=items),
-        "serendipitous_description": [f"cluster {c}" for c in clusters[:, 2]],
-        "score": rng.random(items),
-        "alternatives": [list(row) for row in rng.integers(0, 1000, size=(items, 2))],
-        "alternative_scores": [[0.5, 0.25]] * items,
-        "reasoning": ["bench"] * items,
-        "media_fallback": [False] * items,
-        "model_version": ["bench"] * items,
-        "prompt_style": ["video_cot"] * items,
-        "event_timestamp": [stamp] * items,
+        ITEM_JOIN_KEY: item_ids,
+        SERENDIPITOUS_CLUSTER_FEATURE: rng.integers(0, 1000, size=items),
+        SERENDIPITOUS_DESCRIPTION_FEATURE: [f"cluster {c}" for c in clusters[:, 2]],
+        SERENDIPITY_SCORE_FEATURE: rng.random(items),
+        ALTERNATIVES_FEATURE: [list(row) for row in rng.integers(0, 1000, size=(items, 2))],
+        ALTERNATIVE_SCORES_COLUMN: [[0.5, 0.25]] * items,
+        REASONING_FEATURE: ["bench"] * items,
+        MEDIA_FALLBACK_COLUMN: [False] * items,
+        MODEL_VERSION_FEATURE: ["bench"] * items,
+        PROMPT_STYLE_COLUMN: ["video_cot"] * items,
+        EVENT_TIMESTAMP: [stamp] * items,
     }
     meta = {
-        "item_id": item_ids,
-        **{f"c{level + 1}": clusters[:, level] for level in range(4)},
-        "impressions": rng.integers(0, 10_000, size=items),
-        "event_timestamp": [stamp] * items,
+        ITEM_JOIN_KEY: item_ids,
+        **{column: clusters[:, level] for level, column in enumerate(LEVEL_COLUMNS)},
+        IMPRESSIONS_FEATURE: rng.integers(0, 10_000, size=items),
+        EVENT_TIMESTAMP: [stamp] * items,
     }
     length = config.features.history_length
     history = {
-        "user_id": np.arange(users, dtype=np.int64),
-        "recent_item_ids": [list(row) for row in rng.integers(0, items, size=(users, length))],
-        "event_timestamp": [stamp] * users,
+        USER_JOIN_KEY: np.arange(users, dtype=np.int64),
+        RECENT_ITEMS_FEATURE: [list(row) for row in rng.integers(0, items, size=(users, length))],
+        EVENT_TIMESTAMP: [stamp] * users,
     }
     write_parquet_atomic(pa.table(serendipity, schema=SERENDIPITY_SCHEMA), layout.serendipity_path)
     write_parquet_atomic(pa.table(meta, schema=ITEM_META_SCHEMA), layout.item_meta_path)
@@ -118,7 +138,7 @@ def latency_ms(read: Callable[[int], object], reads: int, entities: int, seed: i
 
 
 def bench_store(features: ServingFeatures, end: datetime, rows: int, reads: int, items: int) -> dict:
-    features.apply()
+    apply_definitions(features)
     started = time.perf_counter()
     features.materialize_incremental(end)
     seconds = time.perf_counter() - started
@@ -127,7 +147,7 @@ def bench_store(features: ServingFeatures, end: datetime, rows: int, reads: int,
 
     def feast_read(key: int) -> object:
         return store.get_online_features(
-            features=service, entity_rows=[{"item_id": key, "user_id": key}]
+            features=service, entity_rows=[{ITEM_JOIN_KEY: key, USER_JOIN_KEY: key}]
         ).to_dict()
 
     def library_read(key: int) -> object:

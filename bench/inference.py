@@ -78,7 +78,7 @@ def plain_loop(config: PipelineConfig, item_ids: list[int]) -> dict[str, Any]:
     import pyarrow.parquet as pq
     import torch
 
-    from serendipity.mllm.predictor import decode_item_media, predictor_from_config
+    from serendipity.mllm.predictor import item_media_from_row, predictor_from_config
 
     torch.set_num_threads(1)
     clock = time.perf_counter()
@@ -91,7 +91,7 @@ def plain_loop(config: PipelineConfig, item_ids: list[int]) -> dict[str, Any]:
     with torch.inference_mode():
         for start in range(0, len(rows), size):
             media = [
-                decode_item_media(
+                item_media_from_row(
                     row,
                     config.dataset_dir,
                     config.mllm.prompt_style,
@@ -112,9 +112,9 @@ def plain_loop(config: PipelineConfig, item_ids: list[int]) -> dict[str, Any]:
 
 
 def job_run(config: PipelineConfig) -> dict[str, Any]:
-    from ray_jobs.infer import run_inference
+    from ray_jobs import infer
 
-    figures = run_inference(config)
+    figures = infer.run(config)
     figures["items_per_s"] = (
         round(figures["inferred"] / figures["seconds"], 3) if figures["inferred"] else None
     )

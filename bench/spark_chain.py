@@ -21,14 +21,13 @@ from typing import Any
 
 import psutil
 import pyarrow.parquet as pq
-import yaml
 
-from serendipity.config import WorldConfig, load_config
+from serendipity.config import PipelineConfig, WorldConfig, config_from_dict
 from serendipity.layout import WorkLayout
 from serendipity.schema import DATASET_FILES
 from serendipity.world import generate_world
+from spark_jobs import MINING_JOBS
 
-JOBS = ("aggregates", "pairs", "curate", "corpus")
 MAIN_INPUT = {
     "aggregates": "interactions",
     "pairs": "interactions",
@@ -75,7 +74,7 @@ def world_config(interactions: int) -> WorldConfig:
     )
 
 
-def write_config(root: Path, dataset_dir: Path, master: str) -> Path:
+def bench_config(root: Path, dataset_dir: Path, master: str) -> PipelineConfig:
     data = {
         "name": "bench",
         "dataset_dir": str(dataset_dir),
@@ -87,17 +86,15 @@ def write_config(root: Path, dataset_dir: Path, master: str) -> Path:
             "extra_conf": {"spark.ui.showConsoleProgress": "false"},
         },
     }
-    path = root / "bench.yaml"
-    path.write_text(yaml.safe_dump(data))
-    return path
+    return config_from_dict(data, root)
 
 
-def warm_up_spark(config_path: Path) -> float:
+def warm_up_spark(config: PipelineConfig) -> float:
     """Start the session (JVM launch, first job) before any job is timed; returns the seconds spent."""
     from spark_jobs.common import get_spark
 
     clock = time.perf_counter()
-    get_spark(load_config(config_path).spark).range(1000).selectExpr("sum(id)").collect()
+    get_spark(config.spark).range(1000).selectExpr("sum(id)").collect()
     return round(time.perf_counter() - clock, 2)
 
 
@@ -118,16 +115,16 @@ def run_size(interactions: int, root: Path, master: str) -> dict[str, Any]:
             f"generate_world failed for {interactions} interactions (exit {generator.exitcode})"
         )
     generate_s = time.perf_counter() - clock
-    config_path = write_config(root, dataset, master)
-    layout = WorkLayout.of(load_config(config_path))
+    config = bench_config(root, dataset, master)
+    layout = WorkLayout.of(config)
     layout.validated_dir.mkdir(parents=True, exist_ok=True)
     for name in DATASET_FILES:
         shutil.copy(dataset / name, layout.validated_dir / name)
     jobs: dict[str, Any] = {}
-    for name in JOBS:
+    for name in MINING_JOBS:
         module = importlib.import_module(f"spark_jobs.{name}")
         clock = time.perf_counter()
-        module.main(["--config", str(config_path)])
+        module.run(config)
         seconds = time.perf_counter() - clock
         stats = json.loads(layout.job_stats_path(name).read_text())
         rows_in = int(stats["inputs"][MAIN_INPUT[name]])
@@ -157,7 +154,7 @@ def main(argv: list[str] | None = None) -> None:
     root = Path(tempfile.mkdtemp(prefix="bench-spark-"))
     results: dict[str, Any] = {"cpu_count": os.cpu_count(), "master": args.master, "sizes": {}}
     try:
-        results["spark_start_s"] = warm_up_spark(write_config(root, root / "none", args.master))
+        results["spark_start_s"] = warm_up_spark(bench_config(root, root / "none", args.master))
         for size in args.sizes:
             with PeakMemory() as memory:
                 measured = run_size(size, root / str(size), args.master)
@@ -174,7 +171,8 @@ def main(argv: list[str] | None = None) -> None:
     if len(sizes) >= 2:
         small, large = results["sizes"][sizes[0]], results["sizes"][sizes[-1]]
         results["time_ratio_largest_to_smallest"] = {
-            name: round(large["jobs"][name]["seconds"] / small["jobs"][name]["seconds"], 2) for name in JOBS
+            name: round(large["jobs"][name]["seconds"] / small["jobs"][name]["seconds"], 2)
+            for name in MINING_JOBS
         } | {"chain": round(large["chain_seconds"] / small["chain_seconds"], 2)}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2))

@@ -18,11 +18,8 @@ import sys
 import time
 from pathlib import Path
 
-import yaml
-
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
-JOBS = ("validate", "build_tree", "aggregates", "pairs", "curate", "corpus", "user_history")
 
 
 def main() -> None:
@@ -33,19 +30,16 @@ def main() -> None:
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
 
-    from serendipity.config import load_config
+    from serendipity.config import load_config, save_config, with_overrides
     from serendipity.layout import WorkLayout
-    from serendipity.pipeline import _placeholder_tree
+    from serendipity.pipeline import placeholder_tree
+    from spark_jobs import SPARK_JOBS
 
     base = load_config(args.config)
     work_dir = args.work_dir or base.work_dir.with_name(base.work_dir.name + "-spark-submit")
     shutil.rmtree(work_dir, ignore_errors=True)
-    data = base.model_dump(mode="json")
-    data["work_dir"] = str(work_dir)
-    work_dir.mkdir(parents=True)
-    config_path = work_dir / "pipeline.yaml"
-    config_path.write_text(yaml.safe_dump(data, sort_keys=False))
-    config = load_config(config_path)
+    config = with_overrides(base, {"work_dir": str(work_dir)})
+    config_path = save_config(config, work_dir / "pipeline.yaml")  # what spark-submit's --config reads
 
     venv_bin = REPO / ".venv" / "bin"
     env = {
@@ -57,8 +51,8 @@ def main() -> None:
     }
     figures: dict[str, object] = {"config": str(args.config), "master": args.master, "jobs": {}}
     log_path = work_dir / "spark-submit.log"
-    for job in JOBS:
-        if job == "build_tree" and not _placeholder_tree(config):
+    for job in SPARK_JOBS:
+        if job == "build_tree" and not placeholder_tree(config):
             continue
         started = time.perf_counter()
         with log_path.open("a") as log:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from feast import Entity, FeatureService, FeatureView
 
@@ -12,6 +13,9 @@ from features.feature_services import serving_service
 from features.feature_views import item_meta_view, item_serendipity_view, user_history_view
 from serendipity.config import PipelineConfig
 from serendipity.layout import WorkLayout
+
+if TYPE_CHECKING:
+    from serendipity.feature_store import ServingFeatures
 
 
 @dataclass(frozen=True)
@@ -41,3 +45,8 @@ def build_definitions(config: PipelineConfig, offline_store: str = "file") -> Fe
         item_meta_view(item_meta_source(layout, offline_store), config.features),
     )
     return FeastDefinitions(item, user, *views, serving=serving_service(list(views)))
+
+
+def apply_definitions(features: ServingFeatures) -> None:
+    """``feast apply`` for a pipeline: this repository's objects over its work_dir, into its store."""
+    features.apply(build_definitions(features.config, features.offline_store_type).objects())

@@ -11,29 +11,34 @@ from feast.types import Array, Float64, Int64, String
 from features.entities import item, user
 from serendipity.config import FeaturesConfig
 from serendipity.schema import (
+    ALTERNATIVES_FEATURE,
     IMPRESSIONS_FEATURE,
     ITEM_META_VIEW,
     ITEM_SERENDIPITY_VIEW,
     LEVEL_COLUMNS,
+    MODEL_VERSION_FEATURE,
+    REASONING_FEATURE,
     RECENT_ITEMS_FEATURE,
     SERENDIPITOUS_CLUSTER_FEATURE,
+    SERENDIPITOUS_DESCRIPTION_FEATURE,
+    SERENDIPITY_SCORE_FEATURE,
     USER_HISTORY_VIEW,
 )
 
 
-def item_serendipity_view(source: DataSource, features: FeaturesConfig) -> FeatureView:
+def item_serendipity_view(source: DataSource, settings: FeaturesConfig) -> FeatureView:
     """serendipitous_cluster(context_item) and its companions; expires after serendipity_ttl_days."""
     return FeatureView(
         name=ITEM_SERENDIPITY_VIEW,
         entities=[item],
-        ttl=timedelta(days=features.serendipity_ttl_days),
+        ttl=timedelta(days=settings.serendipity_ttl_days),
         schema=[
             Field(name=SERENDIPITOUS_CLUSTER_FEATURE, dtype=Int64),
-            Field(name="serendipitous_description", dtype=String),
-            Field(name="score", dtype=Float64),
-            Field(name="alternatives", dtype=Array(Int64)),
-            Field(name="model_version", dtype=String),
-            Field(name="reasoning", dtype=String),
+            Field(name=SERENDIPITOUS_DESCRIPTION_FEATURE, dtype=String),
+            Field(name=SERENDIPITY_SCORE_FEATURE, dtype=Float64),
+            Field(name=ALTERNATIVES_FEATURE, dtype=Array(Int64)),
+            Field(name=MODEL_VERSION_FEATURE, dtype=String),
+            Field(name=REASONING_FEATURE, dtype=String),
         ],
         source=source,
         online=True,
@@ -41,23 +46,23 @@ def item_serendipity_view(source: DataSource, features: FeaturesConfig) -> Featu
     )
 
 
-def user_history_view(source: DataSource, features: FeaturesConfig) -> FeatureView:
+def user_history_view(source: DataSource, settings: FeaturesConfig) -> FeatureView:
     return FeatureView(
         name=USER_HISTORY_VIEW,
         entities=[user],
-        ttl=timedelta(days=features.history_ttl_days),
+        ttl=timedelta(days=settings.history_ttl_days),
         schema=[Field(name=RECENT_ITEMS_FEATURE, dtype=Array(Int64))],
         source=source,
         online=True,
-        description=f"The user's last {features.history_length} engaged item ids, newest first.",
+        description=f"The user's last {settings.history_length} engaged item ids, newest first.",
     )
 
 
-def item_meta_view(source: DataSource, features: FeaturesConfig) -> FeatureView:
+def item_meta_view(source: DataSource, settings: FeaturesConfig) -> FeatureView:
     return FeatureView(
         name=ITEM_META_VIEW,
         entities=[item],
-        ttl=timedelta(days=features.item_meta_ttl_days),
+        ttl=timedelta(days=settings.item_meta_ttl_days),
         schema=[
             *[Field(name=column, dtype=Int64) for column in LEVEL_COLUMNS],
             Field(name=IMPRESSIONS_FEATURE, dtype=Int64),

@@ -13,16 +13,41 @@ import json
 import logging
 from typing import Any
 
-from serendipity.config import load_config
+from serendipity.config import PipelineConfig, load_config, parse_seeds, with_overrides
 
 log = logging.getLogger("serendipity.evaluate")
+HEADLINE_METRICS = ("positive_feedback_ratio", "novel_impression_ratio", "cluster_novelty")
 
 
-def _seeds(value: str) -> list[int]:
+def run(
+    config: PipelineConfig,
+    *,
+    seeds: list[int] | None = None,
+    days: int | None = None,
+    users_per_arm: int | None = None,
+) -> dict[str, Any]:
+    """Simulate the arms; the options override eval.seeds, eval.days and eval.users_per_arm.
+
+    Returns the paths written, by name (``experiment``, ``impressions``).
+    """
+    from serendipity.eval.experiment import run_live_experiment
+
+    overrides = {"eval.seeds": seeds, "eval.days": days, "eval.users_per_arm": users_per_arm}
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    result = run_live_experiment(with_overrides(config, overrides))
+    metrics = result.report["metrics"]
+    headline = {
+        metric: {arm: value["mean"] for arm, value in metrics[metric].items()} for metric in HEADLINE_METRICS
+    }
+    log.info("experiment written to %s: %s", result.paths["experiment"], json.dumps(headline))
+    return {name: str(path) for name, path in result.paths.items()}
+
+
+def _seeds_argument(text: str) -> list[int]:
     try:
-        return [int(part) for part in value.split(",") if part.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {value!r}") from None
+        return parse_seeds(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -30,29 +55,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--config", required=True, help="pipeline YAML whose serving chain has run")
-    parser.add_argument("--seeds", type=_seeds, help="overrides eval.seeds, e.g. 0,1,2")
+    parser.add_argument("--seeds", type=_seeds_argument, help="overrides eval.seeds, e.g. 0,1,2")
     parser.add_argument("--days", type=int, help="overrides eval.days")
     parser.add_argument("--users-per-arm", type=int, help="overrides eval.users_per_arm")
     args = parser.parse_args(argv)
-    overrides: dict[str, Any] = {}
-    if args.seeds is not None:
-        overrides["eval.seeds"] = args.seeds
-    if args.days is not None:
-        overrides["eval.days"] = args.days
-    if args.users_per_arm is not None:
-        overrides["eval.users_per_arm"] = args.users_per_arm
-    config = load_config(args.config, overrides=overrides)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-
-    from serendipity.eval.experiment import run_live_experiment
-
-    result = run_live_experiment(config)
-    headline = {
-        metric: {arm: values["mean"] for arm, values in result.report["metrics"][metric].items()}
-        for metric in ("positive_feedback_ratio", "novel_impression_ratio", "cluster_novelty")
-    }
-    log.info("experiment written to %s: %s", result.paths["experiment"], json.dumps(headline))
-    return {name: str(path) for name, path in result.paths.items()}
+    return run(load_config(args.config), seeds=args.seeds, days=args.days, users_per_arm=args.users_per_arm)
 
 
 if __name__ == "__main__":

@@ -10,23 +10,29 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+from typing import Any
+
+from serendipity.config import PipelineConfig, load_config, with_overrides
 
 
-def main(argv: list[str] | None = None) -> dict:
-    from serendipity.config import load_config
+def run(config: PipelineConfig, *, max_steps: int | None = None, fresh: bool = False) -> dict[str, Any]:
+    """Fine-tune and publish; ``max_steps`` overrides mllm.max_steps. Returns the run's summary."""
     from serendipity.mllm.finetune import run_finetune
 
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    summary = run_finetune(with_overrides(config, {"mllm.max_steps": max_steps}), fresh=fresh)
+    brief = {key: summary[key] for key in ("model_version", "steps", "final_metrics", "non_llm_baseline")}
+    print(json.dumps(brief, indent=2, default=str))
+    return summary
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", required=True, help="pipeline YAML (configs/demo.yaml, ...)")
     parser.add_argument("--max-steps", type=int, default=None, help="overrides mllm.max_steps")
     parser.add_argument("--fresh", action="store_true", help="ignore existing checkpoints and start over")
     args = parser.parse_args(argv)
-    overrides = {"mllm.max_steps": args.max_steps} if args.max_steps is not None else None
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    summary = run_finetune(load_config(args.config, overrides), fresh=args.fresh)
-    brief = {key: summary[key] for key in ("model_version", "steps", "final_metrics", "non_llm_baseline")}
-    print(json.dumps(brief, indent=2, default=str))
-    return summary
+    return run(load_config(args.config), max_steps=args.max_steps, fresh=args.fresh)
 
 
 if __name__ == "__main__":

@@ -12,21 +12,27 @@ import json
 import logging
 from typing import Any
 
+from serendipity.config import PipelineConfig, load_config, with_overrides
+
+
+def run(config: PipelineConfig, *, epochs: int | None = None, use_ray: bool = True) -> dict[str, Any]:
+    """Train, evaluate and publish the retriever (``epochs`` overrides retrieval.epochs); its metrics."""
+    from serendipity.retrieval.artifacts import train_and_publish_retriever
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    overridden = with_overrides(config, {"retrieval.epochs": epochs})
+    metrics = train_and_publish_retriever(overridden, use_ray=use_ray)
+    print(json.dumps(metrics, indent=2, default=str))
+    return metrics
+
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    from serendipity.config import load_config
-    from serendipity.retrieval.artifacts import run_train_retriever
-
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", required=True, help="pipeline YAML (configs/demo.yaml, ...)")
     parser.add_argument("--epochs", type=int, default=None, help="overrides retrieval.epochs")
     parser.add_argument("--no-ray", action="store_true", help="train in this process instead of Ray Train")
     args = parser.parse_args(argv)
-    overrides = {"retrieval.epochs": args.epochs} if args.epochs is not None else None
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    metrics = run_train_retriever(load_config(args.config, overrides), use_ray=not args.no_ray)
-    print(json.dumps(metrics, indent=2, default=str))
-    return metrics
+    return run(load_config(args.config), epochs=args.epochs, use_ray=not args.no_ray)
 
 
 if __name__ == "__main__":

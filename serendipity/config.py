@@ -6,11 +6,15 @@ YAML are resolved against the directory of the YAML file, never the working dire
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from serendipity.io import write_text_atomic
+from serendipity.limits import InputLimitsConfig
 
 
 class ConfigError(ValueError):
@@ -21,7 +25,21 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def _positive_branching(value: tuple[int, ...]) -> tuple[int, ...]:
+    if any(b < 1 for b in value):
+        raise ValueError("every branching factor must be >= 1")
+    return value
+
+
+def _distinct_seeds(value: tuple[int, ...]) -> tuple[int, ...]:
+    if not value or len(set(value)) != len(value):
+        raise ValueError("seeds must be a non-empty list of distinct integers")
+    return value
+
+
 Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
+Branching = Annotated[tuple[int, int, int, int], AfterValidator(_positive_branching)]  # children per level
+Seeds = Annotated[tuple[int, ...], AfterValidator(_distinct_seeds)]
 
 
 class WorldConfig(_Section):
@@ -30,7 +48,7 @@ class WorldConfig(_Section):
     items: int = Field(2000, ge=10)
     users: int = Field(500, ge=1)
     interactions: int = Field(100_000, ge=1)
-    branching: tuple[int, int, int, int] = (3, 3, 3, 2)
+    branching: Branching = (3, 3, 3, 2)
     seed: int = 0
     media: Literal["all", "popular", "none"] = "all"
     media_popular_share: Fraction = 0.9  # with media=popular: items covering this impression share
@@ -39,13 +57,6 @@ class WorldConfig(_Section):
     video_fps: int = Field(5, ge=1, le=60)
     days: int = Field(30, ge=1)
     media_workers: int = Field(1, ge=1)  # processes rendering and encoding media
-
-    @field_validator("branching")
-    @classmethod
-    def _branching_at_least_two(cls, value: tuple[int, ...]) -> tuple[int, ...]:
-        if any(b < 1 for b in value):
-            raise ValueError("every branching factor must be >= 1")
-        return value
 
 
 class SparkConfig(_Section):
@@ -104,15 +115,20 @@ class InferenceConfig(_Section):
 
 
 class FeaturesConfig(_Section):
-    """Feast: the repository (relative to the project root) and an alternative feature_store.yaml."""
+    """Feast: the repository (relative to the project root), an alternative feature_store.yaml, the views."""
 
     repo_dir: str = "features"
     feature_store_yaml: str | None = None  # e.g. infra/feast/prod/feature_store.yaml; None: the repo's
-    history_length: int = Field(20, ge=1)
-    engaged_satisfaction: float = 0.5  # an interaction is "engaged" when satisfaction is above this
+    history_length: int = Field(20, ge=1)  # engaged item ids in the user_history feature
     serendipity_ttl_days: int = Field(30, ge=1)
     history_ttl_days: int = Field(90, ge=1)
     item_meta_ttl_days: int = Field(365, ge=1)
+
+
+class EngagementConfig(_Section):
+    """What counts as an engaged interaction: in user histories, the retriever's training data, evaluation."""
+
+    satisfaction_above: float = 0.5  # an interaction is engaged when its satisfaction is above this
 
 
 class RetrievalConfig(_Section):
@@ -152,7 +168,7 @@ class ServingConfig(_Section):
 class EvalConfig(_Section):
     """The simulated live experiment (``serendipity.eval``, ``ray_jobs/evaluate.py``)."""
 
-    seeds: tuple[int, ...] = (0, 1, 2)
+    seeds: Seeds = (0, 1, 2)
     days: int = Field(3, ge=1)
     users_per_arm: int = Field(100, ge=1)
     slate_size: int = Field(10, ge=1)
@@ -165,33 +181,23 @@ class EvalConfig(_Section):
     bandit_feature_dim: int = Field(16, ge=1)  # fixed random projection of [context vector, user query]
     bandit_prior_precision: float = Field(1.0, gt=0)  # ridge prior of each cluster's linear head
     bandit_noise_variance: float = Field(0.25, gt=0)  # reward noise of the Gaussian posterior
-
-    @field_validator("seeds")
-    @classmethod
-    def _distinct_seeds(cls, value: tuple[int, ...]) -> tuple[int, ...]:
-        if not value or len(set(value)) != len(value):
-            raise ValueError("seeds must be a non-empty list of distinct integers")
-        return value
+    # the exploration arm's query: this weight on the context item's vector, the rest on the SASRec query
+    exploration_context_weight: Fraction = 0.8
+    # diagnostic arms run next to the paper's four; "exploration_novel" drops the user's engaged clusters
+    extra_arms: tuple[Literal["exploration_novel"], ...] = ()
 
 
 class TreeBuildConfig(_Section):
     """Building a 4-level traffic-balanced tree for datasets without one (``spark_jobs/build_tree.py``)."""
 
-    branching: tuple[int, int, int, int] = (3, 3, 3, 2)
+    branching: Branching = (3, 3, 3, 2)
     seed: int = 0
     image_weight: float = Field(0.5, ge=0)  # weight of thumbnail features next to the unit text embedding
     balance_tolerance: float = Field(0.05, ge=0, le=1)  # a child may hold up to (1 + tol) / k of its parent
     refine_iterations: int = Field(5, ge=0)  # balanced k-means rounds after the k-means start
     embed_batch_size: int = Field(64, ge=1)
     embed_threads: int = Field(0, ge=0)  # torch threads per Spark Python worker; 0 leaves torch's default
-    terms_per_label: int = Field(1, ge=1, le=3)  # distinguishing terms naming each cluster
-
-    @field_validator("branching")
-    @classmethod
-    def _branching_positive(cls, value: tuple[int, ...]) -> tuple[int, ...]:
-        if any(b < 1 for b in value):
-            raise ValueError("every branching factor must be >= 1")
-        return value
+    terms_per_label: int = Field(1, ge=1, le=3)  # representative terms naming each cluster
 
 
 class PipelineConfig(_Section):
@@ -206,10 +212,12 @@ class PipelineConfig(_Section):
     mllm: MllmConfig = MllmConfig()
     inference: InferenceConfig = InferenceConfig()
     features: FeaturesConfig = FeaturesConfig()
+    engagement: EngagementConfig = EngagementConfig()
     retrieval: RetrievalConfig = RetrievalConfig()
     serving: ServingConfig = ServingConfig()
     eval: EvalConfig = EvalConfig()
     tree: TreeBuildConfig = TreeBuildConfig()
+    limits: InputLimitsConfig = InputLimitsConfig()  # dataset bounds enforced by validation
 
     @model_validator(mode="after")
     def _paths_absolute(self) -> PipelineConfig:
@@ -261,10 +269,32 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Pi
         raise ConfigError(f"config file not found: {path}") from None
     except yaml.YAMLError as error:
         raise ConfigError(f"{path}: not valid YAML: {error}") from None
-    for dotted, value in (overrides or {}).items():
-        node = data
-        *parents, leaf = dotted.split(".")
-        for part in parents:
-            node = node.setdefault(part, {})
-        node[leaf] = value
+    _set_dotted(data, overrides or {})
     return config_from_dict(data, path.parent, source=str(path))
+
+
+def save_config(config: PipelineConfig, path: str | Path) -> Path:
+    """Write ``config`` as YAML that ``load_config`` reads back unchanged (absolute paths)."""
+    return write_text_atomic(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False), path)
+
+
+def with_overrides(config: PipelineConfig, overrides: dict[str, Any]) -> PipelineConfig:
+    """``config`` with dotted keys replaced and validated again; keys whose value is None are left as is."""
+    given = {dotted: value for dotted, value in overrides.items() if value is not None}
+    data = config.model_dump(mode="json")
+    _set_dotted(data, given)
+    return config_from_dict(data, config.work_dir, source=f"overrides {sorted(given)}")
+
+
+def _set_dotted(data: dict[str, Any], overrides: dict[str, Any]) -> None:
+    for dotted, value in overrides.items():
+        *parents, leaf = dotted.split(".")
+        functools.reduce(lambda node, part: node.setdefault(part, {}), parents, data)[leaf] = value
+
+
+def parse_seeds(text: str) -> list[int]:
+    """Distinct seeds from comma-separated integers, e.g. ``"0,1,2"``; ValueError otherwise."""
+    try:
+        return list(_distinct_seeds(tuple(int(part) for part in text.split(",") if part.strip())))
+    except ValueError:
+        raise ValueError(f"expected distinct comma-separated integers, got {text!r}") from None

@@ -49,16 +49,26 @@ def json_safe(value: Any) -> Any:
     return value
 
 
-def write_json_atomic(data: Any, path: str | Path) -> Path:
+def write_bytes_atomic(data: bytes, path: str | Path) -> Path:
+    """Write ``data`` to ``path`` via a temporary sibling and an atomic rename."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = _temp_sibling(path)
     try:
-        tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=str))
+        tmp.write_bytes(data)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
     return path
+
+
+def write_text_atomic(text: str, path: str | Path) -> Path:
+    """Write ``text`` (UTF-8) to ``path`` via a temporary sibling and an atomic rename."""
+    return write_bytes_atomic(text.encode("utf-8"), path)
+
+
+def write_json_atomic(data: Any, path: str | Path) -> Path:
+    return write_text_atomic(json.dumps(data, indent=2, sort_keys=True, default=str), path)
 
 
 @contextmanager

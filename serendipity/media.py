@@ -1,14 +1,20 @@
 """Media helpers: write and read thumbnails and short videos, sample frames uniformly (PyAV, Pillow).
 
 Every reader raises :class:`MediaError` naming the file and what failed, so callers can fall back
-(e.g. to a text-only prompt) or quarantine the item with a reason.
+(e.g. to a text-only prompt) or quarantine the item with a reason. Readers of videos seek to the frames
+they need and read sizes from headers, so a long or large file costs what is sampled, not what it holds.
 """
 
 from __future__ import annotations
 
 import os
 import uuid
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -18,8 +24,30 @@ VIDEO_PIXEL_FORMAT = "yuv420p"
 VIDEO_ENCODER_OPTIONS = {"crf": "12", "preset": "veryfast"}
 
 
+# Sampled frames closer than this are reached by decoding on; farther ones by seeking to a keyframe.
+SEEK_GAP_SECONDS = 2.0
+
+
 class MediaError(ValueError):
     """A media file is missing, corrupt or unreadable, or an array cannot be written as media."""
+
+
+class ImageBombError(MediaError):
+    """An image whose pixel count trips Pillow's decompression-bomb check (never decoded)."""
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """What a video's headers say, read without decoding a frame."""
+
+    frames: int
+    seconds: float
+    width: int
+    height: int
+
+    @property
+    def pixels_per_frame(self) -> int:
+        return self.width * self.height
 
 
 def _temp_sibling(path: Path) -> Path:
@@ -97,36 +125,151 @@ def _require_file(path: Path, kind: str) -> None:
         raise MediaError(f"{path}: {kind} path is not a regular file")
 
 
-def load_image(path: str | Path, size: int) -> np.ndarray:
-    """Decode an image as RGB uint8 [size,size,3]."""
+def _refuse_bomb(path: Path, width: int, height: int) -> None:
+    from PIL import Image
+
+    # Pillow only warns between its limit and twice it (and then decodes); refuse that range too.
+    bomb_limit = Image.MAX_IMAGE_PIXELS
+    if bomb_limit is not None and width * height > bomb_limit:
+        raise ImageBombError(
+            f"{path}: {width}x{height} pixels exceed Pillow's decompression-bomb limit of {bomb_limit}"
+        )
+
+
+@contextmanager
+def _opened_image(path: Path) -> Iterator[Any]:
+    """The image with its header read and nothing decoded; every failure becomes a :class:`MediaError`."""
     from PIL import Image, UnidentifiedImageError
 
-    path = Path(path)
     _require_file(path, "image")
     try:
         with Image.open(path) as image:
-            array = np.asarray(image.convert("RGB"), dtype=np.uint8)
+            _refuse_bomb(path, *image.size)
+            yield image
+    except MediaError:
+        raise
+    except Image.DecompressionBombError as error:
+        raise ImageBombError(f"{path}: {error}") from error
     except (UnidentifiedImageError, OSError, ValueError) as error:
         raise MediaError(f"{path}: could not decode image: {error}") from error
+
+
+def image_size(path: str | Path) -> tuple[int, int]:
+    """Width and height from the image header; :class:`ImageBombError` past Pillow's bomb limit."""
+    with _opened_image(Path(path)) as image:
+        return image.size
+
+
+def load_image(path: str | Path, size: int) -> np.ndarray:
+    """Decode an image as RGB uint8 [size,size,3] (never one that trips Pillow's bomb check)."""
+    with _opened_image(Path(path)) as image:
+        array = np.asarray(image.convert("RGB"), dtype=np.uint8)
     return _resize(array, size)
 
 
-def decode_video(path: str | Path) -> np.ndarray:
-    """Decode every frame of a (short) video as RGB uint8 [T,H,W,3]."""
+@contextmanager
+def _opened_video(path: Path) -> Iterator[tuple[Any, Any]]:
+    """The container and its first video stream; every failure becomes a :class:`MediaError`."""
     import av
 
-    path = Path(path)
     _require_file(path, "video")
     try:
         with av.open(str(path)) as container:
             if not container.streams.video:
                 raise MediaError(f"{path}: no video stream")
-            frames = [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]
-    except (av.FFmpegError, OSError, UnicodeDecodeError) as error:
+            yield container, container.streams.video[0]
+    except MediaError:
+        raise
+    except (av.FFmpegError, OSError, UnicodeDecodeError, ValueError) as error:
         raise MediaError(f"{path}: could not decode video: {error}") from error
-    if not frames:
+
+
+def _frame_rate(stream: Any) -> Fraction | None:
+    rate = stream.average_rate or stream.guessed_rate or stream.base_rate
+    return Fraction(rate) if rate else None
+
+
+def _frame_count(container: Any, stream: Any) -> int:
+    """Frames from the header, else counted from packets (demuxed, not decoded)."""
+    if stream.frames > 0:
+        return int(stream.frames)
+    count = sum(1 for packet in container.demux(stream) if packet.size)
+    container.seek(0)
+    return count
+
+
+def video_info(path: str | Path) -> VideoInfo:
+    """Frame count, duration and frame size from the headers (and packets); no frame is decoded."""
+    import av
+
+    path = Path(path)
+    with _opened_video(path) as (container, stream):
+        frames, rate = _frame_count(container, stream), _frame_rate(stream)
+        if stream.duration is not None and stream.time_base is not None:
+            seconds = float(stream.duration * stream.time_base)
+        elif container.duration is not None:
+            seconds = container.duration / av.time_base
+        else:
+            seconds = float(frames / rate) if rate else 0.0
+        return VideoInfo(frames, seconds, int(stream.codec_context.width), int(stream.codec_context.height))
+
+
+def _numbered_frames(container: Any, stream: Any, rate: Fraction | None) -> Iterator[tuple[int, Any]]:
+    """Decoded frames from the current position with their frame index (from the timestamps)."""
+    start = stream.start_time or 0
+    for count, frame in enumerate(container.decode(stream)):
+        if frame.pts is None or rate is None or stream.time_base is None:
+            yield count, frame
+        else:
+            yield round((frame.pts - start) * stream.time_base * rate), frame
+
+
+def _frames_at(container: Any, stream: Any, targets: Sequence[int]) -> dict[int, np.ndarray]:
+    """The frames at ascending ``targets``: decode on to near ones, seek (to a keyframe) for far ones.
+
+    Past the end of the stream, the remaining targets get the last decoded frame.
+    """
+    rate = _frame_rate(stream)
+    seek_gap = int(SEEK_GAP_SECONDS * rate) if rate and stream.time_base else None
+    found: dict[int, np.ndarray] = {}
+    decoded: Iterator[tuple[int, Any]] | None = None
+    position, last = -1, None
+    for target in targets:
+        if decoded is None or (seek_gap is not None and target - position > seek_gap):
+            if seek_gap is not None and target > seek_gap:
+                offset = int(Fraction(target) / rate / stream.time_base)
+                container.seek((stream.start_time or 0) + offset, stream=stream, backward=True)
+            decoded = _numbered_frames(container, stream, rate)
+        for position, frame in decoded:
+            last = frame
+            if position >= target:
+                break
+        if last is None:
+            return found
+        found[target] = last.to_ndarray(format="rgb24")
+    return found
+
+
+def _decode_chosen(path: str | Path, choose: Callable[[int], Sequence[int]]) -> np.ndarray:
+    """Frames at ``choose(frame_count)`` (any order, repeats allowed) as uint8 [N,H,W,3]."""
+    path = Path(path)
+    with _opened_video(path) as (container, stream):
+        total = _frame_count(container, stream)
+        indices = [int(i) for i in choose(total)] if total > 0 else []
+        found = _frames_at(container, stream, sorted(set(indices)))
+    if not found:
         raise MediaError(f"{path}: video has no decodable frames")
-    return np.stack(frames)
+    return np.stack([found[i] for i in indices])
+
+
+def decode_frames(path: str | Path, indices: Sequence[int]) -> np.ndarray:
+    """The frames at ``indices`` as RGB uint8 [N,H,W,3], decoding only up to (or seeking to) each one."""
+    return _decode_chosen(path, lambda total: indices)
+
+
+def decode_video(path: str | Path) -> np.ndarray:
+    """Decode every frame of a (short) video as RGB uint8 [T,H,W,3]."""
+    return _decode_chosen(path, range)
 
 
 def uniform_frame_indices(total: int, num_frames: int) -> np.ndarray:
@@ -137,13 +280,12 @@ def uniform_frame_indices(total: int, num_frames: int) -> np.ndarray:
 
 
 def sample_frames(video_path: str | Path, num_frames: int, size: int) -> np.ndarray:
-    """``num_frames`` uniformly sampled frames of the decoded video, resized: uint8 [N,size,size,3]."""
-    frames = decode_video(video_path)
-    indices = uniform_frame_indices(len(frames), num_frames)
-    return np.stack([_resize(frames[i], size) for i in indices])
+    """``num_frames`` uniformly sampled frames, resized: uint8 [N,size,size,3]. Only those are decoded."""
+    frames = _decode_chosen(video_path, lambda total: uniform_frame_indices(total, num_frames))
+    return np.stack([_resize(frame, size) for frame in frames])
 
 
 def random_frame(video_path: str | Path, rng: np.random.Generator, size: int) -> np.ndarray:
     """One frame drawn uniformly at random from the video, resized: uint8 [size,size,3]."""
-    frames = decode_video(video_path)
-    return _resize(frames[int(rng.integers(len(frames)))], size)
+    frames = _decode_chosen(video_path, lambda total: [int(rng.integers(total))])
+    return _resize(frames[0], size)

@@ -15,63 +15,67 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from serendipity.config import PipelineConfig
+from serendipity.config import PipelineConfig, save_config
 from serendipity.io import write_json_atomic
 from serendipity.layout import WorkLayout
-from serendipity.schema import DATASET_FILES, TREE_INFO_FILE
+from serendipity.schema import CLUSTERS_FILE, DATASET_FILES, INTERACTIONS_FILE, ITEMS_FILE, TREE_INFO_FILE
 
 
 @dataclass(frozen=True)
 class Stage:
-    """One pipeline step: ``run(config, config_path)`` must write every path in ``outputs``."""
+    """One pipeline step: ``run(config)`` must write every path in ``outputs``."""
 
     name: str
     summary: str
-    run: Callable[[PipelineConfig, Path], None]
+    run: Callable[[PipelineConfig], object]
     inputs: Callable[[PipelineConfig], list[Path]]
     outputs: Callable[[PipelineConfig], list[Path]]
     config_sections: tuple[str, ...] = ()
     enabled: Callable[[PipelineConfig], bool] = field(default=lambda config: True)
 
 
-def _job(module: str) -> Callable[[PipelineConfig, Path], None]:
-    def run(config: PipelineConfig, config_path: Path) -> None:
-        importlib.import_module(module).main(["--config", str(config_path)])
+class UnknownStageError(ValueError):
+    """A stage name that is not in the stage table."""
+
+
+def _job(module: str) -> Callable[[PipelineConfig], object]:
+    """The stage call of a job module: its ``run(config)``, imported when the stage runs."""
+
+    def run(config: PipelineConfig) -> object:
+        return importlib.import_module(module).run(config)
 
     return run
 
 
-def _generate_world(config: PipelineConfig, config_path: Path) -> None:
+def _generate_world(config: PipelineConfig) -> None:
     from serendipity.world import generate_world
 
     assert config.world is not None
     generate_world(config.dataset_dir, config.world)
 
 
-def _materialize_features(config: PipelineConfig, config_path: Path) -> None:
+def _materialize_features(config: PipelineConfig) -> None:
     from datetime import UTC, datetime
 
-    from serendipity.features_store import ServingFeatures
+    from features.definitions import apply_definitions
+    from serendipity.feature_store import ServingFeatures
 
     features = ServingFeatures(config)
-    features.apply()
+    apply_definitions(features)
     end = datetime.now(UTC)
     features.materialize_incremental(end)
-    write_json_atomic({"materialized_until": end.isoformat()}, _features_marker(config))
+    write_json_atomic({"materialized_until": end.isoformat()}, _layout(config).features_materialized_path)
 
 
-def _write_report(config: PipelineConfig, config_path: Path) -> None:
+def _write_report(config: PipelineConfig) -> None:
     from serendipity.eval.report import write_report
 
-    paths = write_report(config, config_path)
+    paths = write_report(config, effective_config_path(config))
     print(f"report: {paths.html}")
 
 
-def _features_marker(config: PipelineConfig) -> Path:
-    return _layout(config).feast_dir / "materialized.json"
-
-
-def _placeholder_tree(config: PipelineConfig) -> bool:
+def placeholder_tree(config: PipelineConfig) -> bool:
+    """Whether the dataset came with a placeholder tree, so the build_tree stage builds a real one."""
     marker = config.dataset_dir / TREE_INFO_FILE
     return marker.exists() and bool(json.loads(marker.read_text()).get("placeholder"))
 
@@ -107,19 +111,16 @@ def default_stages() -> list[Stage]:
             "build_tree",
             "build a 4-level traffic-balanced topic tree (datasets with a placeholder tree)",
             _job("spark_jobs.build_tree"),
-            inputs=lambda c: [_layout(c).validated_dir / "items.parquet"],
-            outputs=lambda c: [
-                _layout(c).tree_dir / "clusters.parquet",
-                _layout(c).tree_dir / "items.parquet",
-            ],
+            inputs=lambda c: [_layout(c).validated_dir / ITEMS_FILE],
+            outputs=lambda c: [_layout(c).tree_dir / CLUSTERS_FILE, _layout(c).tree_dir / ITEMS_FILE],
             config_sections=("tree",),
-            enabled=_placeholder_tree,
+            enabled=placeholder_tree,
         ),
         Stage(
             "aggregates",
             "satisfaction of similar vs serendipitous next items (the paper's preliminary analysis)",
             _job("spark_jobs.aggregates"),
-            inputs=lambda c: [_layout(c).validated_dir / "interactions.parquet"],
+            inputs=lambda c: [_layout(c).validated_dir / INTERACTIONS_FILE],
             outputs=lambda c: [_layout(c).aggregates_overall_path],
             config_sections=("mining",),
         ),
@@ -127,7 +128,7 @@ def default_stages() -> list[Stage]:
             "pairs",
             "serendipitous pairs and s(context item, next cluster)",
             _job("spark_jobs.pairs"),
-            inputs=lambda c: [_layout(c).validated_dir / "interactions.parquet"],
+            inputs=lambda c: [_layout(c).validated_dir / INTERACTIONS_FILE],
             outputs=lambda c: [_layout(c).pairs_path, _layout(c).scores_path],
             config_sections=("mining",),
         ),
@@ -143,7 +144,7 @@ def default_stages() -> list[Stage]:
             "corpus",
             "popular corpus covering the target impression share, and its delta",
             _job("spark_jobs.corpus"),
-            inputs=lambda c: [_layout(c).validated_dir / "interactions.parquet"],
+            inputs=lambda c: [_layout(c).validated_dir / INTERACTIONS_FILE],
             outputs=lambda c: [_layout(c).corpus_path, _layout(c).corpus_delta_path],
             config_sections=("mining",),
         ),
@@ -151,23 +152,23 @@ def default_stages() -> list[Stage]:
             "user_history",
             "Feast sources: users' recent engaged items and items' cluster path and popularity",
             _job("spark_jobs.user_history"),
-            inputs=lambda c: [_layout(c).validated_dir / "interactions.parquet"],
+            inputs=lambda c: [_layout(c).validated_dir / INTERACTIONS_FILE],
             outputs=lambda c: [_layout(c).user_history_path, _layout(c).item_meta_path],
-            config_sections=("features",),
+            config_sections=("features", "engagement"),
         ),
         Stage(
             "finetune",
             "fine-tune the multimodal LLM on the curated set (Ray Train)",
             _job("ray_jobs.finetune"),
             inputs=lambda c: [_layout(c).sft_path, _layout(c).descriptions_path],
-            outputs=lambda c: [_layout(c).models_dir / "latest"],
+            outputs=lambda c: [_layout(c).latest_model_pointer],
             config_sections=("mllm",),
         ),
         Stage(
             "infer",
             "serendipitous_cluster for the popular corpus (Ray Data), only new or changed items",
             _job("ray_jobs.infer"),
-            inputs=lambda c: [_layout(c).corpus_path, _layout(c).models_dir / "latest"],
+            inputs=lambda c: [_layout(c).corpus_path, _layout(c).latest_model_pointer],
             outputs=lambda c: [_layout(c).serendipity_path],
             config_sections=("inference",),
         ),
@@ -176,30 +177,30 @@ def default_stages() -> list[Stage]:
             "SASRec sequence model and the per-cluster item index (Ray Train)",
             _job("ray_jobs.train_retriever"),
             inputs=lambda c: [
-                _layout(c).validated_dir / "interactions.parquet",
-                _layout(c).catalog_dir() / "items.parquet",
+                _layout(c).validated_dir / INTERACTIONS_FILE,
+                _layout(c).catalog_dir() / ITEMS_FILE,
             ],
-            outputs=lambda c: [_layout(c).retriever_dir / "metrics.json"],
-            config_sections=("retrieval", "features", "mining"),
+            outputs=lambda c: [_layout(c).retriever_metrics_path],
+            config_sections=("retrieval", "engagement", "mining"),
         ),
         Stage(
-            "features",
-            "feast apply + materialize-incremental into the online store",
+            "materialize",
+            "Feast: apply the feature repository, materialize-incremental into the online store",
             _materialize_features,
             inputs=lambda c: [
                 _layout(c).serendipity_path,
                 _layout(c).user_history_path,
                 _layout(c).item_meta_path,
             ],
-            outputs=lambda c: [_features_marker(c)],
+            outputs=lambda c: [_layout(c).features_materialized_path],
             config_sections=("features",),
         ),
         Stage(
             "evaluate",
             "simulated live experiment: exploitation, exploration, bandit and MLLM arms (Ray)",
             _job("ray_jobs.evaluate"),
-            inputs=lambda c: [_layout(c).retriever_dir / "metrics.json", _features_marker(c)],
-            outputs=lambda c: [_layout(c).reports_dir / "experiment" / "experiment.json"],
+            inputs=lambda c: [_layout(c).retriever_metrics_path, _layout(c).features_materialized_path],
+            outputs=lambda c: [_layout(c).experiment_path],
             config_sections=("eval",),
             enabled=lambda c: c.world is not None,  # the simulator is the synthetic world's
         ),
@@ -208,40 +209,26 @@ def default_stages() -> list[Stage]:
             "the evaluation report: one HTML page and report.json",
             _write_report,
             inputs=lambda c: [
-                _layout(c).finetune_dir / "curves.csv",
+                _layout(c).finetune_curves_path,
                 _layout(c).aggregates_overall_path,
-                _layout(c).reports_dir / "experiment" / "experiment.json",
+                _layout(c).experiment_path,
             ],
-            outputs=lambda c: [
-                _layout(c).reports_dir / "report.html",
-                _layout(c).reports_dir / "report.json",
-            ],
+            outputs=lambda c: [_layout(c).report_html_path, _layout(c).report_json_path],
         ),
     ]
 
 
-def write_effective_config(config: PipelineConfig) -> Path:
-    """``config`` as YAML in its work dir (absolute paths), for jobs that take ``--config PATH``."""
-    import yaml
-
-    path = config.path("_stages", "effective-config.yaml")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_suffix(".tmp")
-    temporary.write_text(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
-    temporary.replace(path)
-    return path
+def effective_config_path(config: PipelineConfig) -> Path:
+    """Where a pipeline run records the config it ran with (overrides applied), to re-run it."""
+    return config.path("_stages", "effective-config.yaml")
 
 
 def _fingerprint(stage: Stage, config: PipelineConfig) -> str:
     digest = hashlib.sha256()
     for section in stage.config_sections:
+        value = getattr(config, section)
         digest.update(
-            json.dumps(
-                getattr(config, section).model_dump(mode="json")
-                if getattr(config, section) is not None
-                else None,
-                sort_keys=True,
-            ).encode()
+            json.dumps(None if value is None else value.model_dump(mode="json"), sort_keys=True).encode()
         )
     for path in stage.inputs(config):
         stat = path.stat() if path.exists() else None
@@ -267,23 +254,27 @@ class StageResult:
     seconds: float = 0.0
 
 
+def select_stages(names: Sequence[str] | None = None) -> list[Stage]:
+    """The stages named (all when ``names`` is empty or None), in data-flow order."""
+    available = default_stages()
+    known = [stage.name for stage in available]
+    unknown = sorted(set(names or []) - set(known))
+    if unknown:
+        raise UnknownStageError(f"unknown stage(s) {', '.join(unknown)}; choose from {', '.join(known)}")
+    return [stage for stage in available if not names or stage.name in names]
+
+
 def run_pipeline(
     config: PipelineConfig,
-    config_path: Path,
     stages: Sequence[str] | None = None,
     force: bool = False,
     on_stage: Callable[[Stage], None] | None = None,
 ) -> list[StageResult]:
     """Run the selected stages (all by default) in order, skipping current ones unless ``force``."""
-    available = default_stages()
-    names = [stage.name for stage in available]
-    unknown = sorted(set(stages or []) - set(names))
-    if unknown:
-        raise ValueError(f"unknown stage(s) {', '.join(unknown)}; choose from {', '.join(names)}")
+    selected = select_stages(stages)
+    save_config(config, effective_config_path(config))
     results = []
-    for stage in available:
-        if stages and stage.name not in stages:
-            continue
+    for stage in selected:
         if not stage.enabled(config):
             results.append(StageResult(stage.name, "disabled"))
             continue
@@ -293,7 +284,7 @@ def run_pipeline(
         if on_stage is not None:
             on_stage(stage)
         started = time.perf_counter()
-        stage.run(config, config_path)
+        stage.run(config)
         missing = [str(path) for path in stage.outputs(config) if not path.exists()]
         if missing:
             raise RuntimeError(f"stage {stage.name} finished without writing {', '.join(missing)}")

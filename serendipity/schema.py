@@ -122,23 +122,6 @@ CORPUS_SCHEMA = pa.schema(
     ]
 )
 
-# Batch-inference output: the Feast source of serendipitous_cluster(context_item).
-SERENDIPITY_SCHEMA = pa.schema(
-    [
-        pa.field("item_id", pa.int64()),
-        pa.field("serendipitous_cluster", pa.int64()),
-        pa.field("serendipitous_description", pa.string()),
-        pa.field("score", pa.float64()),
-        pa.field("alternatives", pa.list_(pa.int64())),
-        pa.field("alternative_scores", pa.list_(pa.float64())),
-        pa.field("reasoning", pa.string()),
-        pa.field("media_fallback", pa.bool_()),
-        pa.field("model_version", pa.string()),
-        pa.field("prompt_style", pa.string()),
-        pa.field("event_timestamp", pa.timestamp("us", tz="UTC")),
-    ]
-)
-
 # --- feature store names -----------------------------------------------------------------------
 ITEM_ENTITY = "item"
 USER_ENTITY = "user"
@@ -149,9 +132,55 @@ USER_HISTORY_VIEW = "user_history"
 ITEM_META_VIEW = "item_meta"
 SERVING_FEATURE_SERVICE = "serendipity_serving"
 SERENDIPITOUS_CLUSTER_FEATURE = "serendipitous_cluster"
+SERENDIPITOUS_DESCRIPTION_FEATURE = "serendipitous_description"
+REASONING_FEATURE = "reasoning"
 EVENT_TIMESTAMP = "event_timestamp"
 RECENT_ITEMS_FEATURE = "recent_item_ids"  # user_history: engaged item ids, newest first
 IMPRESSIONS_FEATURE = "impressions"  # item_meta: impressions up to the snapshot
+# item_serendipity: the MLLM's pick for a context item and its companions
+SERENDIPITOUS_DESCRIPTION_FEATURE = "serendipitous_description"
+SERENDIPITY_SCORE_FEATURE = "score"
+ALTERNATIVES_FEATURE = "alternatives"  # every cluster the answer names, best first
+REASONING_FEATURE = "reasoning"
+MODEL_VERSION_FEATURE = "model_version"
+ALTERNATIVE_SCORES_COLUMN = "alternative_scores"
+MEDIA_FALLBACK_COLUMN = "media_fallback"  # the item's media could not be decoded; text stood in
+PROMPT_STYLE_COLUMN = "prompt_style"
+
+# Batch-inference output: the Feast source of serendipitous_cluster(context_item).
+SERENDIPITY_SCHEMA = pa.schema(
+    [
+        pa.field(ITEM_JOIN_KEY, pa.int64()),
+        pa.field(SERENDIPITOUS_CLUSTER_FEATURE, pa.int64()),
+        pa.field(SERENDIPITOUS_DESCRIPTION_FEATURE, pa.string()),
+        pa.field(SERENDIPITY_SCORE_FEATURE, pa.float64()),
+        pa.field(ALTERNATIVES_FEATURE, pa.list_(pa.int64())),
+        pa.field(ALTERNATIVE_SCORES_COLUMN, pa.list_(pa.float64())),
+        pa.field(REASONING_FEATURE, pa.string()),
+        pa.field(MEDIA_FALLBACK_COLUMN, pa.bool_()),
+        pa.field(MODEL_VERSION_FEATURE, pa.string()),
+        pa.field(PROMPT_STYLE_COLUMN, pa.string()),
+        pa.field(EVENT_TIMESTAMP, pa.timestamp("us", tz="UTC")),
+    ]
+)
+
+# Batch-inference bookkeeping beside the output: which (item, content, model) are done, and failures.
+CONTENT_HASH_COLUMN = "content_hash"
+ERROR_REASON_COLUMN = "reason"
+INFERENCE_MANIFEST_SCHEMA = pa.schema(
+    [
+        pa.field(ITEM_JOIN_KEY, pa.int64()),
+        pa.field(CONTENT_HASH_COLUMN, pa.string()),
+        pa.field(MODEL_VERSION_FEATURE, pa.string()),
+    ]
+)
+INFERENCE_ERRORS_SCHEMA = pa.schema(
+    [
+        *INFERENCE_MANIFEST_SCHEMA,
+        pa.field(ERROR_REASON_COLUMN, pa.string()),
+        pa.field(EVENT_TIMESTAMP, pa.timestamp("us", tz="UTC")),
+    ]
+)
 
 # Feast sources computed by spark_jobs/user_history.py: one row per (entity, snapshot time).
 USER_HISTORY_SCHEMA = pa.schema(

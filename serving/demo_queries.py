@@ -15,7 +15,7 @@ import pandas as pd
 
 from serendipity.config import PipelineConfig
 from serendipity.layout import WorkLayout
-from serendipity.schema import ITEMS_FILE, level_column
+from serendipity.schema import ITEMS_FILE, RECENT_ITEMS_FEATURE, SERENDIPITOUS_CLUSTER_FEATURE, level_column
 from serendipity.tree import ClusterTree
 
 
@@ -27,10 +27,10 @@ class DemoQuery:
 
 def demo_requests(config: PipelineConfig, count: int = 5, k: int = 5) -> list[dict[str, Any]]:
     layout = WorkLayout.of(config)
-    histories = pd.read_parquet(layout.user_history_path, columns=["user_id", "recent_item_ids"])
-    lengths = histories.groupby("user_id")["recent_item_ids"].last().map(len)
+    histories = pd.read_parquet(layout.user_history_path, columns=["user_id", RECENT_ITEMS_FEATURE])
+    lengths = histories.groupby("user_id")[RECENT_ITEMS_FEATURE].last().map(len)
     users = lengths.sort_values(ascending=False, kind="stable").index[:count].tolist()
-    inferred = pd.read_parquet(layout.serendipity_path, columns=["item_id", "serendipitous_cluster"])
+    inferred = pd.read_parquet(layout.serendipity_path, columns=["item_id", SERENDIPITOUS_CLUSTER_FEATURE])
     contexts = inferred.dropna().sort_values("item_id")["item_id"].tolist()
     if not users or not contexts:
         raise RuntimeError(f"no users in {layout.user_history_path} or no items in {layout.serendipity_path}")

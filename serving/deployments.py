@@ -65,6 +65,8 @@ Answer = dict[str, Any] | ValueError
 
 def _answer_all(loaded: LoadedRecommender, requests: list[dict[str, Any]]) -> list[Answer]:
     """One ``recommend_many`` call (one feature read, one forward pass) for the batch's valid requests."""
+    from serendipity.retrieval.recommend import RecommendArgs
+
     recommender = loaded.recommender
     answers: list[Answer | None] = [None] * len(requests)
     valid = []
@@ -74,8 +76,8 @@ def _answer_all(loaded: LoadedRecommender, requests: list[dict[str, Any]]) -> li
         else:
             answers[position] = ValueError(f"k must be between 1 and serving.max_k={recommender.max_k}")
     batch = [
-        (requests[p]["user_id"], requests[p]["context_item_id"], requests[p]["k"], requests[p].get("history"))
-        for p in valid
+        RecommendArgs(request["user_id"], request["context_item_id"], request["k"], request.get("history"))
+        for request in (requests[p] for p in valid)
     ]
     for position, recommendation in zip(valid, recommender.recommend_many(batch), strict=True):
         if recommendation.degraded:

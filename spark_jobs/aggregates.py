@@ -5,22 +5,28 @@ Writes ``overall.parquet`` and ``per_cluster.parquet`` under ``WorkLayout.aggreg
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from spark_jobs.common import start_job, write_parquet_atomic
+from serendipity.config import PipelineConfig
+from spark_jobs.common import (
+    config_from_argv,
+    conform,
+    read_logs,
+    single_sorted_file,
+    start_job,
+    write_dataframe_atomic,
+    write_job_stats,
+)
 from spark_jobs.mining import (
     OVERALL_RATES_SCHEMA,
     PER_CLUSTER_RATES_SCHEMA,
-    conform,
     consecutive_pairs,
-    read_logs,
     satisfaction_rates,
-    single_sorted_file,
-    write_job_stats,
 )
 
 if TYPE_CHECKING:
     import pandas as pd
+    from pyspark.sql import SparkSession
 
 
 def print_rates(overall: pd.DataFrame, level: int) -> None:
@@ -37,23 +43,24 @@ def print_rates(overall: pd.DataFrame, level: int) -> None:
     Console().print(table)
 
 
-def main(argv: list[str] | None = None) -> None:
-    job = start_job(__doc__.splitlines()[0], argv)
-    config, layout, spark = job.config, job.layout, job.spark
+def run(config: PipelineConfig, spark: SparkSession | None = None) -> dict[str, Any]:
+    layout, spark = start_job(config, spark)
     interactions, items = read_logs(spark, layout)
-    mining = config.mining
-    pairs = consecutive_pairs(interactions, items, mining.level, mining.session_gap_minutes).persist()
+    level = config.mining.level
+    pairs = consecutive_pairs(interactions, items, level, config.mining.session_gap_minutes).persist()
     overall = conform(satisfaction_rates(pairs, ["pair_class"]), OVERALL_RATES_SCHEMA)
     per_cluster = conform(
         satisfaction_rates(pairs, ["context_parent_cluster", "pair_class"]), PER_CLUSTER_RATES_SCHEMA
     )
-    write_parquet_atomic(single_sorted_file(overall, "pair_class"), layout.aggregates_overall_path)
-    write_parquet_atomic(
+    write_dataframe_atomic(single_sorted_file(overall, "pair_class"), layout.aggregates_overall_path)
+    write_dataframe_atomic(
         single_sorted_file(per_cluster, "context_parent_cluster", "pair_class"),
         layout.aggregates_per_cluster_path,
     )
     overall_table = spark.read.parquet(str(layout.aggregates_overall_path)).orderBy("pair_class").toPandas()
-    write_job_stats(
+    pairs.unpersist()
+    print_rates(overall_table, level)
+    return write_job_stats(
         layout,
         "aggregates",
         inputs={"interactions": interactions.count(), "items": items.count()},
@@ -63,8 +70,10 @@ def main(argv: list[str] | None = None) -> None:
             "per_cluster_rows": spark.read.parquet(str(layout.aggregates_per_cluster_path)).count(),
         },
     )
-    pairs.unpersist()
-    print_rates(overall_table, mining.level)
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    return run(config_from_argv(__doc__.splitlines()[0], argv))
 
 
 if __name__ == "__main__":

@@ -1,21 +1,31 @@
-"""Shared plumbing for the Spark jobs: one session helper, argument parsing, atomic Parquet output."""
+"""Spark I/O of the jobs: the session, job start, Parquet reads and atomic writes, output schemas, stats."""
 
 from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import sys
-import uuid
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, NamedTuple
 
-from serendipity.config import PipelineConfig, SparkConfig, load_config
+import pyarrow as pa
+
+from serendipity.config import PipelineConfig, SparkConfig, load_config, with_overrides
+from serendipity.io import atomic_directory, write_json_atomic
 from serendipity.layout import WorkLayout
+from serendipity.schema import INTERACTIONS_FILE, ITEMS_FILE
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
+
+SPARK_TYPE_NAMES: dict[pa.DataType, str] = {
+    pa.int8(): "tinyint",
+    pa.int32(): "int",
+    pa.int64(): "bigint",
+    pa.float64(): "double",
+    pa.string(): "string",
+    pa.bool_(): "boolean",
+}
 
 
 def get_spark(config: SparkConfig | None = None) -> SparkSession:
@@ -45,51 +55,82 @@ def launched_by_spark_submit() -> bool:
     return "PYSPARK_GATEWAY_PORT" in os.environ
 
 
-def job_arg_parser(description: str) -> argparse.ArgumentParser:
-    """Parser every job starts from: ``--config`` plus explicit input/output overrides."""
+def config_from_argv(description: str, argv: list[str] | None) -> PipelineConfig:
+    """What every job's ``main`` parses: ``--config`` and an optional ``--master`` overriding spark.master."""
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--config", required=True, help="pipeline YAML (configs/demo.yaml, ...)")
     parser.add_argument("--master", default=None, help="Spark master URL; overrides spark.master")
-    return parser
+    args = parser.parse_args(argv)
+    return with_overrides(load_config(args.config), {"spark.master": args.master})
 
 
-def load_job_config(args: argparse.Namespace) -> PipelineConfig:
-    config = load_config(args.config)
-    if args.master:
-        config = config.model_copy(update={"spark": config.spark.model_copy(update={"master": args.master})})
-    return config
+class JobContext(NamedTuple):
+    """What every job's ``run`` starts from besides its config: the work-dir layout and the Spark session."""
 
-
-@dataclass(frozen=True)
-class JobContext:
-    """What every job's ``main`` starts from: its config, the work-dir layout and the Spark session."""
-
-    config: PipelineConfig
     layout: WorkLayout
     spark: SparkSession
 
 
-def start_job(description: str, argv: list[str] | None) -> JobContext:
-    """Parse ``--config``/``--master``, load the config, get the session."""
-    config = load_job_config(job_arg_parser(description).parse_args(argv))
-    return JobContext(config, WorkLayout.of(config), get_spark(config.spark))
+def start_job(config: PipelineConfig, spark: SparkSession | None = None) -> JobContext:
+    """The job's context; without ``spark``, the shared session of ``config.spark``."""
+    return JobContext(WorkLayout.of(config), spark or get_spark(config.spark))
 
 
-def write_parquet_atomic(df: DataFrame, uri: str | Path) -> None:
-    """Write ``df`` to a temporary sibling directory, then swap it into place.
+def read_parquet(spark: SparkSession, uri: str | Path, what: str) -> DataFrame:
+    """Read a Parquet file or directory, failing with a message that names what is missing."""
+    text = str(uri)
+    if "://" not in text and not Path(text).exists():
+        raise FileNotFoundError(f"{what} not found at {text}; run the stage that writes it first")
+    return spark.read.parquet(text)
 
-    Local paths are renamed atomically; remote URIs (s3a://, gs://) rely on the committer.
+
+def read_logs(spark: SparkSession, layout: WorkLayout) -> tuple[DataFrame, DataFrame]:
+    """The validated interactions and the catalog's items (the tree's, when one was built)."""
+    interactions = read_parquet(spark, layout.validated_dir / INTERACTIONS_FILE, "validated interactions")
+    return interactions, read_parquet(spark, layout.catalog_dir() / ITEMS_FILE, "catalog items")
+
+
+def spark_type(arrow_type: pa.DataType) -> str:
+    """The Spark SQL type name of an Arrow type of the contract's schemas."""
+    if pa.types.is_timestamp(arrow_type):
+        return "timestamp"
+    if arrow_type not in SPARK_TYPE_NAMES:
+        raise TypeError(f"no Spark type for {arrow_type}")
+    return SPARK_TYPE_NAMES[arrow_type]
+
+
+def conform(df: DataFrame, schema: pa.Schema) -> DataFrame:
+    """Select the columns of ``schema`` in order, cast to its types."""
+    from pyspark.sql import functions as F
+
+    missing = [name for name in schema.names if name not in df.columns]
+    if missing:
+        raise ValueError(f"DataFrame lacks columns {missing} of the output schema; has {df.columns}")
+    return df.select(*[F.col(field.name).cast(spark_type(field.type)).alias(field.name) for field in schema])
+
+
+def single_sorted_file(df: DataFrame, *columns: str) -> DataFrame:
+    """One partition sorted by ``columns``: for small outputs, so reruns give the same rows in order."""
+    return df.repartition(1).sortWithinPartitions(*columns)
+
+
+def write_dataframe_atomic(df: DataFrame, uri: str | Path) -> None:
+    """Write ``df`` as Parquet to a temporary sibling directory, then swap it into place.
+
+    Local paths are replaced atomically; remote URIs (s3a://, gs://) rely on the committer.
     """
     uri = str(uri)
     if "://" in uri and not uri.startswith("file://"):
         df.write.mode("overwrite").parquet(uri)
         return
-    target = Path(uri.removeprefix("file://"))
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.tmp-{uuid.uuid4().hex[:8]}")
-    df.write.mode("overwrite").parquet(str(tmp))
-    old = target.with_name(f".{target.name}.old-{uuid.uuid4().hex[:8]}")
-    if target.exists():
-        os.replace(target, old)
-    os.replace(tmp, target)
-    shutil.rmtree(old, ignore_errors=True)
+    with atomic_directory(uri.removeprefix("file://")) as staging:
+        df.write.mode("overwrite").parquet(str(staging))
+
+
+def write_job_stats(
+    layout: WorkLayout, job: str, inputs: dict[str, int], outputs: dict[str, Any]
+) -> dict[str, Any]:
+    """Write the job's row counts to ``layout.job_stats_path(job)``; returns them."""
+    stats = {"job": job, "inputs": inputs, "outputs": outputs}
+    write_json_atomic(stats, layout.job_stats_path(job))
+    return stats

@@ -1,4 +1,4 @@
-"""Typed DataFrame -> DataFrame transforms of the mining chain (aggregates, pairs, curate).
+"""Typed DataFrame -> DataFrame transforms of the mining chain (aggregates, pairs, curate, corpus).
 
 Pair classes at mining level L: ``similar`` (same cluster at L), ``serendipitous`` (different at L,
 same at L-1), ``distant`` (different at L-1 too).
@@ -6,17 +6,14 @@ same at L-1), ``distant`` (different at L-1 too).
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import pyarrow as pa
 
-from serendipity.io import write_json_atomic
-from serendipity.layout import WorkLayout
-from serendipity.schema import INTERACTIONS_FILE, ITEMS_FILE, SPLIT_TRAIN, SPLIT_VALIDATION, level_column
+from serendipity.schema import SPLIT_TRAIN, SPLIT_VALIDATION, level_column
 
 if TYPE_CHECKING:
-    from pyspark.sql import Column, DataFrame, SparkSession
+    from pyspark.sql import Column, DataFrame
 
 SIMILAR = "similar"
 SERENDIPITOUS = "serendipitous"
@@ -40,56 +37,6 @@ OVERALL_RATES_SCHEMA = pa.schema(
 )
 PER_CLUSTER_RATES_SCHEMA = pa.schema([pa.field("context_parent_cluster", pa.int64()), *OVERALL_RATES_SCHEMA])
 DESCRIPTIONS_COLUMNS: tuple[str, ...] = ("cluster_id", "level", "parent_id", "description")
-
-
-# --- I/O helpers ---------------------------------------------------------------------------------
-def read_parquet(spark: SparkSession, uri: str | Path, what: str) -> DataFrame:
-    """Read a Parquet file or directory, failing with a message that names what is missing."""
-    text = str(uri)
-    if "://" not in text and not Path(text).exists():
-        raise FileNotFoundError(f"{what} not found at {text}; run the stage that writes it first")
-    return spark.read.parquet(text)
-
-
-def read_logs(spark: SparkSession, layout: WorkLayout) -> tuple[DataFrame, DataFrame]:
-    """The validated interactions and the catalog's items (the tree's, when one was built)."""
-    interactions = read_parquet(spark, layout.validated_dir / INTERACTIONS_FILE, "validated interactions")
-    return interactions, read_parquet(spark, layout.catalog_dir() / ITEMS_FILE, "catalog items")
-
-
-def conform(df: DataFrame, schema: pa.Schema) -> DataFrame:
-    """Select the columns of ``schema`` in order, cast to its types."""
-    from pyspark.sql import functions as F
-
-    missing = [name for name in schema.names if name not in df.columns]
-    if missing:
-        raise ValueError(f"DataFrame lacks columns {missing} of the output schema; has {df.columns}")
-    return df.select(*[F.col(field.name).cast(_spark_type(field.type)).alias(field.name) for field in schema])
-
-
-def single_sorted_file(df: DataFrame, *columns: str) -> DataFrame:
-    """One partition sorted by ``columns``: for small outputs, so reruns give the same rows in order."""
-    return df.repartition(1).sortWithinPartitions(*columns)
-
-
-def _spark_type(arrow_type: pa.DataType) -> str:
-    names = {
-        pa.int8(): "tinyint",
-        pa.int32(): "int",
-        pa.int64(): "bigint",
-        pa.float64(): "double",
-        pa.string(): "string",
-        pa.bool_(): "boolean",
-    }
-    if pa.types.is_timestamp(arrow_type):
-        return "timestamp"
-    if arrow_type not in names:
-        raise TypeError(f"no Spark type for {arrow_type}")
-    return names[arrow_type]
-
-
-def write_job_stats(layout: WorkLayout, job: str, inputs: dict[str, int], outputs: dict[str, Any]) -> Path:
-    return write_json_atomic({"job": job, "inputs": inputs, "outputs": outputs}, layout.job_stats_path(job))
 
 
 # --- consecutive pairs ---------------------------------------------------------------------------
@@ -234,3 +181,55 @@ def assign_split(examples: DataFrame, validation_fraction: float, seed: int) -> 
 def cluster_descriptions(clusters: DataFrame) -> DataFrame:
     """Every cluster's description, whatever was curated: the model must learn all of them."""
     return clusters.select(*DESCRIPTIONS_COLUMNS)
+
+
+# --- popular corpus ------------------------------------------------------------------------------
+def shown_interactions(interactions: DataFrame) -> DataFrame:
+    """The interactions that count as impressions: every row, except rows whose ``impression`` is false."""
+    from pyspark.sql import functions as F
+
+    if "impression" not in interactions.columns:
+        return interactions
+    return interactions.where(F.coalesce(F.col("impression"), F.lit(True)))
+
+
+def impressions_per_item(interactions: DataFrame) -> DataFrame:
+    from pyspark.sql import functions as F
+
+    return shown_interactions(interactions).groupBy("item_id").agg(F.count(F.lit(1)).alias("impressions"))
+
+
+def popular_corpus(impressions: DataFrame, coverage: float) -> DataFrame:
+    """Items by impressions (desc, then item id) until ``coverage`` of all impressions is reached.
+
+    The item whose impressions cross the threshold is included. The running sum is over per-item
+    counts (one row per item), not over the logs.
+    """
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    ranking = Window.orderBy(F.col("impressions").desc(), F.col("item_id").asc())
+    running = ranking.rowsBetween(Window.unboundedPreceding, Window.currentRow)
+    total = impressions.agg(F.sum("impressions").alias("total"))
+    shares = (
+        impressions.crossJoin(total)
+        .withColumn("cumulative", F.sum("impressions").over(running))
+        .withColumn("cumulative_share", F.col("cumulative").cast("double") / F.col("total").cast("double"))
+        .withColumn(
+            "share_before",
+            (F.col("cumulative") - F.col("impressions")).cast("double") / F.col("total").cast("double"),
+        )
+    )
+    return shares.where(F.col("share_before") < F.lit(coverage)).select(
+        "item_id", "impressions", "cumulative_share"
+    )
+
+
+def new_items(corpus: DataFrame, known_item_ids: list[int]) -> DataFrame:
+    """The corpus rows whose item is not in ``known_item_ids``."""
+    from pyspark.sql.types import LongType, StructField, StructType
+
+    known = corpus.sparkSession.createDataFrame(
+        [(item,) for item in known_item_ids], StructType([StructField("item_id", LongType())])
+    )
+    return corpus.join(known, "item_id", "left_anti")

@@ -2,24 +2,26 @@
 
 from __future__ import annotations
 
-from serendipity.schema import (
-    CONTEXT_CLUSTER_SCORES_SCHEMA,
-    PAIRS_SCHEMA,
-)
-from spark_jobs.common import start_job, write_parquet_atomic
-from spark_jobs.mining import (
+from typing import TYPE_CHECKING, Any
+
+from serendipity.config import PipelineConfig
+from serendipity.schema import CONTEXT_CLUSTER_SCORES_SCHEMA, PAIRS_SCHEMA
+from spark_jobs.common import (
+    config_from_argv,
     conform,
-    consecutive_pairs,
-    context_cluster_scores,
     read_logs,
-    serendipitous_pairs,
+    start_job,
+    write_dataframe_atomic,
     write_job_stats,
 )
+from spark_jobs.mining import consecutive_pairs, context_cluster_scores, serendipitous_pairs
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
 
 
-def main(argv: list[str] | None = None) -> None:
-    job = start_job(__doc__.splitlines()[0], argv)
-    config, layout, spark = job.config, job.layout, job.spark
+def run(config: PipelineConfig, spark: SparkSession | None = None) -> dict[str, Any]:
+    layout, spark = start_job(config, spark)
     interactions, items = read_logs(spark, layout)
     mining = config.mining
     pairs = serendipitous_pairs(
@@ -28,12 +30,12 @@ def main(argv: list[str] | None = None) -> None:
     scores = conform(
         context_cluster_scores(pairs, mining.smoothing, mining.min_support), CONTEXT_CLUSTER_SCORES_SCHEMA
     )
-    write_parquet_atomic(
+    write_dataframe_atomic(
         conform(pairs, PAIRS_SCHEMA).sortWithinPartitions("user_id", "ts", "context_item_id"),
         layout.pairs_path,
     )
-    write_parquet_atomic(scores.orderBy("next_cluster", "context_item_id"), layout.scores_path)
-    write_job_stats(
+    write_dataframe_atomic(scores.orderBy("next_cluster", "context_item_id"), layout.scores_path)
+    stats = write_job_stats(
         layout,
         "pairs",
         inputs={"interactions": interactions.count(), "items": items.count()},
@@ -43,6 +45,11 @@ def main(argv: list[str] | None = None) -> None:
         },
     )
     pairs.unpersist()
+    return stats
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    return run(config_from_argv(__doc__.splitlines()[0], argv))
 
 
 if __name__ == "__main__":

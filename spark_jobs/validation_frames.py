@@ -1,6 +1,6 @@
 """DataFrame functions of the Spark validate job: typing, row checks, reasons, media, outputs.
 
-Each mirrors the pandas engine (:mod:`serendipity.validation_table`, :mod:`serendipity.validation_checks`)
+Each mirrors the pandas engine (:mod:`serendipity.validation.table`, :mod:`serendipity.validation.checks`)
 check for check, so both engines flag the same rows with the same reasons.
 """
 
@@ -23,12 +23,12 @@ from serendipity.schema import (
     QUARANTINE_SOURCE,
     SCHEMAS,
 )
-from serendipity.validation_media import (
+from serendipity.validation.media import (
     MEDIA_PATH,
     PROBLEM_SUFFIX,
     check_media_frame,
 )
-from serendipity.validation_rules import (
+from serendipity.validation.rules import (
     DUPLICATE_INTERACTION,
     DUPLICATE_ITEM,
     MEDIA_COLUMNS,
@@ -44,22 +44,18 @@ from serendipity.validation_rules import (
     unusable_cluster_check,
     wrong_parent_check,
 )
-from serendipity.validation_table import dataset_part_files
+from serendipity.validation.table import dataset_part_files
+from spark_jobs.common import spark_type
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame, SparkSession
 
 TYPED_PREFIX = "__typed_"
 QUARANTINED = "__quarantined"
-SPARK_TYPES = {"int64": "long", "int8": "byte", "double": "double", "string": "string", "bool": "boolean"}
 
 
 def typed(column: str) -> str:
     return TYPED_PREFIX + column
-
-
-def spark_type(data_type: pa.DataType) -> str:
-    return "timestamp" if pa.types.is_timestamp(data_type) else SPARK_TYPES[str(data_type)]
 
 
 def read_with_row_numbers(spark: SparkSession, path: Path) -> DataFrame:

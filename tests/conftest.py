@@ -6,9 +6,9 @@ import os
 from pathlib import Path
 
 import pytest
-import yaml
 
-from serendipity.config import PipelineConfig, load_config
+from serendipity.config import PipelineConfig, load_config, save_config, with_overrides
+from spark_jobs import MINING_JOBS
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATASETS = REPO_ROOT.parent / "shared" / "datasets"
@@ -43,9 +43,7 @@ def test_config(tmp_path_factory: pytest.TempPathFactory) -> PipelineConfig:
 @pytest.fixture(scope="session")
 def test_config_path(test_config: PipelineConfig) -> Path:
     """test_config written back to YAML, for jobs that take ``--config PATH`` like users run them."""
-    path = test_config.work_dir.parent / "test-config.yaml"
-    path.write_text(yaml.safe_dump(test_config.model_dump(mode="json"), sort_keys=False))
-    return path
+    return save_config(test_config, test_config.work_dir.parent / "test-config.yaml")
 
 
 @pytest.fixture(scope="session")
@@ -76,15 +74,15 @@ def ray_local():
     ray.shutdown()
 
 
-MINING_STAGES = ("validate", "aggregates", "pairs", "curate", "corpus")
+MINING_STAGES = ("validate", *MINING_JOBS)
 
 
 @pytest.fixture(scope="session")
-def mined(test_config: PipelineConfig, test_config_path: Path, world_dataset: Path, spark) -> PipelineConfig:
+def mined(test_config: PipelineConfig, world_dataset: Path, spark) -> PipelineConfig:
     """The Spark chain (validate .. corpus) run once on the test world, as the pipeline runs it."""
     from serendipity.pipeline import run_pipeline
 
-    run_pipeline(test_config, test_config_path, stages=MINING_STAGES)
+    run_pipeline(test_config, stages=MINING_STAGES)
     return test_config
 
 
@@ -95,9 +93,9 @@ def retrieval_chain(mined: PipelineConfig, spark, ray_local, tmp_path_factory) -
     import shutil
     from datetime import UTC, datetime, timedelta
 
-    from ray_jobs import train_retriever
-    from ray_jobs.infer import run_inference
-    from serendipity.features_store import ServingFeatures
+    from features.definitions import apply_definitions
+    from ray_jobs import infer, train_retriever
+    from serendipity.feature_store import ServingFeatures
     from serendipity.layout import WorkLayout
     from serendipity.mllm.tiny import init_tiny_model
     from spark_jobs import user_history
@@ -106,23 +104,20 @@ def retrieval_chain(mined: PipelineConfig, spark, ray_local, tmp_path_factory) -
     shutil.copytree(
         mined.work_dir, work_dir, ignore=shutil.ignore_patterns("feast", "retriever*", "inference", "models")
     )
-    data = mined.model_dump(mode="json")
-    data["work_dir"] = str(work_dir)
-    config_path = work_dir.parent / "chain-config.yaml"
-    config_path.write_text(yaml.safe_dump(data, sort_keys=False))
-    config = load_config(config_path)
+    config = with_overrides(mined, {"work_dir": str(work_dir)})
+    config_path = save_config(config, work_dir.parent / "chain-config.yaml")
     layout = WorkLayout.of(config)
-    user_history.main(["--config", str(config_path)])
+    user_history.run(config)
     init_tiny_model(
         layout.models_dir,
         config.dataset_dir,
         architecture=config.mllm.architecture,
         image_size=config.mllm.image_size,
     )
-    run_inference(config)
-    train_retriever.main(["--config", str(config_path)])
+    infer.run(config)
+    train_retriever.run(config)
     features = ServingFeatures(config)
-    features.apply()
+    apply_definitions(features)
     features.materialize_incremental(datetime.now(UTC) + timedelta(minutes=1))
     return config_path
 
@@ -143,9 +138,8 @@ def experiment_config(retrieval_chain: Path) -> Path:
     3 seeds, 1 day, 4 users per arm, 2 Ray actors. Returns the config path it ran with."""
     from ray_jobs import evaluate
 
-    data = yaml.safe_load(retrieval_chain.read_text())
-    data["eval"] = {**data.get("eval", {}), **EXPERIMENT_SETTINGS}
-    config_path = retrieval_chain.parent / "evaluate-config.yaml"
-    config_path.write_text(yaml.safe_dump(data, sort_keys=False))
-    evaluate.main(["--config", str(config_path)])
+    settings = {f"eval.{key}": value for key, value in EXPERIMENT_SETTINGS.items()}
+    config = with_overrides(load_config(retrieval_chain), settings)
+    config_path = save_config(config, retrieval_chain.parent / "evaluate-config.yaml")
+    evaluate.run(config)
     return config_path

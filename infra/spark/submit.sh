@@ -4,6 +4,7 @@
 set -euo pipefail
 
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+python_bin="${PYSPARK_DRIVER_PYTHON:-${PYSPARK_PYTHON:-python3}}"
 
 usage() {
   cat <<USAGE
@@ -19,8 +20,8 @@ Environment:
 USAGE
 }
 
-jobs_available() {
-  grep -l '^def main(' "$REPO_ROOT"/spark_jobs/*.py | xargs -n1 basename | sed 's/\.py$//' | sort
+jobs_available() {  # spark_jobs.SPARK_JOBS, one a line
+  (cd "$REPO_ROOT" && "$python_bin" -c 'import spark_jobs; print("\n".join(spark_jobs.SPARK_JOBS))')
 }
 
 if [[ $# -lt 1 ]]; then
@@ -35,7 +36,7 @@ fi
 job="$1"
 shift
 job_file="$REPO_ROOT/spark_jobs/$job.py"
-if [[ ! "$job" =~ ^[a-z_]+$ || ! -f "$job_file" ]] || ! grep -q '^def main(' "$job_file"; then
+if ! grep -qx -- "$job" <<<"$(jobs_available)"; then
   echo "error: unknown Spark job '$job'" >&2
   usage >&2
   exit 2
@@ -48,7 +49,6 @@ fi
 build_dir="$(mktemp -d "${TMPDIR:-/tmp}/serendipity-submit.XXXXXX")"
 trap 'rm -rf "$build_dir"' EXIT
 package_zip="$build_dir/serendipity-packages.zip"
-python_bin="${PYSPARK_DRIVER_PYTHON:-${PYSPARK_PYTHON:-python3}}"
 (cd "$REPO_ROOT" && "$python_bin" -m zipfile -c "$package_zip" serendipity spark_jobs)
 
 read -r -a extra_args <<<"${SPARK_SUBMIT_ARGS:-}"

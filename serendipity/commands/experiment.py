@@ -2,25 +2,115 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from serendipity.commands.report import replay
 
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from serendipity.config import PipelineConfig
+    from serendipity.mllm.ablation import Experiment
+    from serendipity.mllm.ablation_report import AblationReport
+
 app = typer.Typer(no_args_is_help=True, help="experiment commands")
 
 ALL_EXPERIMENTS = "modality,frames,thumbnail"
+ABLATION_COLUMNS = (
+    "experiment",
+    "arm",
+    "seeds",
+    "final match",
+    "best match",
+    "final recall",
+    "best recall",
+    "steps@90%",
+)
 
 
-def _parse_seeds(value: str) -> list[int]:
+def _seeds_option(value: str) -> list[int]:
+    from serendipity.config import parse_seeds
+
     try:
-        seeds = [int(part) for part in value.split(",") if part.strip()]
-    except ValueError:
-        raise typer.BadParameter(f"expected comma-separated integers, got {value!r}") from None
-    if not seeds or len(set(seeds)) != len(seeds):
-        raise typer.BadParameter(f"expected distinct comma-separated integers, got {value!r}")
-    return seeds
+        return parse_seeds(value)
+    except ValueError as error:
+        raise typer.BadParameter(str(error)) from None
+
+
+def _ablation_inputs(
+    config: Path, experiments: str, console: Console
+) -> tuple[PipelineConfig, list[Experiment]]:
+    """The pipeline config and the chosen experiments; exits when the curated set is missing."""
+    from serendipity.config import ConfigError, load_config
+    from serendipity.mllm.ablation import AblationError, require_curated, select_experiments
+
+    try:
+        pipeline = load_config(config)
+        chosen = select_experiments([name.strip() for name in experiments.split(",") if name.strip()])
+    except (ConfigError, AblationError) as error:
+        raise typer.BadParameter(str(error)) from None
+    try:
+        require_curated(pipeline, config)
+    except AblationError as error:
+        console.print(f"[red]error:[/] {error}", soft_wrap=True)
+        raise typer.Exit(1) from None
+    return pipeline, chosen
+
+
+def _print_arm_done(console: Console) -> Callable[[str, int, dict[str, Any]], None]:
+    def arm_done(arm: str, seed: int, summary: dict[str, Any]) -> None:
+        final = {"match_rate": float("nan"), "recall": float("nan"), **summary.get("final_metrics", {})}
+        console.print(
+            f"[green]done[/] {arm} seed {seed}: step {summary['steps']}, "
+            f"match rate {final['match_rate']:.3f}, recall {final['recall']:.3f}"
+        )
+
+    return arm_done
+
+
+def _on_local_ray(console: Console, ablation: Callable[[], AblationReport]) -> AblationReport:
+    """``ablation()`` in a local Ray session; exits when the ablation cannot run."""
+    import ray
+
+    from serendipity.mllm.ablation import AblationError
+
+    if not ray.is_initialized():
+        ray.init(configure_logging=False, include_dashboard=False, log_to_driver=False)
+    try:
+        return ablation()
+    except AblationError as error:
+        console.print(f"[red]error:[/] {error}", soft_wrap=True)
+        raise typer.Exit(1) from None
+    finally:
+        ray.shutdown()
+
+
+def _print_ablation(console: Console, report: AblationReport, seeds: list[int]) -> None:
+    from rich.table import Table
+
+    from serendipity.mllm.ablation_report import METRICS, format_cell
+
+    table = Table(title=f"ablation (mean ± 95% CI over seeds {seeds})")
+    for column in ABLATION_COLUMNS:
+        table.add_column(column)
+    for row in report.table.itertuples(index=False):
+        cells = [
+            format_cell(
+                getattr(row, f"{m}_mean"), getattr(row, f"{m}_ci95"), 0 if m.startswith("steps") else 3
+            )
+            for m in METRICS
+        ]
+        table.add_row(row.experiment, row.arm, "-" if row.seeds != row.seeds else str(int(row.seeds)), *cells)
+    console.print(table)
+    for finding in report.findings:
+        colour = {"holds": "green", "does not hold": "red"}.get(finding["verdict"], "yellow")
+        console.print(f"[{colour}]{finding['verdict']}[/]: {finding['finding']} — {finding['evidence']}")
+    for name, path in report.paths.items():
+        console.print(f"{name}: {path}")
 
 
 @app.command("ablate")
@@ -39,87 +129,29 @@ def ablate(
     import shutil
     import sys
 
-    import ray
     from rich.console import Console
-    from rich.table import Table
 
-    from serendipity.config import ConfigError, load_config
-    from serendipity.mllm.ablation import (
-        AblationError,
-        ablation_dir,
-        require_curated,
-        run_ablation,
-        select_experiments,
-    )
-    from serendipity.mllm.ablation_report import METRICS, format_cell
+    from serendipity.mllm.ablation import ablation_dir, run_ablation
 
     console = Console(width=None if sys.stdout.isatty() else 150)
-    seed_list = _parse_seeds(seeds)
-    try:
-        pipeline = load_config(config)
-        chosen = select_experiments([name.strip() for name in experiments.split(",") if name.strip()])
-    except (ConfigError, AblationError) as error:
-        raise typer.BadParameter(str(error)) from None
-    try:
-        require_curated(pipeline, config)
-    except AblationError as error:
-        console.print(f"[red]error:[/] {error}", soft_wrap=True)
-        raise typer.Exit(1) from None
+    seed_list = _seeds_option(seeds)
+    pipeline, chosen = _ablation_inputs(config, experiments, console)
     if fresh:
         shutil.rmtree(ablation_dir(pipeline), ignore_errors=True)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-
-    def arm_done(arm: str, seed: int, summary: dict) -> None:
-        final = {"match_rate": float("nan"), "recall": float("nan"), **summary.get("final_metrics", {})}
-        console.print(
-            f"[green]done[/] {arm} seed {seed}: step {summary['steps']}, "
-            f"match rate {final['match_rate']:.3f}, recall {final['recall']:.3f}"
-        )
-
-    if not ray.is_initialized():
-        ray.init(configure_logging=False, include_dashboard=False, log_to_driver=False)
-    try:
-        report = run_ablation(
+    report = _on_local_ray(
+        console,
+        lambda: run_ablation(
             pipeline,
             experiments=chosen,
             seeds=seed_list,
             max_steps=max_steps,
             eval_every=eval_every,
-            on_arm_done=arm_done,
+            on_arm_done=_print_arm_done(console),
             config_path=config,
-        )
-    except AblationError as error:
-        console.print(f"[red]error:[/] {error}", soft_wrap=True)
-        raise typer.Exit(1) from None
-    finally:
-        ray.shutdown()
-
-    table = Table(title=f"ablation (mean ± 95% CI over seeds {seed_list})")
-    for column in (
-        "experiment",
-        "arm",
-        "seeds",
-        "final match",
-        "best match",
-        "final recall",
-        "best recall",
-        "steps@90%",
-    ):
-        table.add_column(column)
-    for row in report.table.itertuples(index=False):
-        cells = [
-            format_cell(
-                getattr(row, f"{m}_mean"), getattr(row, f"{m}_ci95"), 0 if m.startswith("steps") else 3
-            )
-            for m in METRICS
-        ]
-        table.add_row(row.experiment, row.arm, "-" if row.seeds != row.seeds else str(int(row.seeds)), *cells)
-    console.print(table)
-    for finding in report.findings:
-        colour = {"holds": "green", "does not hold": "red"}.get(finding["verdict"], "yellow")
-        console.print(f"[{colour}]{finding['verdict']}[/]: {finding['finding']} — {finding['evidence']}")
-    for name, path in report.paths.items():
-        console.print(f"{name}: {path}")
+        ),
+    )
+    _print_ablation(console, report, seed_list)
 
 
 @app.command("live")
@@ -133,15 +165,14 @@ def live(
 ) -> None:
     """The simulated live experiment: exploitation, exploration, bandit and MLLM arms on disjoint users."""
     from ray_jobs import evaluate
+    from serendipity.config import load_config
 
-    argv = ["--config", str(config)]
-    if seeds is not None:
-        argv += ["--seeds", ",".join(str(seed) for seed in _parse_seeds(seeds))]
-    if days is not None:
-        argv += ["--days", str(days)]
-    if users_per_arm is not None:
-        argv += ["--users-per-arm", str(users_per_arm)]
-    paths = evaluate.main(argv)
+    paths = evaluate.run(
+        load_config(config),
+        seeds=_seeds_option(seeds) if seeds is not None else None,
+        days=days,
+        users_per_arm=users_per_arm,
+    )
     typer.echo(f"experiment: {paths['experiment']}")
 
 

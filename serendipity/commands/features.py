@@ -4,8 +4,12 @@ from __future__ import annotations
 
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
+
+if TYPE_CHECKING:
+    from serendipity.feature_store import ServingFeatures
 
 app = typer.Typer(no_args_is_help=True, help="Feast: apply, materialize, read.")
 
@@ -24,9 +28,9 @@ def _parse_time(value: str | None, name: str) -> datetime | None:
         raise typer.BadParameter(f"expected an ISO-8601 time, got {value!r}", param_hint=name) from None
 
 
-def _features(config_path: Path, feature_store_yaml: Path | None):
+def _features(config_path: Path, feature_store_yaml: Path | None) -> ServingFeatures:
     from serendipity.config import load_config
-    from serendipity.features_store import ServingFeatures
+    from serendipity.feature_store import ServingFeatures
 
     return ServingFeatures(load_config(config_path), feature_store_yaml)
 
@@ -34,8 +38,10 @@ def _features(config_path: Path, feature_store_yaml: Path | None):
 @app.command("apply")
 def apply(config: Path = CONFIG_OPTION, feature_store_yaml: Path | None = YAML_OPTION) -> None:
     """Register entities, feature views and the serving FeatureService (like `feast apply`)."""
+    from features.definitions import apply_definitions
+
     features = _features(config, feature_store_yaml)
-    features.apply()
+    apply_definitions(features)
     typer.echo(f"applied Feast repository {features.yaml_path} for work_dir {features.config.work_dir}")
 
 

@@ -46,10 +46,10 @@ def finetune(
     fresh: bool = typer.Option(False, "--fresh", help="ignore existing checkpoints"),
 ) -> None:
     """Fine-tune with Ray Train (resumes from the last checkpoint) and publish the model."""
-    from ray_jobs.finetune import main
+    from ray_jobs import finetune as finetune_job
+    from serendipity.config import load_config
 
-    argv = ["--config", str(config)] + (["--max-steps", str(max_steps)] if max_steps else [])
-    main(argv + (["--fresh"] if fresh else []))
+    finetune_job.run(load_config(config), max_steps=max_steps, fresh=fresh)
 
 
 @app.command("evaluate")

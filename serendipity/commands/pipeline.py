@@ -25,7 +25,7 @@ def run(
     import yaml
 
     from serendipity.config import ConfigError, load_config
-    from serendipity.pipeline import run_pipeline, write_effective_config
+    from serendipity.pipeline import Stage, UnknownStageError, run_pipeline, select_stages
 
     overrides = {}
     for setting in settings:
@@ -39,18 +39,16 @@ def run(
     except ConfigError as error:
         console.print(f"[red]{error}[/red]")
         raise typer.Exit(2) from None
-    # The jobs read --config themselves: with overrides they get the effective config, written out.
-    config_path = write_effective_config(pipeline_config) if overrides else config.resolve()
     selected = [name.strip() for name in stages.split(",") if name.strip()] if stages else None
+    try:
+        select_stages(selected)
+    except UnknownStageError as error:
+        raise typer.BadParameter(str(error), param_hint="--stages") from None
 
-    def announce(stage) -> None:
+    def announce(stage: Stage) -> None:
         console.rule(f"[bold]{stage.name}[/bold]: {stage.summary}")
 
-    try:
-        results = run_pipeline(pipeline_config, config_path, selected, force=force, on_stage=announce)
-    except ValueError as error:
-        console.print(f"[red]{error}[/red]")
-        raise typer.Exit(2) from None
+    results = run_pipeline(pipeline_config, selected, force=force, on_stage=announce)
     table = Table(title=f"pipeline {pipeline_config.name}: {pipeline_config.work_dir}")
     table.add_column("stage")
     table.add_column("status")

@@ -46,7 +46,7 @@ def replay(
     from rich.console import Console
     from rich.table import Table
 
-    from serendipity.eval.replay import REPLAY_FILE, ReplayError, run_replay
+    from serendipity.eval.replay import ReplayError, run_replay
     from serendipity.layout import WorkLayout
 
     pipeline = _load(config)
@@ -68,4 +68,4 @@ def replay(
             table.add_row(name, f"{stats['hits']:.4g}", f"{stats['mean']:.3f}", interval)
         console.print(table)
     console.print(f"excluded: {result['excluded']}")
-    console.print(f"written: {WorkLayout.of(pipeline).reports_dir / REPLAY_FILE}")
+    console.print(f"written: {WorkLayout.of(pipeline).replay_path}")

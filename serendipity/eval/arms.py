@@ -1,6 +1,10 @@
 """The experiment's arms: the paper's production baselines rebuilt on the same SASRec + index, and the
 system itself through ``Recommender.recommend_many`` exactly as the Serve app answers.
 
+``ARMS`` are the paper's four: exploitation, exploration (the sequence model's query weighted toward the
+context item, no novelty filter), the neural linear bandit and the MLLM. ``EXTRA_ARMS`` are diagnostics
+that run only when ``eval.extra_arms`` names them: ``exploration_novel`` is the exploration query with
+the user's engaged clusters removed (novel by construction, so never a baseline for a novelty claim).
 Every arm excludes the items the user has seen (stored recent items + in-simulation engagement) and the
 context item.
 """
@@ -13,6 +17,7 @@ from typing import Protocol
 
 import numpy as np
 
+from serendipity.config import EvalConfig
 from serendipity.eval.bandit import NO_CLUSTER, NeuralLinearBandit
 from serendipity.retrieval.recommend import RecommendedItem, Recommender
 
@@ -20,7 +25,9 @@ EXPLOITATION = "exploitation"
 EXPLORATION = "exploration"
 BANDIT = "bandit"
 MLLM = "mllm"
+EXPLORATION_NOVEL = "exploration_novel"
 ARMS = (EXPLOITATION, EXPLORATION, BANDIT, MLLM)
+EXTRA_ARMS = (EXPLORATION_NOVEL,)
 THOMPSON_STREAM = 2
 
 
@@ -76,13 +83,48 @@ class ExploitationArm:
         ]
 
 
+def _unit(vectors: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(vectors, axis=-1, keepdims=True)
+    return vectors / np.where(norms > 0, norms, 1.0)
+
+
 @dataclass
 class ExplorationArm:
-    """Items nearest to the context item's own vector, outside the user's engaged clusters and the
-    context item's cluster; when every cluster is blocked, the context item's unrestricted neighbours."""
+    """The paper's exploration baseline: the sequence model's query weighted toward the context item.
+
+    query = w * unit(context item's vector) + (1 - w) * unit(SASRec query of past + context), with
+    ``w = context_weight`` (``eval.exploration_context_weight``); the top k of the whole index by inner
+    product, minus seen items. No cluster filter: the user's engaged clusters stay eligible. A context
+    item outside the vocabulary leaves the sequence query alone.
+    """
 
     recommender: Recommender
+    context_weight: float = 0.8
     name: str = EXPLORATION
+
+    def queries(self, requests: Sequence[SlateRequest]) -> np.ndarray:
+        sequence = _unit(_sequences(self.recommender, requests))
+        contexts = [r.context_item_id for r in requests]
+        known = np.array([c in self.recommender.vocabulary for c in contexts], dtype=bool)[:, None]
+        context = _unit(self.recommender.item_vectors_of(contexts))
+        mixed = self.context_weight * context + (1 - self.context_weight) * sequence
+        return np.where(known, mixed, sequence).astype(np.float32)
+
+    def recommend(self, requests: Sequence[SlateRequest], k: int) -> list[Slate]:
+        return [
+            Slate(self.recommender.search(query, k, None, r.seen), self.name)
+            for r, query in zip(requests, self.queries(requests), strict=True)
+        ]
+
+
+@dataclass
+class NovelExplorationArm(ExplorationArm):
+    """A diagnostic, not the paper's baseline (the arm called "exploration" before the paper's was built):
+    the context item's own neighbours (``context_weight`` 1.0 by default) outside the user's engaged
+    clusters and the context item's cluster; when every cluster is blocked, unrestricted neighbours."""
+
+    context_weight: float = 1.0
+    name: str = EXPLORATION_NOVEL
 
     def _outside(self, query: np.ndarray, k: int, seen: set[int], blocked: set[int]) -> list[RecommendedItem]:
         total = len(self.recommender.index)
@@ -95,17 +137,13 @@ class ExplorationArm:
             depth *= 2
 
     def recommend(self, requests: Sequence[SlateRequest], k: int) -> list[Slate]:
-        fallback_queries = _sequences(self.recommender, requests)
         slates = []
-        for request, fallback in zip(requests, fallback_queries, strict=True):
-            context = request.context_item_id
-            query = (
-                self.recommender.item_vector(context) if context in self.recommender.vocabulary else fallback
-            )
-            blocked = {*request.engaged_clusters, self.recommender.cluster_of(context)} - {None}
+        for request, query in zip(requests, self.queries(requests), strict=True):
+            context_cluster = self.recommender.cluster_of(request.context_item_id)
+            blocked = {*request.engaged_clusters, context_cluster} - {None}
             if set(self.recommender.cluster_ids) <= blocked:
                 blocked = set()
-            slates.append(Slate(self._outside(query, k, request.seen, blocked), EXPLORATION))
+            slates.append(Slate(self._outside(query, k, request.seen, blocked), self.name))
         return slates
 
 
@@ -158,10 +196,19 @@ class MllmArm:
         return [Slate(answer.items, answer.source, answer.cluster_id) for answer in answers]
 
 
-def build_arms(recommender: Recommender) -> dict[str, Arm]:
-    return {
+def arm_names(settings: EvalConfig) -> tuple[str, ...]:
+    """The arms an experiment runs: the paper's four, then the diagnostics ``eval.extra_arms`` names."""
+    return (*ARMS, *(arm for arm in EXTRA_ARMS if arm in settings.extra_arms))
+
+
+def build_arms(recommender: Recommender, settings: EvalConfig) -> dict[str, Arm]:
+    """Every arm of ``arm_names(settings)``, in that order."""
+    weight = settings.exploration_context_weight
+    arms: dict[str, Arm] = {
         EXPLOITATION: ExploitationArm(recommender),
-        EXPLORATION: ExplorationArm(recommender),
+        EXPLORATION: ExplorationArm(recommender, weight),
         BANDIT: BanditArm(recommender),
         MLLM: MllmArm(recommender),
+        EXPLORATION_NOVEL: NovelExplorationArm(recommender),
     }
+    return {name: arms[name] for name in arm_names(settings)}

@@ -120,8 +120,11 @@ def mllm_highest_novelty(experiment: Section) -> ClaimCheck:
     if not experiment or _arm_metric(experiment, metric, MLLM_ARM) is None:
         return _not_measured("2", claim, "experiment", f"the simulated experiment ({metric} of the mllm arm)")
     mllm = _arm_metric(experiment, metric, MLLM_ARM)
+    diagnostic = set(experiment.get("extra_arms", []))  # e.g. exploration_novel: novel by construction
     others = {
-        arm: _arm_metric(experiment, metric, arm) for arm in experiment.get("arms", []) if arm != MLLM_ARM
+        arm: _arm_metric(experiment, metric, arm)
+        for arm in experiment.get("arms", [])
+        if arm != MLLM_ARM and arm not in diagnostic
     }
     measured = {arm: value for arm, value in others.items() if value is not None}
     statuses = [compare(mllm, value) for value in measured.values()]

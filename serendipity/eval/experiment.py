@@ -1,5 +1,5 @@
 """The simulated live experiment end to end: simulate every seed, compute the metrics, write
-``impressions.parquet`` and ``experiment.json`` under ``WorkLayout.reports_dir / "experiment"``."""
+``impressions.parquet`` and ``experiment.json`` under ``WorkLayout.experiment_dir``."""
 
 from __future__ import annotations
 
@@ -13,12 +13,6 @@ import pandas as pd
 
 from serendipity.config import PipelineConfig
 from serendipity.layout import WorkLayout
-
-EXPERIMENT_SUBDIR = "experiment"
-
-
-def experiment_dir(config: PipelineConfig) -> Path:
-    return WorkLayout.of(config).reports_dir / EXPERIMENT_SUBDIR
 
 
 @dataclass(frozen=True)
@@ -62,5 +56,5 @@ def run_live_experiment(config: PipelineConfig) -> ExperimentResult:
     impressions = run_experiment(config)
     context = MetricContext(pre, _item_vector_lookup(config), world.visual_richness)
     report = build_report(impressions, context, config)
-    paths = write_outputs(impressions, report, experiment_dir(config))
+    paths = write_outputs(impressions, report, WorkLayout.of(config).experiment_dir)
     return ExperimentResult(impressions, report, paths)

@@ -12,7 +12,13 @@ import pyarrow.parquet as pq
 
 from serendipity.config import PipelineConfig
 from serendipity.layout import WorkLayout
-from serendipity.schema import INTERACTIONS_FILE, ITEMS_FILE, RECENT_ITEMS_FEATURE, level_column
+from serendipity.schema import (
+    EVENT_TIMESTAMP,
+    INTERACTIONS_FILE,
+    ITEMS_FILE,
+    RECENT_ITEMS_FEATURE,
+    level_column,
+)
 
 
 class ExperimentInputError(FileNotFoundError):
@@ -51,15 +57,15 @@ def load_pre_experiment(config: PipelineConfig) -> PreExperiment:
     logs = _read(
         layout.validated_dir / INTERACTIONS_FILE, ["user_id", "item_id", "ts", "satisfaction"], "validate"
     )
-    engaged = logs[logs["satisfaction"] > config.features.engaged_satisfaction]
+    engaged = logs[logs["satisfaction"] > config.engagement.satisfaction_above]
     engaged_clusters = {
         int(user): frozenset(int(item_cluster[i]) for i in group if int(i) in item_cluster)
         for user, group in engaged.groupby("user_id")["item_id"]
     }
     histories = _read(
-        layout.user_history_path, ["user_id", RECENT_ITEMS_FEATURE, "event_timestamp"], "user_history"
+        layout.user_history_path, ["user_id", RECENT_ITEMS_FEATURE, EVENT_TIMESTAMP], "user_history"
     )
-    latest = histories.sort_values("event_timestamp", kind="stable").groupby("user_id").last()
+    latest = histories.sort_values(EVENT_TIMESTAMP, kind="stable").groupby("user_id").last()
     stored = {
         int(user): [int(i) for i in reversed(list(recent))]
         for user, recent in latest[RECENT_ITEMS_FEATURE].items()

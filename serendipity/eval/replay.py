@@ -1,7 +1,7 @@
 """Offline replay on logged data: does the held-out next item fall in the MLLM's serendipitous cluster?
 
 Per user (engaged interactions sorted by time; engaged = satisfaction above
-``features.engaged_satisfaction``) the last engaged interaction is held out and the engaged item before
+``engagement.satisfaction_above``) the last engaged interaction is held out and the engaged item before
 it is the context item. Four guesses of the held-out item's level-L cluster are scored on the context
 items the MLLM covered: the MLLM's serendipitous cluster, the cluster of the exploitation sequence
 model's top-1 item, the most frequent serendipitous next cluster of the context's cluster in the mined
@@ -11,6 +11,7 @@ pairs (without the held-out transitions), and a random sibling cluster (its expe
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,10 +23,9 @@ from serendipity.config import PipelineConfig
 from serendipity.eval.claims import wilson_interval
 from serendipity.io import json_safe, write_json_atomic
 from serendipity.layout import WorkLayout
-from serendipity.schema import INTERACTIONS_FILE, ITEMS_FILE, level_column
+from serendipity.schema import INTERACTIONS_FILE, ITEMS_FILE, SERENDIPITOUS_CLUSTER_FEATURE, level_column
 from serendipity.tree import ClusterTree
 
-REPLAY_FILE = "replay.json"
 METHOD_HELP = {
     "mllm": "the held-out item's cluster is the MLLM's serendipitous cluster for the context item",
     "exploitation_top1": "it is the cluster of the sequence model's unrestricted top-1 item",
@@ -93,8 +93,7 @@ def exploitation_top1_clusters(config: PipelineConfig, cases: pd.DataFrame) -> l
 
     layout = WorkLayout.of(config)
     retriever = Retriever.load(layout.retriever_dir)
-    curated = layout.descriptions_path
-    tree = ClusterTree.load(curated if curated.exists() else layout.catalog_dir())
+    tree = ClusterTree.load(layout.described_tree_source())
     recommender = Recommender(
         retriever.model,
         retriever.index,
@@ -146,11 +145,24 @@ def score_cases(cases: pd.DataFrame, tree: ClusterTree) -> dict[str, Any]:
     return {"cases": len(cases), "methods": {**methods, "random_sibling": expected_hits(random)}}
 
 
-def run_replay(config: PipelineConfig) -> dict[str, Any]:
-    """Score the guesses on every user's last engaged interaction and write ``reports/replay.json``."""
-    from serendipity.retrieval.data import time_cutoff
+@dataclass(frozen=True)
+class ReplayInputs:
+    interactions: pd.DataFrame  # validated: user_id, item_id, ts, satisfaction
+    item_cluster: pd.Series  # item_id -> level-L cluster (the catalogue)
+    predicted: pd.DataFrame  # the MLLM's batch output: item_id, serendipitous_cluster
+    pairs: pd.DataFrame  # mined serendipitous pairs: user_id, context_cluster, next_cluster, ts
+    tree: ClusterTree
 
-    layout, level = WorkLayout.of(config), config.mining.level
+
+@dataclass(frozen=True)
+class ReplayCases:
+    in_catalog: pd.DataFrame  # held-out cases whose context and next item are in the catalogue
+    covered: pd.DataFrame  # those whose context item the MLLM covered, with every guess
+    too_short: int  # users with fewer than two engaged interactions
+    not_in_catalog: int
+
+
+def read_replay_inputs(layout: WorkLayout, level: int) -> ReplayInputs:
     column = level_column(level)
     interactions = _read(
         layout.validated_dir / INTERACTIONS_FILE,
@@ -158,55 +170,81 @@ def run_replay(config: PipelineConfig) -> dict[str, Any]:
         "validated interactions",
     )
     items = _read(layout.catalog_dir() / ITEMS_FILE, ["item_id", column], "catalog items")
-    predicted = _read(layout.serendipity_path, ["item_id", "serendipitous_cluster"], "MLLM predictions")
+    predicted = _read(layout.serendipity_path, ["item_id", SERENDIPITOUS_CLUSTER_FEATURE], "MLLM predictions")
     pairs = _read(layout.pairs_path, ["user_id", "context_cluster", "next_cluster", "ts"], "mined pairs")
     tree = ClusterTree.load(layout.catalog_dir())
+    return ReplayInputs(interactions, items.set_index("item_id")[column], predicted, pairs, tree)
 
-    cases, too_short = held_out_cases(interactions, config.features.engaged_satisfaction)
-    cluster_of = items.set_index("item_id")[column]
-    cases["context_cluster"] = cases["context_item_id"].map(cluster_of)
-    cases["next_cluster"] = cases["next_item_id"].map(cluster_of)
+
+def replay_cases(config: PipelineConfig, inputs: ReplayInputs) -> ReplayCases:
+    """Every user's held-out case, labelled with its clusters, and the covered ones with the four guesses."""
+    cases, too_short = held_out_cases(inputs.interactions, config.engagement.satisfaction_above)
+    cases["context_cluster"] = cases["context_item_id"].map(inputs.item_cluster)
+    cases["next_cluster"] = cases["next_item_id"].map(inputs.item_cluster)
     unknown = cases["context_cluster"].isna() | cases["next_cluster"].isna()
     cases = cases[~unknown].astype({"context_cluster": "int64", "next_cluster": "int64"})
-    cases["mllm"] = cases["context_item_id"].map(predicted.set_index("item_id")["serendipitous_cluster"])
+    mllm_cluster = inputs.predicted.set_index("item_id")[SERENDIPITOUS_CLUSTER_FEATURE]
+    cases["mllm"] = cases["context_item_id"].map(mllm_cluster)
     covered = cases[cases["mllm"].notna()].astype({"mllm": "int64"}).reset_index(drop=True)
 
-    frequent = frequent_next_cluster(pairs, cases)
+    frequent = frequent_next_cluster(inputs.pairs, cases)
     covered["non_llm_frequent"] = [frequent.get(int(c), NO_CLUSTER) for c in covered["context_cluster"]]
     covered["exploitation_top1"] = exploitation_top1_clusters(config, covered)
+    return ReplayCases(cases, covered, too_short, int(unknown.sum()))
+
+
+def serendipitous_next(covered: pd.DataFrame, tree: ClusterTree, level: int) -> pd.Series:
+    """Cases whose next cluster is a sibling of the context's cluster (a different one, same parent)."""
     parent_of = {c: tree.parent(c) for c in tree.at_level(level)}
-    serendipitous = (covered["next_cluster"] != covered["context_cluster"]) & (
+    return (covered["next_cluster"] != covered["context_cluster"]) & (
         covered["next_cluster"].map(parent_of) == covered["context_cluster"].map(parent_of)
     )
-    cutoff = time_cutoff(interactions["ts"], config.retrieval.holdout_fraction)
+
+
+def training_overlap(config: PipelineConfig, inputs: ReplayInputs, covered: pd.DataFrame) -> dict[str, Any]:
+    from serendipity.retrieval.data import time_cutoff
+
+    cutoff = time_cutoff(inputs.interactions["ts"], config.retrieval.holdout_fraction)
     before_cutoff = int((covered["next_ts"] < cutoff).sum())
-    report = {
+    return {
+        "retriever_cutoff": pd.Timestamp(cutoff).isoformat(),
+        "held_out_before_retriever_cutoff": before_cutoff,
+        "held_out_after_retriever_cutoff": len(covered) - before_cutoff,
+        "note": "the sequence model trained on engaged interactions before the cutoff, so held-out items "
+        "before it were in its training data; the MLLM was fine-tuned on pairs mined from the whole "
+        "log, which may include held-out transitions; the non-LLM baseline excludes them",
+    }
+
+
+def replay_report(config: PipelineConfig, inputs: ReplayInputs, cases: ReplayCases) -> dict[str, Any]:
+    level, in_catalog, covered = config.mining.level, cases.in_catalog, cases.covered
+    serendipitous = serendipitous_next(covered, inputs.tree, level)
+    return {
         "protocol": "last engaged interaction per user held out; context = the engaged item before it; "
         f"hit = the held-out item's level-{level} cluster equals the guess; cases restricted to context "
         "items the MLLM covered; 95% Wilson intervals (normal for the random sibling's expectation)",
         "level": level,
-        "engaged_satisfaction": config.features.engaged_satisfaction,
-        "users_held_out": len(cases) + int(unknown.sum()),
+        "engaged_satisfaction": config.engagement.satisfaction_above,
+        "users_held_out": len(in_catalog) + cases.not_in_catalog,
         "excluded": {
-            "users with fewer than two engaged interactions": too_short,
-            "cases whose context or next item is not in the catalog": int(unknown.sum()),
-            "cases whose context item the MLLM did not cover": len(cases) - len(covered),
+            "users with fewer than two engaged interactions": cases.too_short,
+            "cases whose context or next item is not in the catalog": cases.not_in_catalog,
+            "cases whose context item the MLLM did not cover": len(in_catalog) - len(covered),
         },
-        "mllm_coverage": len(covered) / len(cases) if len(cases) else math.nan,
-        "training_overlap": {
-            "retriever_cutoff": pd.Timestamp(cutoff).isoformat(),
-            "held_out_before_retriever_cutoff": before_cutoff,
-            "held_out_after_retriever_cutoff": len(covered) - before_cutoff,
-            "note": "the sequence model trained on engaged interactions before the cutoff, so held-out items "
-            "before it were in its training data; the MLLM was fine-tuned on pairs mined from the whole "
-            "log, which may include held-out transitions; the non-LLM baseline excludes them",
-        },
+        "mllm_coverage": len(covered) / len(in_catalog) if len(in_catalog) else math.nan,
+        "training_overlap": training_overlap(config, inputs, covered),
         "subsets": {
-            "all": score_cases(covered, tree),
-            "serendipitous_next": score_cases(covered[serendipitous], tree),
+            "all": score_cases(covered, inputs.tree),
+            "serendipitous_next": score_cases(covered[serendipitous], inputs.tree),
         },
         "method_help": METHOD_HELP,
     }
-    report = json_safe(report)
-    write_json_atomic(report, layout.reports_dir / REPLAY_FILE)
+
+
+def run_replay(config: PipelineConfig) -> dict[str, Any]:
+    """Score the guesses on every user's last engaged interaction and write ``reports/replay.json``."""
+    layout = WorkLayout.of(config)
+    inputs = read_replay_inputs(layout, config.mining.level)
+    report = json_safe(replay_report(config, inputs, replay_cases(config, inputs)))
+    write_json_atomic(report, layout.replay_path)
     return report

@@ -8,8 +8,6 @@ paper's claims are checked from the same numbers (``serendipity.eval.claims``).
 from __future__ import annotations
 
 import json
-import os
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,17 +15,9 @@ from typing import Any
 from serendipity.config import PipelineConfig
 from serendipity.eval.claims import check_claims
 from serendipity.eval.report_html import interval_text, render_html
-from serendipity.io import json_safe, write_json_atomic
-from serendipity.layout import WorkLayout
-from serendipity.mllm.curves import CURVES_CSV
+from serendipity.io import json_safe, write_json_atomic, write_text_atomic
+from serendipity.layout import REPORT_HTML_FILE, REPORT_JSON_FILE, WorkLayout
 
-REPORT_HTML = "report.html"
-REPORT_JSON = "report.json"
-EXPERIMENT_JSON = Path("experiment") / "experiment.json"
-ABLATION_DIR = "ablation"
-ABLATION_JSON = Path(ABLATION_DIR) / "ablation.json"
-REPLAY_JSON = "replay.json"
-FINETUNE_SUMMARY = "summary.json"
 SECTION_TITLES = {
     "finetune": "Fine-tuning curves",
     "ablation": "Offline ablation (prompt styles, frames, thumbnails)",
@@ -57,7 +47,7 @@ def _optional_json(path: Path) -> dict[str, Any] | None:
 def _finetune(layout: WorkLayout) -> dict[str, Any] | None:
     import pandas as pd
 
-    curves_path = layout.finetune_dir / CURVES_CSV
+    curves_path = layout.finetune_curves_path
     if not curves_path.exists():
         return None
     curves = pd.read_csv(curves_path)
@@ -65,7 +55,7 @@ def _finetune(layout: WorkLayout) -> dict[str, Any] | None:
     if missing:
         raise ValueError(f"{curves_path}: missing columns {sorted(missing)}")
     data: dict[str, Any] = {"curves": curves.sort_values("step").to_dict(orient="list")}
-    summary = _optional_json(layout.finetune_dir / FINETUNE_SUMMARY)
+    summary = _optional_json(layout.finetune_summary_path)
     if summary is not None:
         keys = ("model_version", "steps", "prompt_style", "num_frames", "final_metrics", "non_llm_baseline")
         data["summary"] = {key: summary.get(key) for key in keys}
@@ -87,8 +77,8 @@ def _aggregates(layout: WorkLayout, config: PipelineConfig) -> dict[str, Any] | 
     return {"level": config.mining.level, "rows": rows}
 
 
-def _ablation(reports_dir: Path) -> dict[str, Any] | None:
-    document = _optional_json(reports_dir / ABLATION_JSON)
+def _ablation(layout: WorkLayout) -> dict[str, Any] | None:
+    document = _optional_json(layout.ablation_table_path)
     if document is None:
         return None
     return {key: document.get(key) for key in ("settings", "table", "findings", "non_llm_baseline")}
@@ -108,20 +98,19 @@ def producing_commands(config_path: str) -> dict[str, str]:
 def build_report(config: PipelineConfig, config_path: str | Path | None = None) -> dict[str, Any]:
     """Every section's numbers (``data`` is None when its input is absent) and the checked claims."""
     layout = WorkLayout.of(config)
-    reports = layout.reports_dir
     data = {
         "finetune": _finetune(layout),
-        "ablation": _ablation(reports),
+        "ablation": _ablation(layout),
         "aggregates": _aggregates(layout, config),
-        "experiment": _optional_json(reports / EXPERIMENT_JSON),
-        "replay": _optional_json(reports / REPLAY_JSON),
+        "experiment": _optional_json(layout.experiment_path),
+        "replay": _optional_json(layout.replay_path),
     }
     sources = {
-        "finetune": layout.finetune_dir / CURVES_CSV,
-        "ablation": reports / ABLATION_JSON,
+        "finetune": layout.finetune_curves_path,
+        "ablation": layout.ablation_table_path,
         "aggregates": layout.aggregates_overall_path,
-        "experiment": reports / EXPERIMENT_JSON,
-        "replay": reports / REPLAY_JSON,
+        "experiment": layout.experiment_path,
+        "replay": layout.replay_path,
     }
     commands = producing_commands(str(config_path) if config_path else "CONFIG")
     sections = {
@@ -161,17 +150,6 @@ def headline_table(report: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _write_text_atomic(text: str, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
-    try:
-        temporary.write_text(text, encoding="utf-8")
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
-    return path
-
-
 def write_report(
     config: PipelineConfig, config_path: str | Path | None = None, out_dir: str | Path | None = None
 ) -> ReportPaths:
@@ -179,6 +157,6 @@ def write_report(
     layout = WorkLayout.of(config)
     out = Path(out_dir) if out_dir else layout.reports_dir
     report = build_report(config, config_path)
-    json_path = write_json_atomic(report, out / REPORT_JSON)
-    page = render_html(report, layout.reports_dir / ABLATION_DIR)
-    return ReportPaths(_write_text_atomic(page, out / REPORT_HTML), json_path)
+    json_path = write_json_atomic(report, out / REPORT_JSON_FILE)
+    page = render_html(report, layout.ablation_dir)
+    return ReportPaths(write_text_atomic(page, out / REPORT_HTML_FILE), json_path)

@@ -5,7 +5,7 @@ Per user and day, ``eval.sessions_per_day`` sessions: the user watches a context
 popular corpus with odds impressions * (affinity + ``eval.context_affinity_floor``) from a generator
 seeded by (seed, day, session, user) only, so every arm draws its contexts the same way; the arm answers
 a slate of ``eval.slate_size``; each impression's satisfaction is drawn with the context item as context;
-positive = satisfaction > ``features.engaged_satisfaction``; engaged items join the user's in-simulation
+positive = satisfaction > ``engagement.satisfaction_above``; engaged items join the user's in-simulation
 history. Users are split into shards, each simulated by one Ray actor holding one ``Recommender``; the
 bandit's posterior lives in the driver and is updated after every day from that day's slates.
 """
@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from serendipity.config import PipelineConfig
-from serendipity.eval.arms import ARMS, BANDIT, MLLM, BanditArm, Slate, SlateRequest, build_arms
+from serendipity.eval.arms import ARMS, BANDIT, MLLM, BanditArm, Slate, SlateRequest, arm_names, build_arms
 from serendipity.eval.bandit import FeatureMap, NeuralLinearBandit
 from serendipity.eval.inputs import load_pre_experiment
 
@@ -31,16 +31,18 @@ IMPRESSION_COLUMNS = (
 )  # fmt: skip
 
 
-def assign_segments(user_ids: np.ndarray, users_per_arm: int, seed: int) -> dict[str, list[int]]:
+def assign_segments(
+    user_ids: np.ndarray, users_per_arm: int, seed: int, arms: tuple[str, ...] = ARMS
+) -> dict[str, list[int]]:
     """Disjoint, equal-sized random user segments, one per arm."""
-    needed = users_per_arm * len(ARMS)
+    needed = users_per_arm * len(arms)
     if needed > len(user_ids):
         raise ValueError(
-            f"eval.users_per_arm={users_per_arm} needs {needed} users for {len(ARMS)} arms; "
+            f"eval.users_per_arm={users_per_arm} needs {needed} users for {len(arms)} arms; "
             f"the world has {len(user_ids)}"
         )
     chosen = np.random.default_rng([seed, 104729]).permutation(np.sort(user_ids))[:needed]
-    return {arm: sorted(int(u) for u in chosen[i :: len(ARMS)]) for i, arm in enumerate(ARMS)}
+    return {arm: sorted(int(u) for u in chosen[i :: len(arms)]) for i, arm in enumerate(arms)}
 
 
 def session_time(logs_end: pd.Timestamp, day: int, session: int, sessions_per_day: int) -> datetime:
@@ -81,7 +83,7 @@ class ShardSimulator:
         self.recommender = Recommender.load(config, clock=lambda: self.now)
         self.world = UserSimulator.load(config.dataset_dir)
         self.inputs = load_pre_experiment(config)
-        self.arms = build_arms(self.recommender)
+        self.arms = build_arms(self.recommender, config.eval)
         self.seed = 0
         self.users: dict[int, str] = {}
         self.history: dict[int, list[int]] = {}
@@ -116,7 +118,7 @@ class ShardSimulator:
         observations: list[Observation] = []
         for session in range(self.config.eval.sessions_per_day):
             self.now = session_time(self.inputs.logs_end, day, session, self.config.eval.sessions_per_day)
-            for arm_name in ARMS:
+            for arm_name in self.arms:
                 users = sorted(u for u, a in self.users.items() if a == arm_name)
                 if users:
                     self._session(arm_name, users, day, session, rows, observations)
@@ -175,7 +177,7 @@ class ShardSimulator:
             np.full(len(item_ids), request.context_item_id, dtype=np.int64),
             rng,
         )
-        positive = satisfaction > self.config.features.engaged_satisfaction
+        positive = satisfaction > self.config.engagement.satisfaction_above
         for position, (item, value, liked) in enumerate(
             zip(slate.items, satisfaction, positive, strict=True)
         ):
@@ -230,7 +232,7 @@ def run_experiment(config: PipelineConfig) -> pd.DataFrame:
         input_dim, cluster_ids = ray.get(shards[0].describe.remote())
         frames = []
         for seed in settings.seeds:
-            segments = assign_segments(world_users, settings.users_per_arm, seed)
+            segments = assign_segments(world_users, settings.users_per_arm, seed, arm_names(settings))
             shard_users: list[dict[int, str]] = [{} for _ in shards]
             for arm, users in segments.items():
                 for position, user in enumerate(users):

@@ -13,20 +13,19 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from serendipity.config import PipelineConfig
 from serendipity.eval import metrics
-from serendipity.eval.arms import ARMS, EXPLOITATION, MLLM
+from serendipity.eval.arms import ARMS, EXPLOITATION, MLLM, arm_names
 from serendipity.eval.inputs import PreExperiment
+from serendipity.intervals import mean_with_t_half_width
 from serendipity.io import write_json_atomic, write_parquet_atomic
+from serendipity.layout import EXPERIMENT_FILE, IMPRESSIONS_FILE
 
-IMPRESSIONS_FILE = "impressions.parquet"
-EXPERIMENT_FILE = "experiment.json"
 METRIC_HELP = {
     "novel_impression_ratio": "share of the arm's impressions whose item no other arm recommended (per seed)",
     "novelty_gain_pct": "novel impression ratio relative to exploitation, in percent (Figure 6 x-axis)",
-    "positive_feedback_ratio": "share of impressions with satisfaction above features.engaged_satisfaction",
+    "positive_feedback_ratio": "share of impressions with satisfaction above engagement.satisfaction_above",
     "positive_feedback_change_pct": "positive feedback ratio relative to exploitation, in percent (Fig. 6 y)",
     "engaged_user_share": "share of the arm's users with more than eval.engaged_day_share of a day's "
     "impressions positive, averaged over days (Figure 7)",
@@ -46,18 +45,14 @@ def _number(value: Any) -> float | None:
 def summarise(values: Sequence[float]) -> dict[str, Any]:
     """Mean and 95% Student-t interval over the finite per-seed values."""
     per_seed = [_number(v) for v in values]
-    finite = np.array([v for v in per_seed if v is not None], dtype=float)
-    mean = float(finite.mean()) if len(finite) else None
-    low = high = None
-    if len(finite) >= 2:
-        half = float(stats.t.ppf(0.975, len(finite) - 1) * finite.std(ddof=1) / math.sqrt(len(finite)))
-        low, high = mean - half, mean + half  # type: ignore[operator]
-    return {"mean": mean, "ci_low": low, "ci_high": high, "per_seed": per_seed}
+    mean, half = mean_with_t_half_width(per_seed)
+    low, high = (None, None) if math.isnan(half) else (mean - half, mean + half)
+    return {"mean": _number(mean), "ci_low": low, "ci_high": high, "per_seed": per_seed}
 
 
-def _by_arm(per_seed: pd.DataFrame, seeds: Sequence[int]) -> dict[str, dict[str, Any]]:
-    frame = per_seed.reindex(index=list(seeds), columns=list(ARMS))
-    return {arm: summarise(frame[arm].tolist()) for arm in ARMS}
+def _by_arm(per_seed: pd.DataFrame, seeds: Sequence[int], arms: Sequence[str]) -> dict[str, dict[str, Any]]:
+    frame = per_seed.reindex(index=list(seeds), columns=list(arms))
+    return {arm: summarise(frame[arm].tolist()) for arm in arms}
 
 
 @dataclass(frozen=True)
@@ -115,15 +110,17 @@ def richness_section(
 def build_report(impressions: pd.DataFrame, context: MetricContext, config: PipelineConfig) -> dict[str, Any]:
     settings = config.eval
     seeds = list(settings.seeds)
+    arms = arm_names(settings)
     return {
         "reference_arm": EXPLOITATION,
-        "arms": list(ARMS),
+        "arms": list(arms),
+        "extra_arms": [arm for arm in arms if arm not in ARMS],  # diagnostics, outside the paper's claims
         "seeds": seeds,
         "days": settings.days,
         "users_per_arm": settings.users_per_arm,
         "slate_size": settings.slate_size,
         "metrics": {
-            name: _by_arm(frame, seeds)
+            name: _by_arm(frame, seeds, arms)
             for name, frame in per_seed_metrics(impressions, context, config).items()
         },
         "richness_buckets": richness_section(impressions, context, config),

@@ -23,10 +23,10 @@ from serendipity.config import PipelineConfig
 from serendipity.io import write_json_atomic
 from serendipity.layout import WorkLayout
 from serendipity.mllm.ablation_report import AblationReport, build_report
+from serendipity.mllm.model import MODEL_CONFIG_FILE
 from serendipity.mllm.prompts import PromptStyle
 from serendipity.schema import CLUSTERS_FILE, ITEMS_FILE
 
-ABLATION_DIR = "ablation"
 BASE_MODELS_DIR = "base"
 ARM_SETTINGS_FILE = "ablation_arm.json"
 log = logging.getLogger(__name__)
@@ -87,7 +87,7 @@ def select_experiments(names: Sequence[str]) -> list[Experiment]:
 
 
 def ablation_dir(config: PipelineConfig) -> Path:
-    return WorkLayout.of(config).reports_dir / ABLATION_DIR
+    return WorkLayout.of(config).ablation_dir
 
 
 def shared_tables(main: WorkLayout, arm: WorkLayout) -> list[tuple[Path, Path]]:
@@ -140,7 +140,7 @@ def base_model(config: PipelineConfig, seed: int) -> Path:
     from serendipity.mllm.tiny import init_tiny_model
 
     path = ablation_dir(config) / BASE_MODELS_DIR / f"seed{seed}"
-    if not (path / "config.json").exists():
+    if not (path / MODEL_CONFIG_FILE).exists():
         init_tiny_model(
             path,
             WorkLayout.of(config).catalog_dir(),
@@ -172,7 +172,7 @@ def arm_config(
 def _settings(config: PipelineConfig, arm_cfg: PipelineConfig) -> dict[str, Any]:
     """What an arm's result depends on: a change in any of these retrains the arm from scratch."""
     sft = WorkLayout.of(config).sft_path.stat()
-    base = (Path(arm_cfg.mllm.model_dir) / "config.json").stat()
+    base = (Path(arm_cfg.mllm.model_dir) / MODEL_CONFIG_FILE).stat()
     return {
         "mllm": arm_cfg.mllm.model_dump(mode="json"),
         "level": config.mining.level,

@@ -12,12 +12,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
-from serendipity.io import json_safe, write_json_atomic
+from serendipity.intervals import mean_with_t_half_width
+from serendipity.io import json_safe, write_json_atomic, write_text_atomic
+from serendipity.layout import ABLATION_TABLE_JSON
+from serendipity.mllm.curves import pyplot, save_png_atomic
 
-TABLE_CSV, TABLE_JSON, TABLE_MD = "ablation.csv", "ablation.json", "ablation.md"
+TABLE_CSV, TABLE_MD = "ablation.csv", "ablation.md"
 HISTORIES_CSV = "histories.csv"
 METRICS = ("final_match_rate", "best_match_rate", "final_recall", "best_recall", "steps_to_90pct_match")
 BASELINE_ARM = "non_llm_best_sibling"
@@ -48,25 +50,12 @@ def run_metrics(history: pd.DataFrame) -> dict[str, float]:
     }
 
 
-def mean_ci(values: Sequence[float]) -> tuple[float, float]:
-    """Mean and half-width of the 95% t-interval over the defined values (NaN when undefined)."""
-    from scipy import stats
-
-    data = np.asarray([v for v in values if not math.isnan(v)], dtype=float)
-    if len(data) == 0:
-        return math.nan, math.nan
-    if len(data) == 1:
-        return float(data[0]), math.nan
-    half = stats.t.ppf(0.975, len(data) - 1) * data.std(ddof=1) / math.sqrt(len(data))
-    return float(data.mean()), float(half)
-
-
 def _arm_stats(runs: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for arm, group in runs.groupby("arm", sort=False):
         row: dict[str, Any] = {"arm": arm, "seeds": len(group)}
         for metric in METRICS:
-            row[f"{metric}_mean"], row[f"{metric}_ci95"] = mean_ci(group[metric].tolist())
+            row[f"{metric}_mean"], row[f"{metric}_ci95"] = mean_with_t_half_width(group[metric].tolist())
         rows.append(row)
     return pd.DataFrame(rows).set_index("arm")
 
@@ -214,12 +203,7 @@ def markdown(
 
 
 def _plot(path: Path, title: str, curves: pd.DataFrame, arms: Sequence[str], baseline_recall: float) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, axes = plt.subplots(1, 2, figsize=(11, 4))
+    figure, axes = pyplot().subplots(1, 2, figsize=(11, 4))
     for arm in arms:
         curve = curves[curves["arm"] == arm].sort_values("step")
         for axis, column in zip(axes, ("match_rate", "recall"), strict=True):
@@ -230,16 +214,7 @@ def _plot(path: Path, title: str, curves: pd.DataFrame, arms: Sequence[str], bas
         axis.legend(fontsize="small")
     figure.suptitle(title)
     figure.tight_layout()
-    temporary = path.with_name(f".tmp.{path.name}")
-    figure.savefig(temporary, format="png")
-    plt.close(figure)
-    temporary.replace(path)
-
-
-def _write_text(path: Path, text: str) -> None:
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text(text)
-    temporary.replace(path)
+    save_png_atomic(figure, path)
 
 
 def build_report(
@@ -262,9 +237,13 @@ def build_report(
     table = _table(stats, experiments, baseline)
     found = findings(stats, curves)
     report = AblationReport(table, runs, found, baseline)
-    paths = {"csv": out_dir / TABLE_CSV, "json": out_dir / TABLE_JSON, "markdown": out_dir / TABLE_MD}
-    _write_text(paths["csv"], table.to_csv(index=False))
-    _write_text(out_dir / HISTORIES_CSV, histories.to_csv(index=False))
+    paths = {
+        "csv": out_dir / TABLE_CSV,
+        "json": out_dir / ABLATION_TABLE_JSON,
+        "markdown": out_dir / TABLE_MD,
+    }
+    write_text_atomic(table.to_csv(index=False), paths["csv"])
+    write_text_atomic(histories.to_csv(index=False), out_dir / HISTORIES_CSV)
     document = {
         "settings": settings,
         "table": table.to_dict(orient="records"),
@@ -273,7 +252,7 @@ def build_report(
         "non_llm_baseline": baseline,
     }
     write_json_atomic(json_safe(document), paths["json"])
-    _write_text(paths["markdown"], markdown(table, experiments, found, settings))
+    write_text_atomic(markdown(table, experiments, found, settings), paths["markdown"])
     for name, title, arms in experiments:
         paths[f"curves_{name}"] = out_dir / f"curves_{name}.png"
         _plot(paths[f"curves_{name}"], title, curves, arms, float(baseline["recall"]))

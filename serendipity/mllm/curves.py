@@ -2,30 +2,43 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
-CURVES_CSV = "curves.csv"
+from serendipity.io import write_bytes_atomic, write_text_atomic
+from serendipity.layout import CURVES_CSV
+
 CURVES_PNG = "curves.png"
 
 
-def write_curves(history: list[dict[str, float]], out_dir: str | Path) -> tuple[Path, Path]:
-    """Write ``curves.csv`` and ``curves.png`` (atomically replaced) from the evaluation history."""
+def pyplot() -> Any:
+    """``matplotlib.pyplot`` on the non-interactive Agg backend (jobs have no display)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    frame = pd.DataFrame(history).sort_values("step")
-    csv_path, png_path = out_dir / CURVES_CSV, out_dir / CURVES_PNG
-    tmp_csv, tmp_png = out_dir / f".{CURVES_CSV}.tmp", out_dir / f".tmp.{CURVES_PNG}"
-    frame.to_csv(tmp_csv, index=False)
-    tmp_csv.replace(csv_path)
+    return plt
 
-    figure, (loss_axis, metric_axis) = plt.subplots(1, 2, figsize=(10, 4))
+
+def save_png_atomic(figure: Any, path: Path) -> Path:
+    """Save ``figure`` as a PNG that replaces ``path`` atomically, then close it."""
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    pyplot().close(figure)
+    return write_bytes_atomic(buffer.getvalue(), path)
+
+
+def write_curves(history: list[dict[str, float]], out_dir: str | Path) -> tuple[Path, Path]:
+    """Write ``curves.csv`` and ``curves.png`` (atomically replaced) from the evaluation history."""
+    out_dir = Path(out_dir)
+    frame = pd.DataFrame(history).sort_values("step")
+    csv_path = write_text_atomic(frame.to_csv(index=False), out_dir / CURVES_CSV)
+
+    figure, (loss_axis, metric_axis) = pyplot().subplots(1, 2, figsize=(10, 4))
     loss_axis.plot(frame["step"], frame["loss"], marker="o")
     loss_axis.set(xlabel="step", ylabel="training loss", title="loss")
     for column in ("match_rate", "recall", "recall_at_k"):
@@ -34,7 +47,4 @@ def write_curves(history: list[dict[str, float]], out_dir: str | Path) -> tuple[
     metric_axis.set(xlabel="step", ylabel="share of held-out items", title="match rate / recall", ylim=(0, 1))
     metric_axis.legend()
     figure.tight_layout()
-    figure.savefig(tmp_png, format="png")
-    plt.close(figure)
-    tmp_png.replace(png_path)
-    return csv_path, png_path
+    return csv_path, save_png_atomic(figure, out_dir / CURVES_PNG)

@@ -23,8 +23,8 @@ from serendipity.mllm.prompts import (
     Prompt,
     PromptStyle,
     build_prompt,
-    decode_item_media,
     description_prompt,
+    item_media_from_row,
     target_text,
 )
 from serendipity.schema import ITEMS_FILE, LEVEL_COLUMNS, SFT_SCHEMA, SPLIT_TRAIN, SPLIT_VALIDATION
@@ -57,9 +57,7 @@ class FinetuneData:
 
 def load_tree(layout: WorkLayout) -> ClusterTree:
     """The tree with every cluster description: the curated descriptions, else the catalogue's clusters."""
-    if layout.descriptions_path.exists():
-        return ClusterTree.load(layout.descriptions_path)
-    return ClusterTree.load(layout.catalog_dir())
+    return ClusterTree.load(layout.described_tree_source())
 
 
 def load_sft(layout: WorkLayout) -> pd.DataFrame:
@@ -94,7 +92,7 @@ def decode_items(
 ) -> dict[int, ItemMedia]:
     style = PromptStyle(style or config.mllm.prompt_style)
     return {
-        int(item_id): decode_item_media(
+        int(item_id): item_media_from_row(
             row.to_dict(), config.dataset_dir, style, config.mllm.num_frames, config.mllm.image_size
         )
         for item_id, row in items.iterrows()

@@ -13,10 +13,10 @@ import pyarrow.parquet as pq
 
 from serendipity.config import PipelineConfig
 from serendipity.io import write_json_atomic
-from serendipity.layout import WorkLayout
+from serendipity.layout import LATEST_MODEL_POINTER, WorkLayout
 from serendipity.mllm.data import load_items, load_sft, load_tree
 from serendipity.mllm.metrics import best_sibling_by_satisfaction
-from serendipity.mllm.model import LATEST_POINTER, MODEL_METADATA_FILE, publish_model, resolve_model_dir
+from serendipity.mllm.model import MODEL_METADATA_FILE, publish_model, resolve_model_dir
 from serendipity.mllm.training import (
     checkpoint_history,
     checkpoint_step,
@@ -27,7 +27,6 @@ from serendipity.mllm.training import (
 from serendipity.schema import CLUSTERS_FILE, SPLIT_TRAIN, SPLIT_VALIDATION, level_column
 
 RUN_NAME = "ray_train"
-SUMMARY_FILE = "summary.json"
 log = logging.getLogger(__name__)
 
 
@@ -50,7 +49,7 @@ def ensure_base_model(config: PipelineConfig) -> Path:
     return base
 
 
-def non_llm_baseline(config: PipelineConfig) -> dict[str, float | int]:
+def best_sibling_guess_recall(config: PipelineConfig) -> dict[str, float | int]:
     """Recall of the best non-LLM guess on the validation items (see ``best_sibling_by_satisfaction``)."""
     layout, level = WorkLayout.of(config), config.mining.level
     tree, sft = load_tree(layout), load_sft(layout)
@@ -109,7 +108,7 @@ def _run_trainer(config: PipelineConfig, base: Path, resume_from: Path | None) -
 
 def _published_from(models_dir: Path, metadata: dict[str, Any]) -> Path | None:
     """The latest published model when it already holds this checkpoint (re-runs publish nothing new)."""
-    if not (models_dir / LATEST_POINTER).is_file():
+    if not (models_dir / LATEST_MODEL_POINTER).is_file():
         return None
     latest = resolve_model_dir(models_dir)
     info = latest / MODEL_METADATA_FILE
@@ -137,7 +136,7 @@ def run_finetune(config: PipelineConfig, *, fresh: bool = False) -> dict[str, An
     if final is None:
         raise RuntimeError(f"fine-tuning wrote no checkpoint under {run_dir}")
     history = checkpoint_history(final)
-    baseline = non_llm_baseline(config)
+    baseline = best_sibling_guess_recall(config)
     metadata = {
         "base_model_dir": str(base),
         "steps": checkpoint_step(final),
@@ -160,7 +159,7 @@ def run_finetune(config: PipelineConfig, *, fresh: bool = False) -> dict[str, An
         "non_llm_baseline": baseline,
         "history": history,
     }
-    write_json_atomic(summary, layout.finetune_dir / SUMMARY_FILE)
+    write_json_atomic(summary, layout.finetune_summary_path)
     log.info(
         "fine-tuned %s steps: %s; best non-LLM guess recall %.3f",
         summary["steps"],

@@ -82,6 +82,113 @@ def _eos_ids(tokenizer: Any, model: Any, trie: DescriptionTrie | None) -> list[i
     return list(eos) if isinstance(eos, list) else [int(eos)]
 
 
+def _constraint(
+    tokenizer: Any,
+    tree: ClusterTree,
+    trie: DescriptionTrie | None,
+    candidates: Sequence[Sequence[int]] | None,
+    prompt_length: int,
+    max_new_tokens: int,
+    answer_level: int | None,
+) -> AnswerConstraintProcessor:
+    """The logits processor that keeps each answer on a cluster description (``trie`` built if None)."""
+    if trie is None:
+        trie = DescriptionTrie.for_tree(tokenizer, tree, level=answer_level)
+    return AnswerConstraintProcessor(
+        trie, candidates=candidates, prompt_length=prompt_length, max_new_tokens=max_new_tokens
+    )
+
+
+def _generate(
+    model: Any,
+    inputs: Mapping[str, Any],
+    *,
+    num_beams: int,
+    max_new_tokens: int,
+    constraint: AnswerConstraintProcessor | None,
+    eos_ids: list[int],
+    pad_id: int,
+) -> Any:
+    """Deterministic generation of ``num_beams`` sequences per input (beam search when more than one)."""
+    with torch.inference_mode():
+        return model.generate(
+            **inputs,
+            max_new_tokens=max_new_tokens,
+            do_sample=False,
+            num_beams=num_beams,
+            num_return_sequences=num_beams,
+            logits_processor=[constraint] if constraint is not None else None,
+            eos_token_id=eos_ids,
+            pad_token_id=pad_id,
+            return_dict_in_generate=True,
+            output_scores=num_beams > 1,
+            output_logits=num_beams == 1,
+        )
+
+
+@dataclass(frozen=True)
+class _Generated:
+    """The generated rows (``num_beams`` per input, in order): new tokens, decoded text and scores."""
+
+    new_tokens: torch.Tensor
+    texts: list[str]
+    scores: list[float]
+    answer_starts: list[int]  # where the constrained answer begins in each row, -1 when unconstrained
+
+
+def _generated(
+    output: Any,
+    tokenizer: Any,
+    prompt_length: int,
+    num_beams: int,
+    eos_ids: list[int],
+    constraint: AnswerConstraintProcessor | None,
+) -> _Generated:
+    new_tokens = output.sequences[:, prompt_length:].cpu()
+    if num_beams > 1:
+        scores = output.sequences_scores.float().cpu().tolist()
+    else:
+        scores = _greedy_scores(output, new_tokens, eos_ids)
+    answer_starts = (
+        constraint.answer_starts(output.sequences.cpu(), prompt_length).tolist()
+        if constraint is not None
+        else [-1] * len(scores)
+    )
+    texts = tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
+    return _Generated(new_tokens, texts, scores, answer_starts)
+
+
+def _row_prediction(
+    generated: _Generated,
+    row: int,
+    tree: ClusterTree,
+    constraint: AnswerConstraintProcessor | None,
+    eos_ids: list[int],
+) -> Prediction:
+    """One generated row as a prediction; a constrained answer is mapped back through its tokens."""
+    reasoning, answer = parse_final_answer(generated.texts[row])
+    cluster_id = answer_cluster(tree, answer)
+    start = generated.answer_starts[row]
+    if cluster_id is None and constraint is not None and start >= 0:
+        cluster_id = constraint.trie.cluster_for_tokens(
+            _until_eos(generated.new_tokens[row, start:].tolist(), eos_ids)
+        )
+        answer = tree.description(cluster_id) if cluster_id is not None else answer
+    return Prediction(cluster_id, answer, float(generated.scores[row]), reasoning)
+
+
+def _ranked(predictions: Sequence[Prediction], top_k: int) -> list[Prediction]:
+    """The best-scored prediction per cluster (per text when it names none), best first, at most ``top_k``."""
+    best: dict[object, Prediction] = {}
+    for prediction in predictions:
+        key: object = (
+            prediction.cluster_id if prediction.cluster_id is not None else ("text", prediction.description)
+        )
+        if key not in best or best[key].score < prediction.score:
+            best[key] = prediction
+    return sorted(best.values(), key=lambda p: p.score, reverse=True)[:top_k]
+
+
 def generate_answers(
     model: Any,
     processor: Any,
@@ -105,67 +212,33 @@ def generate_answers(
     if not 1 <= top_k <= num_beams:
         raise ValueError(f"top_k must be between 1 and num_beams={num_beams}, got {top_k}")
     tokenizer = resolve_tokenizer(processor)
-    input_ids = inputs["input_ids"]
-    batch_size, prompt_length = input_ids.shape
+    batch_size, prompt_length = inputs["input_ids"].shape
     if candidates is not None and len(candidates) != batch_size:
         raise ValueError(f"candidates has {len(candidates)} entries for a batch of {batch_size}")
-    if constrained and trie is None:
-        trie = DescriptionTrie.for_tree(tokenizer, tree, level=answer_level)
-    eos_ids = _eos_ids(tokenizer, model, trie)
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos_ids[0]
-    answer_processor = (
-        AnswerConstraintProcessor(
-            trie,
-            candidates=candidates if constrained else None,
-            prompt_length=prompt_length,
-            max_new_tokens=max_new_tokens,
-        )
-        if trie is not None and constrained
+    constraint = (
+        _constraint(tokenizer, tree, trie, candidates, prompt_length, max_new_tokens, answer_level)
+        if constrained
         else None
     )
-    with torch.inference_mode():
-        output = model.generate(
-            **inputs,
-            max_new_tokens=max_new_tokens,
-            do_sample=False,
-            num_beams=num_beams,
-            num_return_sequences=num_beams,
-            logits_processor=[answer_processor] if answer_processor is not None else None,
-            eos_token_id=eos_ids,
-            pad_token_id=pad_id,
-            return_dict_in_generate=True,
-            output_scores=num_beams > 1,
-            output_logits=num_beams == 1,
-        )
-    new_tokens = output.sequences[:, prompt_length:].cpu()
-    if num_beams > 1:
-        scores = output.sequences_scores.float().cpu().tolist()
-    else:
-        scores = _greedy_scores(output, new_tokens, eos_ids)
-    answer_starts = (
-        answer_processor.answer_starts(output.sequences.cpu(), prompt_length).tolist()
-        if answer_processor is not None
-        else [-1] * len(scores)
+    eos_ids = _eos_ids(tokenizer, model, constraint.trie if constraint is not None else trie)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos_ids[0]
+    output = _generate(
+        model,
+        inputs,
+        num_beams=num_beams,
+        max_new_tokens=max_new_tokens,
+        constraint=constraint,
+        eos_ids=eos_ids,
+        pad_id=pad_id,
     )
-    texts = tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
-
+    generated = _generated(output, tokenizer, prompt_length, num_beams, eos_ids, constraint)
     results: list[list[Prediction]] = []
     for example in range(batch_size):
-        best: dict[object, Prediction] = {}
-        for row in range(example * num_beams, (example + 1) * num_beams):
-            if not math.isfinite(scores[row]):
-                continue
-            reasoning, answer = parse_final_answer(texts[row])
-            cluster_id = answer_cluster(tree, answer)
-            if cluster_id is None and answer_processor is not None and answer_starts[row] >= 0:
-                cluster_id = answer_processor.trie.cluster_for_tokens(
-                    _until_eos(new_tokens[row, answer_starts[row] :].tolist(), eos_ids)
-                )
-                answer = tree.description(cluster_id) if cluster_id is not None else answer
-            prediction = Prediction(cluster_id, answer, float(scores[row]), reasoning)
-            key: object = cluster_id if cluster_id is not None else ("text", answer)
-            if key not in best or best[key].score < prediction.score:
-                best[key] = prediction
-        ranked = sorted(best.values(), key=lambda p: p.score, reverse=True)
-        results.append(ranked[:top_k])
+        rows = range(example * num_beams, (example + 1) * num_beams)
+        predictions = [
+            _row_prediction(generated, row, tree, constraint, eos_ids)
+            for row in rows
+            if math.isfinite(generated.scores[row])
+        ]
+        results.append(_ranked(predictions, top_k))
     return results

@@ -41,7 +41,7 @@ def max_answer_tokens(processor: Any, tree: ClusterTree, style: PromptStyle | st
     return longest + 4
 
 
-def predict_items(
+def predict_serendipitous_clusters(
     model: Any,
     processor: Any,
     items: Sequence[ItemMedia],
@@ -115,7 +115,7 @@ def evaluate_model(
     was_training = model.training
     model.eval()
     try:
-        predictions = predict_items(
+        predictions = predict_serendipitous_clusters(
             model,
             processor,
             items,

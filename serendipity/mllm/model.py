@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-LATEST_POINTER = "latest"
+from serendipity.io import write_text_atomic
+from serendipity.layout import LATEST_MODEL_POINTER
+
 MODEL_DIR_PREFIX = "mllm-"
 MODEL_METADATA_FILE = "serendipity_model.json"
+MODEL_CONFIG_FILE = "config.json"  # what save_pretrained writes first: its presence marks a model directory
 _PROCESSOR_FILES = ("processor_config.json", "preprocessor_config.json")
 _WEIGHT_SUFFIXES = (".safetensors", ".bin")
 
@@ -28,8 +30,8 @@ class MllmLoadError(ValueError):
 def resolve_model_dir(path: str | Path) -> Path:
     """Follow a ``latest`` pointer: a directory holding only versions resolves to the one it names."""
     path = Path(path)
-    pointer = path / LATEST_POINTER
-    if path.is_dir() and not (path / "config.json").exists() and pointer.is_file():
+    pointer = path / LATEST_MODEL_POINTER
+    if path.is_dir() and not (path / MODEL_CONFIG_FILE).exists() and pointer.is_file():
         target = path / pointer.read_text().strip()
         if not target.is_dir():
             raise MllmLoadError(f"{pointer} names {target.name!r}, which is not a directory under {path}")
@@ -45,8 +47,8 @@ def _check_directory(path: Path) -> None:
     if not path.is_dir():
         raise MllmLoadError(f"model path {path} is not a directory")
     missing = []
-    if not (path / "config.json").is_file():
-        missing.append("config.json")
+    if not (path / MODEL_CONFIG_FILE).is_file():
+        missing.append(MODEL_CONFIG_FILE)
     if not any(f.suffix in _WEIGHT_SUFFIXES or f.name.endswith(".index.json") for f in path.iterdir()):
         missing.append("model weights (*.safetensors or *.bin)")
     if not any((path / name).is_file() for name in _PROCESSOR_FILES):
@@ -134,9 +136,7 @@ def publish_model(model: Any, processor: Any, models_dir: str | Path, metadata: 
     digest = hashlib.sha1(json.dumps(metadata, sort_keys=True, default=str).encode()).hexdigest()[:8]
     version_dir = models_dir / f"{MODEL_DIR_PREFIX}{stamp}-{digest}"
     save_model(model, processor, version_dir, metadata)
-    pointer_tmp = models_dir / f".{LATEST_POINTER}.tmp"
-    pointer_tmp.write_text(version_dir.name)
-    os.replace(pointer_tmp, models_dir / LATEST_POINTER)
+    write_text_atomic(version_dir.name, models_dir / LATEST_MODEL_POINTER)
     return version_dir
 
 

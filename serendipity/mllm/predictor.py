@@ -1,7 +1,7 @@
 """Batch-inference predictor: loads the model once, turns decoded items into ranked cluster predictions.
 
 Used by the Ray Data inference job as a callable class; media are decoded beforehand on CPU with
-``decode_item_media`` so the (possibly GPU) actor only runs the model.
+``item_media_from_row`` so the (possibly GPU) actor only runs the model.
 """
 
 from __future__ import annotations
@@ -11,12 +11,12 @@ from pathlib import Path
 from typing import Any
 
 from serendipity.mllm.generation import Prediction, serendipitous_candidates
-from serendipity.mllm.metrics import max_answer_tokens, predict_items
+from serendipity.mllm.metrics import max_answer_tokens, predict_serendipitous_clusters
 from serendipity.mllm.model import load_model, model_version
-from serendipity.mllm.prompts import ItemMedia, PromptStyle, decode_item_media
+from serendipity.mllm.prompts import ItemMedia, PromptStyle, item_media_from_row
 from serendipity.tree import ClusterTree
 
-__all__ = ["ItemMedia", "MllmPredictor", "decode_item_media"]
+__all__ = ["ItemMedia", "MllmPredictor", "item_media_from_row"]
 
 
 class MllmPredictor:
@@ -61,7 +61,7 @@ class MllmPredictor:
         ]
 
     def predict(self, items: Sequence[ItemMedia]) -> list[list[Prediction]]:
-        return predict_items(
+        return predict_serendipitous_clusters(
             self.model,
             self.processor,
             items,

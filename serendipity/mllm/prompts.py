@@ -1,6 +1,6 @@
 """Prompts of the paper's offline study: what goes in (text, frames, a thumbnail) and the target text.
 
-Media are decoded in a separate CPU step (``decode_item_media``) into an ``ItemMedia``; a prompt is
+Media are decoded in a separate CPU step (``item_media_from_row``) into an ``ItemMedia``; a prompt is
 then built from it for any processor: with the model's chat template when it has one, else as image
 placeholders followed by the text. Missing or corrupt media fall back to the text prompt.
 """
@@ -104,7 +104,7 @@ def _decode_images(
     return list(sample_frames(path, num_frames, image_size))
 
 
-def decode_item_media(
+def item_media_from_row(
     item_row: Mapping[str, Any],
     dataset_dir: str | Path,
     style: PromptStyle | str,

@@ -3,12 +3,15 @@
 Each worker trains on its shard of the examples (DDP when there are several); rank 0 evaluates match
 rate and recall on the held-out items every ``eval_every`` steps, writes the curves and reports a
 checkpoint (weights or LoRA adapter + optimizer state). A restarted run resumes from the checkpoint.
+The training steps themselves (``train_steps``) need no Ray: the in-process ablation runner uses them too.
 """
 
 from __future__ import annotations
 
 import json
 import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +20,13 @@ import numpy as np
 from serendipity.config import PipelineConfig
 from serendipity.layout import WorkLayout
 from serendipity.mllm.curves import write_curves
-from serendipity.mllm.data import FinetuneData, build_finetune_data, training_batch, write_quarantine
+from serendipity.mllm.data import (
+    FinetuneData,
+    SftExample,
+    build_finetune_data,
+    training_batch,
+    write_quarantine,
+)
 from serendipity.mllm.metrics import evaluate_model
 from serendipity.mllm.model import load_model
 
@@ -87,6 +96,105 @@ def evaluate_validation(
     return {k: float(v) for k, v in result.as_dict().items()}
 
 
+def training_optimizer(model: Any, learning_rate: float) -> Any:
+    """AdamW over the trainable parameters (all of them, or the LoRA adapters)."""
+    import torch
+
+    return torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=learning_rate)
+
+
+def train_steps(
+    model: Any,
+    processor: Any,
+    optimizer: Any,
+    examples: Sequence[SftExample],
+    *,
+    device: Any,
+    seed: int,
+    batch_size: int,
+    max_steps: int,
+    eval_every: int,
+    on_evaluation: Callable[[int, float], None],
+    rank: int = 0,
+    start_step: int = 0,
+) -> None:
+    """Train from ``start_step`` to ``max_steps`` on seeded batches of ``examples`` (see ``batch_indices``).
+
+    After every ``eval_every``-th step and after the last one, ``on_evaluation(step, loss)`` gets the
+    mean training loss of the steps since the previous call. Ray-free: the Ray Train worker and the
+    in-process ablation runner (bench/ablation_in_process.py) share it.
+    """
+    window_losses: list[float] = []
+    for step in range(start_step + 1, max_steps + 1):
+        indices = batch_indices(len(examples), batch_size, seed, rank, step - 1)
+        batch = training_batch(processor, [examples[i] for i in indices])
+        loss = model(**{key: value.to(device) for key, value in batch.items()}).loss
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        window_losses.append(float(loss.detach()))
+        if step % eval_every == 0 or step == max_steps:
+            on_evaluation(step, float(np.mean(window_losses)))
+            window_losses = []
+
+
+def _resume_dir(loop_config: dict[str, Any]) -> Path | None:
+    """The checkpoint to resume from: Ray Train's (after a worker failure), else the driver's."""
+    import ray.train
+
+    ray_checkpoint = ray.train.get_checkpoint()
+    if ray_checkpoint is not None:
+        return Path(ray_checkpoint.to_directory())
+    return Path(loop_config["resume_from"]) if loop_config.get("resume_from") else None
+
+
+@dataclass
+class _WorkerRun:
+    """One Ray Train worker's training state, reported (and on rank 0 evaluated) at each evaluation."""
+
+    config: PipelineConfig
+    rank: int
+    model: Any
+    processor: Any
+    optimizer: Any
+    data: FinetuneData
+    base_model_dir: str
+    history: list[dict[str, float]] = field(default_factory=list)
+
+    def restore(self, resume_dir: Path) -> int:
+        """Load the optimizer state and history of a checkpoint; the step to continue from."""
+        import torch
+
+        state = torch.load(resume_dir / CHECKPOINT_STATE, weights_only=False)
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.history = state["history"]
+        return checkpoint_step(resume_dir)
+
+    def report(self, step: int, loss: float) -> None:
+        """Every rank reports; rank 0 adds the validation metrics, the curves and a checkpoint."""
+        import ray.train
+
+        metrics: dict[str, float] = {"step": step, "loss": loss}
+        with tempfile.TemporaryDirectory() as tmp:
+            checkpoint = None
+            if self.rank == 0:
+                unwrapped = getattr(self.model, "module", self.model)
+                metrics.update(evaluate_validation(unwrapped, self.processor, self.data, self.config))
+                self.history.append(metrics)
+                write_curves(self.history, WorkLayout.of(self.config).finetune_dir)
+                _save_checkpoint(
+                    Path(tmp),
+                    unwrapped,
+                    self.processor,
+                    self.optimizer,
+                    step,
+                    self.history,
+                    self.base_model_dir,
+                )
+                checkpoint = ray.train.Checkpoint.from_directory(tmp)
+            ray.train.report(metrics, checkpoint=checkpoint)
+
+
 def finetune_worker(loop_config: dict[str, Any]) -> None:
     """``train_loop_per_worker`` of the fine-tuning TorchTrainer."""
     import ray.train
@@ -94,60 +202,35 @@ def finetune_worker(loop_config: dict[str, Any]) -> None:
     import torch
 
     config = PipelineConfig.model_validate(loop_config["config"])
-    layout = WorkLayout.of(config)
     context = ray.train.get_context()
     rank, world = context.get_world_rank(), context.get_world_size()
-    ray_checkpoint = ray.train.get_checkpoint()
-    resume_dir = Path(ray_checkpoint.to_directory()) if ray_checkpoint is not None else None
-    if resume_dir is None and loop_config.get("resume_from"):
-        resume_dir = Path(loop_config["resume_from"])
+    resume_dir = _resume_dir(loop_config)
     torch.manual_seed(config.mllm.seed + rank)
-
     model, processor = _model_for_training(loop_config["base_model_dir"], resume_dir, config.mllm.lora)
     data = build_finetune_data(config, processor)
     if rank == 0:
-        write_quarantine(data.quarantined, layout.finetune_dir / "quarantine.parquet")
-    shard = data.train[rank::world]
+        write_quarantine(data.quarantined, WorkLayout.of(config).finetune_quarantine_path)
     # Text-only batches leave the vision tower unused, which DDP must be told about.
     model = ray.train.torch.prepare_model(
         model, parallel_strategy_kwargs={"find_unused_parameters": world > 1}
     )
-    optimizer = torch.optim.AdamW(
-        [p for p in model.parameters() if p.requires_grad], lr=config.mllm.learning_rate
+    optimizer = training_optimizer(model, config.mllm.learning_rate)
+    run = _WorkerRun(config, rank, model, processor, optimizer, data, loop_config["base_model_dir"])
+    start_step = run.restore(resume_dir) if resume_dir is not None else 0
+    train_steps(
+        model,
+        processor,
+        optimizer,
+        data.train[rank::world],
+        device=ray.train.torch.get_device(),
+        seed=config.mllm.seed,
+        batch_size=max(1, config.mllm.batch_size // world),
+        max_steps=config.mllm.max_steps,
+        eval_every=config.mllm.eval_every,
+        on_evaluation=run.report,
+        rank=rank,
+        start_step=start_step,
     )
-    step, history = 0, []
-    if resume_dir is not None:
-        state = torch.load(resume_dir / CHECKPOINT_STATE, weights_only=False)
-        optimizer.load_state_dict(state["optimizer"])
-        step, history = checkpoint_step(resume_dir), state["history"]
-    device = ray.train.torch.get_device()
-    per_worker_batch = max(1, config.mllm.batch_size // world)
-    window_losses: list[float] = []
-    while step < config.mllm.max_steps:
-        indices = batch_indices(len(shard), per_worker_batch, config.mllm.seed, rank, step)
-        batch = training_batch(processor, [shard[i] for i in indices])
-        loss = model(**{key: value.to(device) for key, value in batch.items()}).loss
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        step += 1
-        window_losses.append(float(loss.detach()))
-        if step % config.mllm.eval_every and step < config.mllm.max_steps:
-            continue
-        metrics: dict[str, float] = {"step": step, "loss": float(np.mean(window_losses))}
-        window_losses = []
-        with tempfile.TemporaryDirectory() as tmp:
-            checkpoint = None
-            if rank == 0:
-                unwrapped = getattr(model, "module", model)
-                metrics.update(evaluate_validation(unwrapped, processor, data, config))
-                history.append(metrics)
-                write_curves(history, layout.finetune_dir)
-                _save_checkpoint(
-                    Path(tmp), unwrapped, processor, optimizer, step, history, loop_config["base_model_dir"]
-                )
-                checkpoint = ray.train.Checkpoint.from_directory(tmp)
-            ray.train.report(metrics, checkpoint=checkpoint)
 
 
 def merged_model_from_checkpoint(checkpoint_dir: str | Path, lora: bool) -> tuple[Any, Any]:

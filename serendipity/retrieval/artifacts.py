@@ -1,6 +1,6 @@
 """The retriever directory: sequence model + item vocabulary + cluster index + offline metrics.
 
-``run_train_retriever`` trains (Ray Train), evaluates against popularity on the time-based holdout,
+``train_and_publish_retriever`` trains (Ray Train), evaluates against popularity on the time-based holdout,
 builds the index from the model's item embeddings and replaces ``WorkLayout.retriever_dir`` atomically.
 """
 
@@ -16,7 +16,7 @@ import numpy as np
 
 from serendipity.config import PipelineConfig
 from serendipity.io import atomic_directory
-from serendipity.layout import WorkLayout
+from serendipity.layout import RETRIEVER_METRICS_FILE, WorkLayout
 from serendipity.retrieval.data import ItemVocabulary, TrainingData, load_training_data
 from serendipity.retrieval.index import ClusterIndex
 from serendipity.retrieval.metrics import holdout_report
@@ -24,7 +24,6 @@ from serendipity.retrieval.model import SASRec
 
 log = logging.getLogger(__name__)
 MODEL_SUBDIR = "model"
-METRICS_FILE = "metrics.json"
 POPULARITY_FILE = "popularity.npy"
 
 
@@ -47,7 +46,7 @@ class Retriever:
             self.index.save(tmp)
             np.save(tmp / POPULARITY_FILE, self.popularity)
             if metrics is not None:
-                (tmp / METRICS_FILE).write_text(json.dumps(metrics, indent=2, default=str))
+                (tmp / RETRIEVER_METRICS_FILE).write_text(json.dumps(metrics, indent=2, default=str))
         return Path(directory)
 
     @classmethod
@@ -76,7 +75,7 @@ def assemble(model: SASRec, data: TrainingData, config: PipelineConfig) -> Retri
     return Retriever(model, data.vocabulary, index, data.popularity)
 
 
-def run_train_retriever(config: PipelineConfig, *, use_ray: bool = True) -> dict[str, Any]:
+def train_and_publish_retriever(config: PipelineConfig, *, use_ray: bool = True) -> dict[str, Any]:
     """Train, evaluate, index and publish the retriever; returns the metrics written next to it."""
     from serendipity.retrieval.train import fit_sasrec, train_with_ray
 

@@ -1,6 +1,6 @@
 """Point-in-time-correct training data for the sequence model, from the validated logs.
 
-Training sees only engaged interactions (satisfaction above ``features.engaged_satisfaction``) strictly
+Training sees only engaged interactions (satisfaction above ``engagement.satisfaction_above``) strictly
 before a time cutoff; the last ``retrieval.holdout_fraction`` of the log's time range is held out. For
 each user, the holdout example is the first engaged item at or after the cutoff, predicted from the
 user's items before it.
@@ -136,7 +136,7 @@ def load_training_data(config: PipelineConfig) -> TrainingData:
     return build_training_data(
         interactions,
         load_vocabulary(config),
-        config.features.engaged_satisfaction,
+        config.engagement.satisfaction_above,
         config.retrieval.holdout_fraction,
     )
 

@@ -14,7 +14,7 @@ import math
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, NamedTuple, Protocol
 
 import numpy as np
 import pandas as pd
@@ -25,14 +25,25 @@ from serendipity.layout import WorkLayout
 from serendipity.retrieval.data import ItemVocabulary, pad_left
 from serendipity.retrieval.index import ClusterIndex
 from serendipity.retrieval.model import SASRec
-from serendipity.schema import RECENT_ITEMS_FEATURE, SERENDIPITOUS_CLUSTER_FEATURE
+from serendipity.schema import (
+    REASONING_FEATURE,
+    RECENT_ITEMS_FEATURE,
+    SERENDIPITOUS_CLUSTER_FEATURE,
+    SERENDIPITOUS_DESCRIPTION_FEATURE,
+)
 from serendipity.tree import ClusterTree
 
 log = logging.getLogger(__name__)
 Source = Literal["serendipity", "fallback", "neighbours"]
-DESCRIPTION_FEATURE = "serendipitous_description"
-REASONING_FEATURE = "reasoning"
-RecommendRequest = tuple[int, int, int, list[int] | None]  # (user_id, context_item_id, k, history)
+
+
+class RecommendArgs(NamedTuple):
+    """The arguments of one ``Recommender.recommend`` call, as ``recommend_many`` takes them."""
+
+    user_id: int
+    context_item_id: int
+    k: int
+    history: list[int] | None = None
 
 
 @dataclass(frozen=True)
@@ -53,7 +64,7 @@ class Recommendation:
 
 
 class FeatureReader(Protocol):
-    """What the recommender needs of the feature store (``serendipity.features_store.ServingFeatures``)."""
+    """What the recommender needs of the feature store (``serendipity.feature_store.ServingFeatures``)."""
 
     def online_features(
         self, item_ids: Sequence[int], user_ids: Sequence[int], now: datetime | None = None
@@ -114,13 +125,12 @@ class Recommender:
         clock: Callable[[], datetime] | None = None,
     ) -> Recommender:
         """The published retriever of ``config`` and its Feast store (degraded when it will not open)."""
-        from serendipity.features_store import ServingFeatures
+        from serendipity.feature_store import ServingFeatures
         from serendipity.retrieval.artifacts import Retriever
 
         layout = WorkLayout.of(config)
         retriever = Retriever.load(layout.retriever_dir)
-        curated = layout.descriptions_path
-        tree = ClusterTree.load(curated if curated.exists() else layout.catalog_dir())
+        tree = ClusterTree.load(layout.described_tree_source())
         try:
             features: FeatureReader | None = ServingFeatures(config, feature_store_yaml)
         except Exception as error:  # noqa: BLE001 - serving goes on degraded rather than not at all
@@ -166,9 +176,6 @@ class Recommender:
             return np.zeros((0, self.index.dim), dtype=np.float32)
         with torch.inference_mode():
             return self.model.query(torch.from_numpy(pad_left(rows, length))).numpy()
-
-    def query_vector(self, sequence: Sequence[int]) -> np.ndarray:
-        return self.query_vectors([sequence])[0]
 
     def item_vector(self, item_id: int) -> np.ndarray:
         """The SASRec embedding of a catalogue item (KeyError for an unknown item)."""
@@ -220,9 +227,9 @@ class Recommender:
         ``history`` (item ids, oldest first) extends the user's stored recent items; it and the context
         item are never recommended.
         """
-        return self.recommend_many([(user_id, context_item_id, k, history)])[0]
+        return self.recommend_many([RecommendArgs(user_id, context_item_id, k, history)])[0]
 
-    def recommend_many(self, requests: Sequence[RecommendRequest]) -> list[Recommendation]:
+    def recommend_many(self, requests: Sequence[RecommendArgs]) -> list[Recommendation]:
         """``recommend`` of each (user_id, context_item_id, k, history) request, answered together.
 
         One feature-store read and one SASRec forward pass serve the whole batch; the answers equal
@@ -275,7 +282,7 @@ class Recommender:
         cluster = row.get(SERENDIPITOUS_CLUSTER_FEATURE)
         if _present(cluster) and int(cluster) in self.index:
             cluster_id = int(cluster)
-            description = row.get(DESCRIPTION_FEATURE)
+            description = row.get(SERENDIPITOUS_DESCRIPTION_FEATURE)
             if not _present(description):
                 description = self.tree.description(cluster_id) if cluster_id in self.tree else None
             reasoning = row.get(REASONING_FEATURE)

@@ -1,6 +1,6 @@
 """Training the sequence model: the loop (sampled softmax), the Ray Train worker, and the driver.
 
-The driver (``run_train_retriever``) runs a Ray Train TorchTrainer (one CPU worker by default); the
+The driver (``train_and_publish_retriever``) runs a Ray Train TorchTrainer (one CPU worker by default); the
 worker builds the point-in-time training data itself from the config, trains, and reports the model
 as a checkpoint. The driver then evaluates it on the holdout, builds the per-cluster index from its
 item embeddings, and writes everything to ``WorkLayout.retriever_dir`` atomically.

@@ -13,10 +13,13 @@ order and every tie is broken by index.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import pandas as pd
 from sklearn.cluster import KMeans
 
+from serendipity.config import TreeBuildConfig
 from serendipity.treebuild.describe import PATH_SEPARATOR
 
 _CENTROID_WEIGHT_FLOOR = 1e-3  # lets zero-traffic items pull centroids a little
@@ -206,3 +209,19 @@ def split_parent_group(
     parent = str(group["path"].iloc[0])
     group["path"] = [f"{parent}{PATH_SEPARATOR}{child}" if parent else str(child) for child in children]
     return group
+
+
+def splitter(branching: int, tree: TreeBuildConfig) -> Callable[[pd.DataFrame], pd.DataFrame]:
+    """The one-argument ``applyInPandas`` body splitting a parent group into ``branching`` children."""
+
+    def split(group: pd.DataFrame) -> pd.DataFrame:
+        return split_parent_group(
+            group,
+            branching,
+            seed=tree.seed,
+            image_weight=tree.image_weight,
+            tolerance=tree.balance_tolerance,
+            iterations=tree.refine_iterations,
+        )
+
+    return split

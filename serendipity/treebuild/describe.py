@@ -1,11 +1,21 @@
-"""Unique, readable cluster descriptions from the terms that distinguish a cluster from its siblings.
+"""Unique, readable cluster descriptions: each cluster is named by the terms that represent its members.
 
 A cluster is named by the path of its ancestors' labels plus its own, e.g. ``"Comedy / Romance / Paris"``.
-A label is the term ``t`` with the highest ``p(t|c) * log(p(t|c) / p(t|parent))`` (how common the term
-is in the cluster times how much more common than in the parent): frequent and distinguishing.
-``p`` is the share of item weight (``1 + log1p(traffic)``, so popular items shape the name more)
-carrying the term. Siblings never share a label term and a label never repeats an ancestor's
-term, so paths are unique by construction; a final pass still suffixes any duplicate.
+A term's *coverage* ``p(t|c)`` is the share of the cluster's item weight (``1 + log1p(traffic)``, so
+popular items shape the name more) carrying the term. Labels are chosen among siblings (the children of
+one parent), greedily, best score first:
+
+* level 1: the dominant theme, i.e. the term of highest coverage;
+* deeper levels: class-based TF-IDF among the siblings, ``p(t|c) * log(1 + A / f(t))`` with ``A`` the
+  siblings' average item weight and ``f(t)`` the item weight carrying ``t`` across the siblings
+  (frequent terms win; a term is lifted a little when few siblings carry it).
+
+At every level, terms more common in the cluster than among its siblings together rank before the
+others (a cluster takes a word its siblings have more of only when no over-represented word is left;
+at level 1 the siblings together are the catalogue, so a word in every item comes last). Stop words
+(sklearn's English list plus a few domain words) and numbers are never terms. Siblings never share a
+label term and a label never repeats an ancestor's term, so paths are unique by construction; a final
+pass still suffixes any duplicate.
 
 Clusters are identified by their path of child indices, written ``"0.2.1"`` (level = number of parts).
 """
@@ -15,6 +25,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -25,6 +36,7 @@ DESCRIPTION_SEPARATOR = " / "
 _TERM_PATTERN = re.compile(r"[^\W\d_]+(?:-[^\W\d_]+)*")
 _EXTRA_STOP_WORDS = frozenset({"genres", "genre", "listed", "tags", "tag", "title", "video", "movie", "film"})
 _SMOOTHING = 1e-4
+_NO_TERMS = pd.Series(dtype=float)
 _PHRASE_BREAK = re.compile(r"[.,;:|!?()\[\]/#\"]+")
 # a word pair replaces its word when it covers this share of the word's items (e.g. "High School")
 _PAIR_COVERAGE = 0.8
@@ -96,23 +108,22 @@ def describe_tree(
     """
     descriptions: dict[str, str] = {}
     used_terms: dict[str, frozenset[str]] = {"": frozenset()}
-    total_weight = float(leaf_weights["weight"].sum())
-    parent_terms = term_weights.groupby("term")["weight"].sum()
-    parent_terms_by_path = {"": parent_terms / max(total_weight, 1e-12)}
     for level in range(1, num_levels + 1):
         cluster_weight = _rolled_up(leaf_weights, ["path"], level).set_index("path")["weight"]
         cluster_terms = _rolled_up(term_weights, ["path", "term"], level)
-        shares_by_path = {
+        coverage_by_path = {
             path: group.set_index("term")["weight"] / max(float(cluster_weight[path]), 1e-12)
             for path, group in cluster_terms.groupby("path", sort=True)
         }
         for parent, siblings in _siblings(list(cluster_weight.index), level).items():
-            labels = _sibling_labels(
-                {child: shares_by_path.get(child, pd.Series(dtype=float)) for child in siblings},
-                parent_terms_by_path[parent],
-                used_terms[parent],
-                terms_per_label,
+            classes = {
+                child: TermClass(float(cluster_weight[child]), coverage_by_path.get(child, _NO_TERMS))
+                for child in siblings
+            }
+            scores = (
+                {child: c.coverage for child, c in classes.items()} if level == 1 else class_tfidf(classes)
             )
+            labels = _sibling_labels(scores, classes, used_terms[parent], terms_per_label)
             for child, terms in labels.items():
                 label = " ".join(_readable(term) for term in terms) if terms else "Other"
                 parent_description = descriptions.get(parent)
@@ -123,7 +134,6 @@ def describe_tree(
                     w for term in terms for w in term.split(" ")
                 )
         descriptions = make_unique(descriptions)
-        parent_terms_by_path = shares_by_path
     return descriptions
 
 
@@ -134,36 +144,69 @@ def _siblings(paths: list[str], level: int) -> dict[str, list[str]]:
     return groups
 
 
+@dataclass(frozen=True)
+class TermClass:
+    """One cluster among its siblings: its item weight and each term's coverage (share of that weight)."""
+
+    weight: float
+    coverage: pd.Series
+
+
+def _carrying(classes: dict[str, TermClass]) -> pd.Series:
+    """Item weight carrying each term, summed over the siblings."""
+    return pd.concat([c.coverage * c.weight for c in classes.values()], axis=1).sum(axis=1)
+
+
+def class_tfidf(classes: dict[str, TermClass]) -> dict[str, pd.Series]:
+    """Class-based TF-IDF of each sibling's terms: ``coverage(t, c) * log(1 + A / f(t))``.
+
+    ``A`` is the siblings' average item weight and ``f(t)`` the item weight carrying ``t`` across the
+    siblings: a term every sibling carries fully still scores ``log(1 + 1/k)``, a term of one sibling
+    only scores about ``coverage * log(1 + 1/coverage)``; frequent terms win over rare ones.
+    """
+    average = sum(c.weight for c in classes.values()) / len(classes)
+    carrying = _carrying(classes).clip(lower=1e-12)
+    return {
+        child: c.coverage * np.log1p(average / carrying.reindex(c.coverage.index))
+        for child, c in classes.items()
+    }
+
+
+def _over_represented(classes: dict[str, TermClass]) -> dict[str, set[str]]:
+    """Per sibling, the terms whose coverage exceeds their coverage of all the siblings together."""
+    together = _carrying(classes) / max(sum(c.weight for c in classes.values()), 1e-12)
+    return {
+        child: set(c.coverage.index[c.coverage > together.reindex(c.coverage.index) + _SMOOTHING])
+        for child, c in classes.items()
+    }
+
+
 def _sibling_labels(
-    child_shares: dict[str, pd.Series],
-    parent_shares: pd.Series,
+    scores: dict[str, pd.Series],
+    classes: dict[str, TermClass],
     excluded: frozenset[str],
     terms_per_label: int,
 ) -> dict[str, list[str]]:
-    """Greedy: the best (score, child, word) first; a word names one sibling only.
+    """Greedy: over-represented terms first, then the best (score, child, word); a word names one
+    sibling only.
 
     A chosen word is widened to the word pair holding it when the pair covers most of its items.
     ``excluded`` holds the words of the ancestors' labels.
     """
-    candidates: list[tuple[float, str, str]] = []
-    for child, shares in child_shares.items():
-        if shares.empty:
-            continue
-        baseline = parent_shares.reindex(shares.index).fillna(0.0).to_numpy()
-        values = shares.to_numpy()
-        scores = values * np.log((values + _SMOOTHING) / (baseline + _SMOOTHING))
-        candidates.extend(
-            (float(score), child, term)
-            for term, score in zip(shares.index, scores, strict=True)
-            if " " not in term and term not in excluded and score > 0
-        )
-    candidates.sort(key=lambda c: (-c[0], c[1], c[2]))
-    labels: dict[str, list[str]] = {child: [] for child in child_shares}
+    over = _over_represented(classes)
+    candidates = [
+        (term not in over[child], -float(score), child, term)
+        for child, child_scores in scores.items()
+        for term, score in child_scores.items()
+        if " " not in term and term not in excluded and score > 0
+    ]
+    candidates.sort()
+    labels: dict[str, list[str]] = {child: [] for child in classes}
     taken = set(excluded)
-    for _, child, word in candidates:
+    for _, _, child, word in candidates:
         if word in taken or len(labels[child]) >= terms_per_label:
             continue
-        term = _widened(word, child_shares[child], taken)
+        term = _widened(word, classes[child].coverage, taken)
         labels[child].append(term)
         taken.update(term.split(" "))
     return labels

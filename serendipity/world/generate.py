@@ -149,26 +149,42 @@ def _relation_stats(
     return share, mean
 
 
-def generate_world(out_dir: Path, config: WorldConfig, rules: WorldRules | None = None) -> WorldSummary:
-    """Generate the dataset at ``out_dir`` (replaced atomically). Same config and seed, same tables."""
-    _check(config)
-    rules = rules or WorldRules()
-    out_dir = Path(out_dir)
-    seconds: dict[str, float] = {}
-    clock = time.perf_counter()
-    streams = [np.random.default_rng(s) for s in np.random.SeedSequence(config.seed).spawn(6)]
+@dataclass(frozen=True)
+class _Platform:
+    taxonomy: Taxonomy
+    catalog: Catalog
+    texts: tuple[list[str], list[str | None]]  # titles, texts
+    population: Population
+
+
+@dataclass(frozen=True)
+class _LoggedPeriod:
+    logs: Logs
+    simulator: UserSimulator
+    satisfaction: np.ndarray
+    relation: np.ndarray  # the Relation of each logged transition
+    interactions: pa.Table
+
+
+def _build_platform(config: WorldConfig, rules: WorldRules, streams: list[np.random.Generator]) -> _Platform:
     taxonomy = build_taxonomy(config.branching, streams[0])
     catalog = build_catalog(taxonomy, config, rules, streams[1])
     texts = build_texts(catalog, taxonomy, rules, streams[2])
     l2_mass = np.bincount(catalog.l2, weights=catalog.popularity, minlength=taxonomy.count(2))
     population = build_population(config.users, np.maximum(l2_mass, 1e-12), rules, streams[3])
-    seconds["catalog"] = time.perf_counter() - clock
+    return _Platform(taxonomy, catalog, texts, population)
 
-    clock = time.perf_counter()
+
+def _log_period(
+    platform: _Platform, config: WorldConfig, rules: WorldRules, streams: list[np.random.Generator]
+) -> _LoggedPeriod:
+    taxonomy, catalog = platform.taxonomy, platform.catalog
     logs: Logs = simulate_logs(
-        taxonomy, catalog, population, config.interactions, config.days, rules, streams[4]
+        taxonomy, catalog, platform.population, config.interactions, config.days, rules, streams[4]
     )
-    simulator = UserSimulator(rules, _items_truth(taxonomy, catalog), _users_truth(taxonomy, population))
+    simulator = UserSimulator(
+        rules, _items_truth(taxonomy, catalog), _users_truth(taxonomy, platform.population)
+    )
     satisfaction = simulator.satisfaction(logs.user, logs.item, logs.context, streams[5])
     relation = simulator.relation(logs.item, logs.context)
     interactions = pa.table(
@@ -182,49 +198,63 @@ def generate_world(out_dir: Path, config: WorldConfig, rules: WorldRules | None 
         },
         schema=INTERACTIONS_SCHEMA,
     )
-    seconds["logs"] = time.perf_counter() - clock
+    return _LoggedPeriod(logs, simulator, satisfaction, relation, interactions)
 
-    with_media = _media_selection(config, len(catalog), logs.item)
-    items = _items_table(taxonomy, catalog, texts, with_media, rules)
-    with atomic_directory(out_dir) as staging:
-        clock = time.perf_counter()
-        media_ids = np.flatnonzero(with_media)
-        spec = MediaSpec(
-            item_ids=media_ids,
-            l1_index=catalog.l1[media_ids] % config.branching[0],
-            l2_index=taxonomy.sibling_index(2, catalog.l2[media_ids]),
-            l3_index=taxonomy.sibling_index(3, catalog.l3[media_ids]),
-            l4_index=taxonomy.sibling_index(4, catalog.leaf[media_ids]),
-            cue_index=taxonomy.sibling_index(3, catalog.cue_l3[media_ids]),
-            visual_richness=catalog.visual_richness[media_ids],
-            cue_start=catalog.cue_start[media_ids],
-            cue_length=catalog.cue_length[media_ids],
-            branching=config.branching,
-            frame_size=config.frame_size,
-            frames=config.video_frames,
-            fps=config.video_fps,
-            seed=config.seed,
-            glyph_contrast_min=rules.glyph_contrast_min,
-        )
-        write_media(staging, spec, workers=config.media_workers)
-        seconds["media"] = time.perf_counter() - clock
-        clock = time.perf_counter()
-        write_parquet_atomic(taxonomy.clusters_table(), staging / CLUSTERS_FILE)
-        write_parquet_atomic(items, staging / ITEMS_FILE)
-        write_parquet_atomic(interactions, staging / INTERACTIONS_FILE)
-        write_parquet_atomic(simulator.items, staging / TRUTH_DIR / ITEMS_TRUTH_FILE)
-        write_parquet_atomic(simulator.users, staging / TRUTH_DIR / USERS_TRUTH_FILE)
-        write_json_atomic(
-            {"rules": rules.to_json(), "config": config.model_dump(mode="json")},
-            staging / TRUTH_DIR / RULES_FILE,
-        )
-        seconds["write"] = time.perf_counter() - clock
-    share, mean = _relation_stats(relation, satisfaction)
+
+def _media_spec(
+    platform: _Platform, config: WorldConfig, rules: WorldRules, with_media: np.ndarray
+) -> MediaSpec:
+    taxonomy, catalog = platform.taxonomy, platform.catalog
+    media_ids = np.flatnonzero(with_media)
+    return MediaSpec(
+        item_ids=media_ids,
+        l1_index=catalog.l1[media_ids] % config.branching[0],
+        l2_index=taxonomy.sibling_index(2, catalog.l2[media_ids]),
+        l3_index=taxonomy.sibling_index(3, catalog.l3[media_ids]),
+        l4_index=taxonomy.sibling_index(4, catalog.leaf[media_ids]),
+        cue_index=taxonomy.sibling_index(3, catalog.cue_l3[media_ids]),
+        visual_richness=catalog.visual_richness[media_ids],
+        cue_start=catalog.cue_start[media_ids],
+        cue_length=catalog.cue_length[media_ids],
+        branching=config.branching,
+        frame_size=config.frame_size,
+        frames=config.video_frames,
+        fps=config.video_fps,
+        seed=config.seed,
+        glyph_contrast_min=rules.glyph_contrast_min,
+    )
+
+
+def _write_tables(
+    staging: Path, platform: _Platform, period: _LoggedPeriod, items: pa.Table, config: WorldConfig,
+    rules: WorldRules,
+) -> None:  # fmt: skip
+    """The contract tables and the hidden state (``_world/``) the user simulator loads."""
+    write_parquet_atomic(platform.taxonomy.clusters_table(), staging / CLUSTERS_FILE)
+    write_parquet_atomic(items, staging / ITEMS_FILE)
+    write_parquet_atomic(period.interactions, staging / INTERACTIONS_FILE)
+    write_parquet_atomic(period.simulator.items, staging / TRUTH_DIR / ITEMS_TRUTH_FILE)
+    write_parquet_atomic(period.simulator.users, staging / TRUTH_DIR / USERS_TRUTH_FILE)
+    write_json_atomic(
+        {"rules": rules.to_json(), "config": config.model_dump(mode="json")},
+        staging / TRUTH_DIR / RULES_FILE,
+    )
+
+
+def _summary(
+    out_dir: Path,
+    platform: _Platform,
+    period: _LoggedPeriod,
+    with_media: np.ndarray,
+    seconds: dict[str, float],
+) -> WorldSummary:
+    share, mean = _relation_stats(period.relation, period.satisfaction)
+    logs, catalog = period.logs, platform.catalog
     return WorldSummary(
         out_dir=out_dir,
-        clusters=len(taxonomy.clusters_table()),
+        clusters=len(platform.taxonomy.clusters_table()),
         items=len(catalog),
-        users=len(population),
+        users=len(platform.population),
         interactions=len(logs.item),
         sessions=int(logs.session[-1]) + 1 if len(logs.session) else 0,
         media_items=int(with_media.sum()),
@@ -233,3 +263,30 @@ def generate_world(out_dir: Path, config: WorldConfig, rules: WorldRules | None 
         relation_satisfaction=mean,
         seconds=seconds,
     )
+
+
+def generate_world(out_dir: Path, config: WorldConfig, rules: WorldRules | None = None) -> WorldSummary:
+    """Generate the dataset at ``out_dir`` (replaced atomically). Same config and seed, same tables."""
+    _check(config)
+    rules = rules or WorldRules()
+    out_dir = Path(out_dir)
+    seconds: dict[str, float] = {}
+    clock = time.perf_counter()
+    streams = [np.random.default_rng(s) for s in np.random.SeedSequence(config.seed).spawn(6)]
+    platform = _build_platform(config, rules, streams)
+    seconds["catalog"] = time.perf_counter() - clock
+
+    clock = time.perf_counter()
+    period = _log_period(platform, config, rules, streams)
+    seconds["logs"] = time.perf_counter() - clock
+
+    with_media = _media_selection(config, len(platform.catalog), period.logs.item)
+    items = _items_table(platform.taxonomy, platform.catalog, platform.texts, with_media, rules)
+    with atomic_directory(out_dir) as staging:
+        clock = time.perf_counter()
+        write_media(staging, _media_spec(platform, config, rules, with_media), workers=config.media_workers)
+        seconds["media"] = time.perf_counter() - clock
+        clock = time.perf_counter()
+        _write_tables(staging, platform, period, items, config, rules)
+        seconds["write"] = time.perf_counter() - clock
+    return _summary(out_dir, platform, period, with_media, seconds)

@@ -37,7 +37,7 @@ from cluster_helpers import (
     stop_process_group,
 )
 
-from serendipity.config import PipelineConfig, load_config
+from serendipity.config import PipelineConfig, load_config, save_config, with_overrides
 from serendipity.layout import WorkLayout
 from serendipity.schema import ITEMS_FILE, SERENDIPITY_SCHEMA, level_column
 from serving.settings import CONFIG_ENV, TOKEN_ENV
@@ -76,14 +76,14 @@ def private_config(mined: PipelineConfig, directory: Path, feature_store_yaml: P
     ]
     skipped = {path.name for path in produced_here}
     shutil.copytree(mined.work_dir, work_dir, ignore=lambda _, names: [n for n in names if n in skipped])
-    data = mined.model_dump(mode="json")
-    data["work_dir"] = str(work_dir)
-    data["mllm"] = {**data["mllm"], "max_steps": 2, "eval_every": 2}
-    data["retrieval"] = {**data["retrieval"], "epochs": 2}
-    data["features"] = {**data["features"], "feature_store_yaml": str(feature_store_yaml)}
-    path = directory / "production-config.yaml"
-    path.write_text(yaml.safe_dump(data, sort_keys=False))
-    return path
+    overrides = {
+        "work_dir": str(work_dir),
+        "mllm.max_steps": 2,
+        "mllm.eval_every": 2,
+        "retrieval.epochs": 2,
+        "features.feature_store_yaml": str(feature_store_yaml),
+    }
+    return save_config(with_overrides(mined, overrides), directory / "production-config.yaml")
 
 
 def run(command: list[str], env: dict[str, str], timeout_s: float = 600) -> subprocess.CompletedProcess[str]:

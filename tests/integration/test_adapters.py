@@ -35,6 +35,7 @@ from serendipity.schema import (
     TREE_INFO_FILE,
 )
 from serendipity.tree import ClusterTree
+from serendipity.validation import validate_dataset
 
 MOVIELENS = "movielens-ml-latest-small"
 KUAIREC = "kuairec"
@@ -70,8 +71,7 @@ def assert_contract(out_dir: Path) -> None:
 
 
 def assert_validates(out_dir: Path) -> None:
-    validation = pytest.importorskip("serendipity.validation")
-    problems = validation.validate_dataset(out_dir).report.problems
+    problems = validate_dataset(out_dir).report.problems
     assert problems == [], [problem.message for problem in problems]
 
 

@@ -9,16 +9,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import yaml
 from conftest import EXPERIMENT_SETTINGS
 
-from serendipity.config import PipelineConfig, load_config
+from serendipity.config import PipelineConfig, load_config, with_overrides
 from serendipity.eval.arms import ARMS
-from serendipity.eval.experiment import experiment_dir
 from serendipity.eval.inputs import load_pre_experiment
 from serendipity.eval.simulate import assign_segments
 from serendipity.eval.summary import METRIC_HELP
-from serendipity.layout import WorkLayout
+from serendipity.layout import IMPRESSIONS_FILE, WorkLayout
 from serendipity.retrieval.recommend import Recommender
 from serendipity.world import UserSimulator
 
@@ -36,9 +34,9 @@ class Run:
 
 
 def _outputs(config: PipelineConfig) -> tuple[pd.DataFrame, dict]:
-    directory = experiment_dir(config)
-    return pd.read_parquet(directory / "impressions.parquet"), json.loads(
-        (directory / "experiment.json").read_text()
+    layout = WorkLayout.of(config)
+    return pd.read_parquet(layout.experiment_dir / IMPRESSIONS_FILE), json.loads(
+        layout.experiment_path.read_text()
     )
 
 
@@ -158,19 +156,15 @@ def test_experiment_json_matches_the_schema(run: Run) -> None:
 def test_a_rerun_on_one_shard_replaces_the_outputs_with_the_same_results(run: Run) -> None:
     """Same seeds, one Ray actor instead of two: every draw is keyed by (seed, day, session, user) and the
     bandit's posterior is updated in (user, session) order, so the outputs are identical and replaced."""
-    data = yaml.safe_load(run.config_path.read_text())
-    data["eval"]["num_shards"] = 1
-    one_shard = run.config_path.with_name("evaluate-one-shard.yaml")
-    one_shard.write_text(yaml.safe_dump(data, sort_keys=False))
     from ray_jobs import evaluate
 
-    evaluate.main(["--config", str(one_shard)])
+    evaluate.run(with_overrides(run.config, {"eval.num_shards": 1}))
     impressions, report = _outputs(run.config)
     assert len(impressions) == len(run.impressions)
     assert not impressions.duplicated(["seed", "day", "session", "arm", "user_id", "position"]).any()
     pd.testing.assert_frame_equal(impressions, run.impressions)
     assert report["metrics"] == run.report["metrics"]
-    assert sorted(p.name for p in experiment_dir(run.config).iterdir()) == [
+    assert sorted(p.name for p in WorkLayout.of(run.config).experiment_dir.iterdir()) == [
         "experiment.json",
         "impressions.parquet",
     ]

@@ -12,15 +12,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
-from reference.contract_data import job_config
+from feast_helpers import copy_work, inference_time
 from typer.testing import CliRunner
 
+from features.definitions import apply_definitions
 from serendipity.config import PipelineConfig, load_config
-from serendipity.features_sources import SourceSchemaError
-from serendipity.features_store import ServingFeatures, repo_dir
+from serendipity.feature_store import ServingFeatures, SourceSchemaError, repo_dir
 from serendipity.layout import WorkLayout
 from serendipity.schema import (
     INTERACTIONS_FILE,
@@ -38,12 +37,6 @@ def write_serendipity(
     pq.write_table(pa.Table.from_pandas(frame, schema=schema, preserve_index=False), path)
 
 
-def inference_time(config: PipelineConfig) -> datetime:
-    """When the batch inference run wrote its newest rows (the feature's event time)."""
-    table = pq.read_table(WorkLayout.of(config).serendipity_path, columns=["event_timestamp"])
-    return pd.Timestamp(pc.max(table["event_timestamp"]).as_py()).to_pydatetime()
-
-
 @pytest.fixture(scope="module")
 def sources(retrieval_chain: Path, tmp_path_factory: pytest.TempPathFactory) -> PipelineConfig:
     """The serving chain's real Feast sources (Spark user_history and item_meta, the Ray Data inference
@@ -55,18 +48,9 @@ def sources(retrieval_chain: Path, tmp_path_factory: pytest.TempPathFactory) -> 
 def served(sources: PipelineConfig) -> ServingFeatures:
     """Applied and materialised up to just after the inference run."""
     features = ServingFeatures(sources)
-    features.apply()
+    apply_definitions(features)
     features.materialize_incremental(inference_time(sources) + timedelta(minutes=1))
     return features
-
-
-def copy_work(config: PipelineConfig, work_dir: Path) -> PipelineConfig:
-    """The same sources in a fresh work dir (own Feast registry and online store)."""
-    shutil.copytree(
-        config.work_dir, work_dir, ignore=shutil.ignore_patterns("feast", "models", "retriever*", "finetune")
-    )
-    config_path = job_config(config, config.dataset_dir, work_dir)
-    return load_config(config_path)
 
 
 def _serendipity(config: PipelineConfig) -> pd.DataFrame:
@@ -146,7 +130,7 @@ def test_rematerialising_the_same_window_is_idempotent(served: ServingFeatures) 
 def test_incremental_update_changes_only_changed_items(sources: PipelineConfig, tmp_path: Path) -> None:
     config = copy_work(sources, tmp_path / "work")
     features = ServingFeatures(config)
-    features.apply()
+    apply_definitions(features)
     first_run = inference_time(config)
     features.materialize_incremental(first_run + timedelta(minutes=1))
     table = _serendipity(config)
@@ -188,7 +172,7 @@ def test_source_schema_mismatch_names_the_column(
     )
     write_serendipity(config, frame, schema)
     features = ServingFeatures(config)
-    features.apply()
+    apply_definitions(features)
     with pytest.raises(SourceSchemaError, match=message) as error:
         features.materialize_incremental(inference_time(config))
     assert "serendipity.parquet" in str(error.value)

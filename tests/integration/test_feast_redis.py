@@ -11,10 +11,11 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 from cluster_helpers import redis_feature_store_yaml, redis_server
-from test_feast import copy_work, inference_time
+from feast_helpers import copy_work, inference_time
 
+from features.definitions import apply_definitions
 from serendipity.config import PipelineConfig, load_config
-from serendipity.features_store import PROJECT_ROOT, ServingFeatures
+from serendipity.feature_store import PROJECT_ROOT, ServingFeatures
 from serendipity.layout import WorkLayout
 
 PROD_YAML = PROJECT_ROOT / "infra" / "feast" / "prod" / "feature_store.yaml"
@@ -60,11 +61,11 @@ def test_prod_yaml_validates_with_feast(monkeypatch: pytest.MonkeyPatch, test_co
 def test_redis_matches_sqlite(sources: PipelineConfig, redis_url: str, tmp_path: Path) -> None:
     end = inference_time(sources) + timedelta(minutes=1)
     sqlite = ServingFeatures(sources)
-    sqlite.apply()
+    apply_definitions(sqlite)
     sqlite.materialize_incremental(end)
     on_redis = ServingFeatures(sources, redis_feature_store_yaml(PROD_YAML, tmp_path, redis_url))
     assert on_redis.store.config.online_store.type == "redis"
-    on_redis.apply()
+    apply_definitions(on_redis)
     on_redis.materialize_incremental(end)
 
     layout = WorkLayout.of(sources)

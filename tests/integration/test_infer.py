@@ -46,11 +46,10 @@ def copy_flattened(source: Path, target: Path) -> None:
 def tuned(mined: PipelineConfig, ray_local) -> PipelineConfig:
     """The chain output in a work dir of its own, with a tiny model fine-tuned for 4 steps and published."""
     from serendipity.mllm.finetune import run_finetune
-    from serendipity.mllm.model import LATEST_POINTER
 
     # A fixed place, so the modules importing this fixture share one fine-tuned model.
     work_dir = mined.work_dir.parent / "infer-tuned"
-    if not (WorkLayout(work_dir).models_dir / LATEST_POINTER).is_file():
+    if not WorkLayout(work_dir).latest_model_pointer.is_file():
         for name in CHAIN_OUTPUTS:
             if (mined.work_dir / name).exists():
                 copy_flattened(mined.work_dir / name, work_dir / name)
@@ -94,12 +93,12 @@ def edit_items(config: PipelineConfig, edits: dict[int, dict[str, object]]) -> N
 
 
 def test_inference_output_is_the_feast_source_and_runs_incrementally(tuned, tmp_path) -> None:
-    from ray_jobs.infer import run_inference
+    from ray_jobs import infer
     from serendipity.mllm.data import load_tree
 
     config = isolated_work(tuned, tmp_path / "work")
     layout, corpus = WorkLayout.of(config), corpus_ids(tuned)
-    first = run_inference(config)
+    first = infer.run(config)
     output, errors = read_output(config), read_errors(config)
     assert pq.read_schema(layout.serendipity_path).remove_metadata() == SERENDIPITY_SCHEMA
     assert output["item_id"].is_unique
@@ -122,13 +121,13 @@ def test_inference_output_is_the_feast_source_and_runs_incrementally(tuned, tmp_
         assert set(row.alternatives) <= siblings
         assert row.serendipitous_description == tree.description(row.serendipitous_cluster)
 
-    again = run_inference(config)
+    again = infer.run(config)
     assert again["to_infer"] == 0
     pd.testing.assert_frame_equal(read_output(config), output)
 
     retitled, broken = sorted(output["item_id"])[:2]
     edit_items(config, {retitled: {"title": "a changed title"}, broken: {"video_path": "media/missing.mp4"}})
-    changed = run_inference(config)
+    changed = infer.run(config)
     assert changed["to_infer"] == 2 and changed["media_fallback"] == 1
     after = read_output(config).set_index("item_id")
     assert len(after) == len(output) and bool(after.loc[broken, "media_fallback"])
@@ -139,7 +138,7 @@ def test_inference_output_is_the_feast_source_and_runs_incrementally(tuned, tmp_
 
 
 def test_delta_only_infers_the_delta_and_reports_unknown_items(tuned, tmp_path) -> None:
-    from ray_jobs.infer import run_inference
+    from ray_jobs import infer
 
     config = isolated_work(tuned, tmp_path / "work")
     layout = WorkLayout.of(config)
@@ -147,7 +146,7 @@ def test_delta_only_infers_the_delta_and_reports_unknown_items(tuned, tmp_path) 
     unknown = 10**9
     delta = pa.table({"item_id": pa.array([*delta_ids, unknown], pa.int64())})
     write_parquet_atomic(delta, layout.corpus_delta_path)
-    figures = run_inference(config, delta_only=True)
+    figures = infer.run(config, delta_only=True)
     assert figures["to_infer"] == 3
     assert set(read_output(config)["item_id"]) | set(read_errors(config)["item_id"]) == {*delta_ids, unknown}
     reason = read_errors(config).set_index("item_id").loc[unknown, "reason"]
@@ -210,8 +209,8 @@ def test_inference_on_gpu_actors(tuned, tmp_path) -> None:
 
     if not torch.cuda.is_available():
         pytest.skip("needs a CUDA GPU")
-    from ray_jobs.infer import run_inference
+    from ray_jobs import infer
 
     config = isolated_work(tuned, tmp_path / "work", num_gpus_per_actor=1.0)
-    figures = run_inference(config)
+    figures = infer.run(config)
     assert figures["inferred"] == len(corpus_ids(tuned)) and figures["output_rows"] > 0

@@ -63,7 +63,7 @@ def _featured(chain: Chain, count: int) -> list[tuple[int, int, int]]:
 
 
 def test_the_job_reports_holdout_metrics_next_to_popularity(chain: Chain) -> None:
-    metrics = json.loads((WorkLayout.of(chain.config).retriever_dir / "metrics.json").read_text())
+    metrics = json.loads(WorkLayout.of(chain.config).retriever_metrics_path.read_text())
     k = chain.config.retrieval.eval_k
     assert metrics["sasrec"]["users"] == metrics["popularity"]["users"] > 10
     for method in ("sasrec", "popularity"):

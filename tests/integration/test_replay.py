@@ -12,7 +12,6 @@ import pytest
 from serendipity.config import PipelineConfig, load_config
 from serendipity.eval.replay import (
     METHOD_HELP,
-    REPLAY_FILE,
     ReplayError,
     frequent_next_cluster,
     held_out_cases,
@@ -71,7 +70,7 @@ def replay(chain_config: PipelineConfig) -> dict:
 def test_replay_counts_follow_the_logs(chain_config: PipelineConfig, replay: dict) -> None:
     layout = WorkLayout.of(chain_config)
     log = pq.read_table(layout.validated_dir / INTERACTIONS_FILE).to_pandas()
-    engaged = log[log["satisfaction"] > chain_config.features.engaged_satisfaction]
+    engaged = log[log["satisfaction"] > chain_config.engagement.satisfaction_above]
     per_user = engaged.groupby("user_id").size()
     assert replay["users_held_out"] == int((per_user >= 2).sum())
     excluded = replay["excluded"]
@@ -86,7 +85,7 @@ def test_replay_counts_follow_the_logs(chain_config: PipelineConfig, replay: dic
     assert (
         overlap["held_out_before_retriever_cutoff"] + overlap["held_out_after_retriever_cutoff"] == all_cases
     )
-    assert json.loads((layout.reports_dir / REPLAY_FILE).read_text()) == replay
+    assert json.loads(layout.replay_path.read_text()) == replay
 
 
 def test_hit_rates_are_proportions_with_intervals(replay: dict) -> None:
@@ -108,7 +107,7 @@ def test_mllm_hits_match_an_independent_count(chain_config: PipelineConfig, repl
         pq.read_table(layout.serendipity_path).to_pandas().set_index("item_id")["serendipitous_cluster"]
     )
     log = pq.read_table(layout.validated_dir / INTERACTIONS_FILE).to_pandas()
-    engaged = log[log["satisfaction"] > chain_config.features.engaged_satisfaction]
+    engaged = log[log["satisfaction"] > chain_config.engagement.satisfaction_above]
     engaged = engaged.sort_values(["user_id", "ts", "item_id"], kind="stable")
     hits = cases = 0
     for _, group in engaged.groupby("user_id"):
@@ -147,8 +146,9 @@ def test_replay_command_and_report_on_the_chain(retrieval_chain: Path, replay: d
 
     result = CliRunner().invoke(report_app, ["--config", str(retrieval_chain)])
     assert result.exit_code == 0, result.output
-    reports = WorkLayout.of(load_config(retrieval_chain)).reports_dir
-    report = json.loads((reports / "report.json").read_text())
+    layout = WorkLayout.of(load_config(retrieval_chain))
+    reports = layout.reports_dir
+    report = json.loads(layout.report_json_path.read_text())
     assert report["sections"]["replay"]["data"] == replay
     assert report["sections"]["aggregates"]["present"]
     statuses = {c["claim_id"]: c["status"] for c in report["claims"]}

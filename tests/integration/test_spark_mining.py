@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import shutil
 from pathlib import Path
@@ -13,12 +14,12 @@ import pyarrow.parquet as pq
 import pytest
 from reference import mining as reference
 from reference.contract_data import (
-    job_config,
+    job_pipeline_config,
     prepare_validated,
     read_table,
 )
 
-from serendipity.config import PipelineConfig, load_config
+from serendipity.config import PipelineConfig
 from serendipity.layout import WorkLayout
 from serendipity.schema import (
     CLUSTERS_FILE,
@@ -32,9 +33,9 @@ from serendipity.schema import (
     SFT_SCHEMA,
 )
 from serendipity.tree import ClusterTree
-from spark_jobs import aggregates, corpus, curate, pairs
+from spark_jobs import MINING_JOBS, aggregates, corpus
 
-CHAIN = (aggregates, pairs, curate, corpus)
+CHAIN = [importlib.import_module(f"spark_jobs.{name}") for name in MINING_JOBS]
 
 
 @pytest.fixture(scope="module")
@@ -43,17 +44,18 @@ def mining_dataset(world_dataset: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def mined(spark, test_config: PipelineConfig, mining_dataset: Path, tmp_path_factory) -> Path:
-    """Config path of a work dir where the whole chain has run once."""
-    config_path = job_config(test_config, mining_dataset, tmp_path_factory.mktemp("mining") / "work")
-    prepare_validated(config_path)
+def mined_config(
+    spark, test_config: PipelineConfig, mining_dataset: Path, tmp_path_factory
+) -> PipelineConfig:
+    """Config of a work dir where the whole chain has run once."""
+    config = job_pipeline_config(test_config, mining_dataset, tmp_path_factory.mktemp("mining") / "work")
+    prepare_validated(config)
     for job in CHAIN:
-        job.main(["--config", str(config_path)])
-    return config_path
+        job.run(config)
+    return config
 
 
-def _setup(config_path: Path) -> tuple[PipelineConfig, WorkLayout, pd.DataFrame]:
-    config = load_config(config_path)
+def _setup(config: PipelineConfig) -> tuple[PipelineConfig, WorkLayout, pd.DataFrame]:
     layout = WorkLayout.of(config)
     interactions = read_table(layout.validated_dir / INTERACTIONS_FILE)
     items = read_table(layout.catalog_dir() / ITEMS_FILE)
@@ -74,8 +76,8 @@ def assert_same_rows(actual: pd.DataFrame, expected: pd.DataFrame, keys: list[st
             assert left.tolist() == right.tolist(), column
 
 
-def test_aggregates_match_reference(mined: Path) -> None:
-    _, layout, ref_pairs = _setup(mined)
+def test_aggregates_match_reference(mined_config: PipelineConfig) -> None:
+    _, layout, ref_pairs = _setup(mined_config)
     overall, per_cluster = reference.aggregates(ref_pairs)
     assert_same_rows(read_table(layout.aggregates_overall_path), overall, ["pair_class"])
     assert_same_rows(
@@ -88,8 +90,8 @@ def test_aggregates_match_reference(mined: Path) -> None:
     assert stats["outputs"]["pairs"] == len(ref_pairs)
 
 
-def test_pairs_and_scores_match_reference(mined: Path) -> None:
-    config, layout, ref_pairs = _setup(mined)
+def test_pairs_and_scores_match_reference(mined_config: PipelineConfig) -> None:
+    config, layout, ref_pairs = _setup(mined_config)
     ref_serendipitous = reference.serendipitous(ref_pairs)
     assert len(ref_serendipitous) > 0
     written = read_table(layout.pairs_path)
@@ -99,8 +101,8 @@ def test_pairs_and_scores_match_reference(mined: Path) -> None:
     assert_same_rows(read_table(layout.scores_path), ref_scores, ["context_item_id", "next_cluster"])
 
 
-def test_curated_examples_match_reference(mined: Path) -> None:
-    config, layout, ref_pairs = _setup(mined)
+def test_curated_examples_match_reference(mined_config: PipelineConfig) -> None:
+    config, layout, ref_pairs = _setup(mined_config)
     m = config.mining
     ref_scores = reference.scores(reference.serendipitous(ref_pairs), m.smoothing, m.min_support)
     expected = reference.curate(ref_scores, m.top_k_per_cluster, m.validation_fraction, m.split_seed)
@@ -117,8 +119,8 @@ def test_curated_examples_match_reference(mined: Path) -> None:
     assert len(ClusterTree.load(layout.descriptions_path)) == len(clusters)
 
 
-def test_corpus_matches_reference(mined: Path) -> None:
-    config, layout, _ = _setup(mined)
+def test_corpus_matches_reference(mined_config: PipelineConfig) -> None:
+    config, layout, _ = _setup(mined_config)
     interactions = read_table(layout.validated_dir / INTERACTIONS_FILE)
     expected = reference.corpus(interactions, config.mining.corpus_coverage)
     written = read_table(layout.corpus_path)
@@ -130,8 +132,8 @@ def test_corpus_matches_reference(mined: Path) -> None:
     assert_same_rows(read_table(layout.corpus_delta_path), expected, ["item_id"])
 
 
-def test_outputs_follow_the_contract_schemas(mined: Path) -> None:
-    layout = WorkLayout.of(load_config(mined))
+def test_outputs_follow_the_contract_schemas(mined_config: PipelineConfig) -> None:
+    layout = WorkLayout.of(mined_config)
     for path, schema in (
         (layout.pairs_path, PAIRS_SCHEMA),
         (layout.scores_path, CONTEXT_CLUSTER_SCORES_SCHEMA),
@@ -162,11 +164,11 @@ def _snapshot(layout: WorkLayout) -> dict[str, pd.DataFrame]:
     }
 
 
-def test_rerun_is_idempotent_and_leaves_no_temporary_output(mined: Path) -> None:
-    layout = WorkLayout.of(load_config(mined))
+def test_rerun_is_idempotent_and_leaves_no_temporary_output(mined_config: PipelineConfig) -> None:
+    layout = WorkLayout.of(mined_config)
     before = _snapshot(layout)
     for job in CHAIN:
-        job.main(["--config", str(mined)])
+        job.run(mined_config)
     after = _snapshot(layout)
     assert before.keys() == after.keys()
     for name, frame in before.items():
@@ -175,12 +177,11 @@ def test_rerun_is_idempotent_and_leaves_no_temporary_output(mined: Path) -> None
     assert leftovers == []
 
 
-def test_corpus_delta_is_exactly_the_new_items(spark, mined: Path, tmp_path: Path) -> None:
-    config = load_config(mined)
-    config_path = job_config(config, config.dataset_dir, tmp_path / "work")
-    layout = WorkLayout.of(load_config(config_path))
-    shutil.copytree(WorkLayout.of(config).validated_dir, layout.validated_dir)
-    corpus.main(["--config", str(config_path)])
+def test_corpus_delta_is_exactly_the_new_items(spark, mined_config: PipelineConfig, tmp_path: Path) -> None:
+    config = job_pipeline_config(mined_config, mined_config.dataset_dir, tmp_path / "work")
+    layout = WorkLayout.of(config)
+    shutil.copytree(WorkLayout.of(mined_config).validated_dir, layout.validated_dir)
+    corpus.run(config)
     first = set(read_table(layout.corpus_path)["item_id"])
 
     logs_path = layout.validated_dir / INTERACTIONS_FILE
@@ -201,18 +202,18 @@ def test_corpus_delta_is_exactly_the_new_items(spark, mined: Path, tmp_path: Pat
     if logs_path.is_dir():  # written by the validate job as a Spark directory
         shutil.rmtree(logs_path)
     pq.write_table(pa.Table.from_pandas(grown, schema=INTERACTIONS_SCHEMA, preserve_index=False), logs_path)
-    corpus.main(["--config", str(config_path)])
+    corpus.run(config)
     second = set(read_table(layout.corpus_path)["item_id"])
     delta = read_table(layout.corpus_delta_path)
     assert set(new_ids) <= second
     assert set(delta["item_id"]) == second - first
     assert set(new_ids) <= set(delta["item_id"])
 
-    corpus.main(["--config", str(config_path)])
+    corpus.run(config)
     assert set(read_table(layout.corpus_delta_path)["item_id"]) == second - first
 
 
 def test_missing_input_names_the_file(spark, test_config: PipelineConfig, tmp_path: Path) -> None:
-    config_path = job_config(test_config, tmp_path / "dataset", tmp_path / "work")
+    config = job_pipeline_config(test_config, tmp_path / "dataset", tmp_path / "work")
     with pytest.raises(FileNotFoundError, match="validated interactions.*interactions.parquet"):
-        aggregates.main(["--config", str(config_path)])
+        aggregates.run(config)

@@ -11,7 +11,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from reference.contract_data import job_config
+from reference.contract_data import job_pipeline_config
 
 from serendipity.config import PipelineConfig
 from serendipity.layout import WorkLayout
@@ -95,28 +95,28 @@ def corrupted(world_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> 
 
 
 @pytest.fixture(scope="module")
-def both_outputs(spark, test_config: PipelineConfig, corrupted: Path, tmp_path_factory) -> tuple[Path, Path]:
+def both_outputs(
+    spark, test_config: PipelineConfig, corrupted: Path, tmp_path_factory
+) -> tuple[Path, PipelineConfig]:
     pandas_out = write_validation(
         validate_dataset(corrupted), tmp_path_factory.mktemp("pandas") / "validated"
     )
-    config_path = job_config(test_config, corrupted, tmp_path_factory.mktemp("spark") / "work")
-    validate.main(["--config", str(config_path)])
-    return pandas_out, config_path
+    config = job_pipeline_config(test_config, corrupted, tmp_path_factory.mktemp("spark") / "work")
+    validate.run(config)
+    return pandas_out, config
 
 
 def _sorted(frame: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     return frame.sort_values(keys, kind="stable").reset_index(drop=True)
 
 
-def _spark_output(config_path: Path) -> Path:
-    from serendipity.config import load_config
-
-    return WorkLayout.of(load_config(config_path)).validated_dir
+def _spark_output(config: PipelineConfig) -> Path:
+    return WorkLayout.of(config).validated_dir
 
 
-def test_usable_rows_are_identical(both_outputs: tuple[Path, Path]) -> None:
-    pandas_out, config_path = both_outputs
-    spark_out = _spark_output(config_path)
+def test_usable_rows_are_identical(both_outputs: tuple[Path, PipelineConfig]) -> None:
+    pandas_out, config = both_outputs
+    spark_out = _spark_output(config)
     for file in DATASET_FILES:
         expected = pq.read_table(pandas_out / file)
         actual = pq.read_table(spark_out / file).select(SCHEMAS[file].names).cast(SCHEMAS[file])
@@ -125,9 +125,9 @@ def test_usable_rows_are_identical(both_outputs: tuple[Path, Path]) -> None:
         assert expected.num_rows > 0, file
 
 
-def test_quarantine_reasons_are_identical_per_row(both_outputs: tuple[Path, Path]) -> None:
-    pandas_out, config_path = both_outputs
-    spark_out = _spark_output(config_path)
+def test_quarantine_reasons_are_identical_per_row(both_outputs: tuple[Path, PipelineConfig]) -> None:
+    pandas_out, config = both_outputs
+    spark_out = _spark_output(config)
     for file in (*DATASET_FILES, "media.parquet"):
         expected = pq.read_table(pandas_out / "quarantine" / file).to_pandas()
         actual = pq.read_table(spark_out / "quarantine" / file).to_pandas()
@@ -142,9 +142,9 @@ def test_quarantine_reasons_are_identical_per_row(both_outputs: tuple[Path, Path
     assert joined.loc[3, QUARANTINE_REASON] == "ts is null; satisfaction outside [0, 1]"
 
 
-def test_reports_and_stats_agree(both_outputs: tuple[Path, Path]) -> None:
-    pandas_out, config_path = both_outputs
-    spark_out = _spark_output(config_path)
+def test_reports_and_stats_agree(both_outputs: tuple[Path, PipelineConfig]) -> None:
+    pandas_out, config = both_outputs
+    spark_out = _spark_output(config)
     expected = json.loads((pandas_out / "validation_report.json").read_text())
     actual = json.loads((spark_out / "validation_report.json").read_text())
     assert actual["files"] == expected["files"]
@@ -157,9 +157,7 @@ def test_reports_and_stats_agree(both_outputs: tuple[Path, Path]) -> None:
         }
 
     assert kinds(actual) == kinds(expected)
-    from serendipity.config import load_config
-
-    stats_path = WorkLayout.of(load_config(config_path)).job_stats_path("validate")
+    stats_path = WorkLayout.of(config).job_stats_path("validate")
     stats = json.loads(stats_path.read_text())
     assert stats["input_rows"] == {f: c["input_rows"] for f, c in expected["files"].items()}
     assert stats["output_rows"] == {f: c["usable_rows"] for f, c in expected["files"].items()}
@@ -170,8 +168,8 @@ def test_missing_column_fails_and_writes_only_the_report(
 ) -> None:
     dataset = Path(shutil.copytree(corrupted, tmp_path / "dataset", symlinks=True))
     _write(dataset, ITEMS_FILE, _read(dataset, ITEMS_FILE).drop(columns=["c2"]))
-    config_path = job_config(test_config, dataset, tmp_path / "work")
+    config = job_pipeline_config(test_config, dataset, tmp_path / "work")
     with pytest.raises(validate.DatasetInvalid, match=r"items.parquet: required column 'c2' \(int64\)"):
-        validate.main(["--config", str(config_path)])
-    out = _spark_output(config_path)
+        validate.run(config)
+    out = _spark_output(config)
     assert sorted(p.name for p in out.iterdir()) == ["validation_report.json"]

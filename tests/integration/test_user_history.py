@@ -10,11 +10,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from reference.contract_data import (
-    job_config,
+    job_pipeline_config,
     prepare_validated,
 )
 
-from serendipity.config import load_config
+from serendipity.config import PipelineConfig
 from serendipity.layout import WorkLayout
 from serendipity.schema import (
     INTERACTIONS_FILE,
@@ -32,11 +32,11 @@ def history_dataset(world_dataset: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def history_config(spark, test_config, history_dataset: Path, tmp_path_factory) -> Path:
-    config_path = job_config(test_config, history_dataset, tmp_path_factory.mktemp("history") / "work")
-    prepare_validated(config_path)
-    user_history.main(["--config", str(config_path)])
-    return config_path
+def history_config(spark, test_config, history_dataset: Path, tmp_path_factory) -> PipelineConfig:
+    config = job_pipeline_config(test_config, history_dataset, tmp_path_factory.mktemp("history") / "work")
+    prepare_validated(config)
+    user_history.run(config)
+    return config
 
 
 def _read(path: Path) -> pd.DataFrame:
@@ -79,12 +79,12 @@ def _sorted(frame: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     return frame.sort_values(keys).reset_index(drop=True)
 
 
-def test_user_history_matches_reference(history_config: Path) -> None:
-    config = load_config(history_config)
+def test_user_history_matches_reference(history_config: PipelineConfig) -> None:
+    config = history_config
     layout = WorkLayout.of(config)
     logs = _read(layout.validated_dir / INTERACTIONS_FILE)
     actual = _read(layout.user_history_path)
-    expected = reference_history(logs, config.features.engaged_satisfaction, config.features.history_length)
+    expected = reference_history(logs, config.engagement.satisfaction_above, config.features.history_length)
     assert len(actual) > 0
     keys = ["user_id", "event_timestamp"]
     actual, expected = _sorted(actual, keys), _sorted(expected, keys)
@@ -93,8 +93,8 @@ def test_user_history_matches_reference(history_config: Path) -> None:
     assert actual["recent_item_ids"].map(len).max() <= config.features.history_length
 
 
-def test_item_meta_matches_reference(history_config: Path) -> None:
-    layout = WorkLayout.of(load_config(history_config))
+def test_item_meta_matches_reference(history_config: PipelineConfig) -> None:
+    layout = WorkLayout.of(history_config)
     items = _read(layout.catalog_dir() / ITEMS_FILE)
     logs = _read(layout.validated_dir / INTERACTIONS_FILE)
     keys = ["item_id", "event_timestamp"]
@@ -104,8 +104,8 @@ def test_item_meta_matches_reference(history_config: Path) -> None:
     assert set(actual["item_id"]) == set(items["item_id"])
 
 
-def test_outputs_follow_contract_and_rerun_is_idempotent(history_config: Path) -> None:
-    layout = WorkLayout.of(load_config(history_config))
+def test_outputs_follow_contract_and_rerun_is_idempotent(history_config: PipelineConfig) -> None:
+    layout = WorkLayout.of(history_config)
     for path, schema in (
         (layout.user_history_path, USER_HISTORY_SCHEMA),
         (layout.item_meta_path, ITEM_META_SCHEMA),
@@ -113,7 +113,7 @@ def test_outputs_follow_contract_and_rerun_is_idempotent(history_config: Path) -
         written = pq.read_schema(next(path.glob("*.parquet")))
         assert [(f.name, _plain(f.type)) for f in written] == [(f.name, _plain(f.type)) for f in schema], path
     before = (_read(layout.user_history_path), _read(layout.item_meta_path))
-    user_history.main(["--config", str(history_config)])
+    user_history.run(history_config)
     after = (_read(layout.user_history_path), _read(layout.item_meta_path))
     for old, new in zip(before, after, strict=True):
         pd.testing.assert_frame_equal(old, new, check_exact=True)
@@ -124,6 +124,6 @@ def test_outputs_follow_contract_and_rerun_is_idempotent(history_config: Path) -
 
 
 def test_missing_input_names_the_file(spark, test_config, tmp_path: Path) -> None:
-    config_path = job_config(test_config, tmp_path / "dataset", tmp_path / "work")
+    config = job_pipeline_config(test_config, tmp_path / "dataset", tmp_path / "work")
     with pytest.raises(FileNotFoundError, match="validated interactions.*interactions.parquet"):
-        user_history.main(["--config", str(config_path)])
+        user_history.run(config)

@@ -8,9 +8,8 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
-import yaml
 
-from serendipity.config import PipelineConfig, load_config
+from serendipity.config import PipelineConfig, save_config, with_overrides
 from serendipity.layout import WorkLayout
 from serendipity.schema import (
     CLUSTERS_FILE,
@@ -74,23 +73,24 @@ def write_contract_dataset(directory: Path, seed: int = 0, users: int = 60, item
     return directory
 
 
-def job_config(base: PipelineConfig, dataset_dir: Path, work_dir: Path) -> Path:
-    """A YAML config like ``base`` with its own dataset and work dirs; returns its path."""
-    data = base.model_dump(mode="json")
-    data.update(dataset_dir=str(dataset_dir), work_dir=str(work_dir))
+def job_pipeline_config(base: PipelineConfig, dataset_dir: Path, work_dir: Path) -> PipelineConfig:
+    """A config like ``base`` with its own dataset and work dirs (the work dir is created)."""
     work_dir.mkdir(parents=True, exist_ok=True)
-    path = work_dir.parent / f"{work_dir.name}.yaml"
-    path.write_text(yaml.safe_dump(data))
-    load_config(path)
-    return path
+    return with_overrides(base, {"dataset_dir": str(dataset_dir), "work_dir": str(work_dir)})
 
 
-def prepare_validated(config_path: Path) -> WorkLayout:
+def job_config(base: PipelineConfig, dataset_dir: Path, work_dir: Path) -> Path:
+    """``job_pipeline_config`` as a YAML file beside the work dir, for what takes ``--config PATH``."""
+    config = job_pipeline_config(base, dataset_dir, work_dir)
+    return save_config(config, work_dir.parent / f"{work_dir.name}.yaml")
+
+
+def prepare_validated(config: PipelineConfig) -> WorkLayout:
     """Run the validate job on the config's dataset."""
     from spark_jobs import validate
 
-    validate.main(["--config", str(config_path)])
-    return WorkLayout.of(load_config(config_path))
+    validate.run(config)
+    return WorkLayout.of(config)
 
 
 def read_table(path: Path) -> pd.DataFrame:

@@ -175,6 +175,14 @@ def test_spark_applications_run_repository_jobs() -> None:
         assert spec["type"] == "Python" and spec["arguments"][0] == "--config"
 
 
+def test_ray_jobs_are_rendered_from_the_template() -> None:
+    render = _load_render()
+    generated = set(render.rendered())
+    assert sorted(INFRA.glob("kuberay/rayjob-*.yaml")) == sorted(job.path for job in render.RAY_JOBS)
+    assert {job.path for job in render.RAY_JOBS} <= generated
+    assert len(documents_of("RayJob")) == len(render.RAY_JOBS)
+
+
 def test_rayservice_serves_serving_config_verbatim() -> None:
     (service,) = documents_of("RayService")
     serve_config_text = (REPO_ROOT / "serving" / "config.yaml").read_text()
@@ -209,7 +217,7 @@ def test_feast_commands_exist_in_the_cli() -> None:
 
 def test_cluster_config_loads_and_uses_the_prod_feature_store() -> None:
     from serendipity.config import load_config
-    from serendipity.features_store import feature_store_yaml
+    from serendipity.feature_store import feature_store_yaml
 
     config = load_config(INFRA / "configs" / "cluster.yaml")
     assert feature_store_yaml(config) == INFRA / "feast" / "prod" / "feature_store.yaml"

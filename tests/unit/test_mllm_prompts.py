@@ -12,7 +12,7 @@ from serendipity.mllm.constants import ANSWER_MARKER, REASONING_MARKER
 from serendipity.mllm.data import IGNORE_INDEX, encode, training_batch
 from serendipity.mllm.data import SftExample as Example
 from serendipity.mllm.model import image_placeholder
-from serendipity.mllm.prompts import PromptStyle, build_prompt, decode_item_media, target_text
+from serendipity.mllm.prompts import PromptStyle, build_prompt, item_media_from_row, target_text
 from serendipity.mllm.tiny import build_tiny_model, dataset_texts
 from serendipity.tree import ClusterTree
 
@@ -40,7 +40,7 @@ def item_row(world_dataset: Path) -> dict[str, Any]:
 def test_prompt_of_every_style(
     style: PromptStyle, item_row: dict, world_dataset: Path, tree: ClusterTree, processor: Any
 ) -> None:
-    media = decode_item_media(item_row, world_dataset, style, num_frames=2, image_size=32)
+    media = item_media_from_row(item_row, world_dataset, style, num_frames=2, image_size=32)
     prompt = build_prompt(media, style, tree, LEVEL, processor)
     expected_images = {
         PromptStyle.TEXT: 0,
@@ -73,7 +73,7 @@ def test_missing_video_falls_back_to_text(
 ) -> None:
     (tmp_path / "broken.mp4").write_bytes(b"not a video")
     for path in ("missing.mp4", "broken.mp4", None):
-        media = decode_item_media({**item_row, "video_path": path}, tmp_path, "video_cot", 4, 32)
+        media = item_media_from_row({**item_row, "video_path": path}, tmp_path, "video_cot", 4, 32)
         assert media.media_fallback and media.fallback_reason
         prompt = build_prompt(media, PromptStyle.VIDEO_COT, tree, LEVEL, processor)
         assert prompt.media_fallback and prompt.style is PromptStyle.TEXT and not prompt.images
@@ -83,7 +83,7 @@ def test_missing_video_falls_back_to_text(
 def test_empty_title_and_masked_labels(
     item_row: dict, world_dataset: Path, tree: ClusterTree, processor: Any
 ) -> None:
-    media = decode_item_media({**item_row, "title": ""}, world_dataset, "video_cot", 2, 32)
+    media = item_media_from_row({**item_row, "title": ""}, world_dataset, "video_cot", 2, 32)
     prompt = build_prompt(media, PromptStyle.VIDEO_COT, tree, LEVEL, processor)
     own = int(item_row["c3"])
     target = target_text(prompt.style, tree, own, tree.siblings(own)[0])

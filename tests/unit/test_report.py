@@ -136,7 +136,7 @@ def full_inputs(config: PipelineConfig) -> PipelineConfig:
     write_curves(history, layout.finetune_dir)
     summary = {"steps": 20, "model_version": "v1", "final_metrics": history[-1]}
     write_json_atomic(
-        {**summary, "non_llm_baseline": {"items": 50, "recall": 0.1}}, layout.finetune_dir / "summary.json"
+        {**summary, "non_llm_baseline": {"items": 50, "recall": 0.1}}, layout.finetune_summary_path
     )
     aggregates = pd.DataFrame(
         {
@@ -154,14 +154,14 @@ def full_inputs(config: PipelineConfig) -> PipelineConfig:
     )
     experiments = [(e.name, e.title, [a.name for a in e.arms]) for e in paper_experiments().values()]
     build_ablation_report(
-        layout.reports_dir / "ablation",
+        layout.ablation_dir,
         experiments=experiments,
         histories=_ablation_histories(),
         baseline={"items": 50, "recall": 0.1},
         settings={"seeds": [0, 1], "max_steps": 20, "eval_every": 10},
     )
-    write_json_atomic(experiment_document(), layout.reports_dir / "experiment" / "experiment.json")
-    write_json_atomic(replay_document(), layout.reports_dir / "replay.json")
+    write_json_atomic(experiment_document(), layout.experiment_path)
+    write_json_atomic(replay_document(), layout.replay_path)
     return config
 
 
@@ -233,7 +233,7 @@ def test_headline_table_lists_every_arm_with_intervals(full_inputs: PipelineConf
 def _rewrite_experiment(config: PipelineConfig, change) -> None:
     document = experiment_document()
     change(document)
-    write_json_atomic(document, WorkLayout.of(config).reports_dir / "experiment" / "experiment.json")
+    write_json_atomic(document, WorkLayout.of(config).experiment_path)
 
 
 def _set(document: dict, metric: str, arm: str, mean: float, half: float) -> None:
@@ -272,12 +272,12 @@ def test_aggregates_finetune_and_replay_claims_flip(full_inputs: PipelineConfig)
         0.42,
     ]
     write_parquet_atomic(pa.Table.from_pandas(table, preserve_index=False), layout.aggregates_overall_path)
-    summary = json.loads((layout.finetune_dir / "summary.json").read_text())
+    summary = json.loads((layout.finetune_summary_path).read_text())
     summary["non_llm_baseline"]["recall"] = 0.55
-    write_json_atomic(summary, layout.finetune_dir / "summary.json")
+    write_json_atomic(summary, layout.finetune_summary_path)
     replay = replay_document()
     replay["subsets"]["all"]["methods"]["non_llm_frequent"].update(mean=0.6, ci_low=0.52, ci_high=0.7)
-    write_json_atomic(replay, layout.reports_dir / "replay.json")
+    write_json_atomic(replay, layout.replay_path)
     report = build_report(full_inputs)
     assert [_status(report, cid) for cid in ("1", "7", "8")] == [
         claims.FAILS,
@@ -287,7 +287,7 @@ def test_aggregates_finetune_and_replay_claims_flip(full_inputs: PipelineConfig)
 
 
 def test_ablation_claims_follow_its_table(full_inputs: PipelineConfig) -> None:
-    path = WorkLayout.of(full_inputs).reports_dir / "ablation" / "ablation.json"
+    path = WorkLayout.of(full_inputs).ablation_table_path
     document = json.loads(path.read_text())
     original = copy.deepcopy(document)
     for row in document["table"]:
@@ -304,7 +304,7 @@ def test_ablation_claims_follow_its_table(full_inputs: PipelineConfig) -> None:
 
 
 def test_bad_input_names_the_file(full_inputs: PipelineConfig) -> None:
-    path = WorkLayout.of(full_inputs).reports_dir / "experiment" / "experiment.json"
+    path = WorkLayout.of(full_inputs).experiment_path
     path.write_text("{not json")
     with pytest.raises(ValueError, match=re.escape(str(path))):
         build_report(full_inputs)

@@ -24,6 +24,7 @@ from serendipity.treebuild import (
     tokenize,
 )
 from serendipity.treebuild.embed import IMAGE_DIM, embed_items, image_features
+from serendipity.treebuild.quality import format_name_quality, name_quality
 
 
 def _skewed_blobs(seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -157,6 +158,75 @@ def test_a_word_pair_names_a_cluster_when_it_covers_the_word() -> None:
     leaves = pd.DataFrame({"path": ["0", "1"], "weight": [4.0, 4.0]})
     descriptions = describe_tree(leaf_term_weights(items), leaves, num_levels=1)
     assert descriptions == {"0": "High School", "1": "Space"}
+
+
+def _documents(path: str, counts: dict[str, int], size: int = 20) -> list[dict[str, object]]:
+    """``size`` items of cluster ``path``; the first ``counts[word]`` of them carry ``word``."""
+    return [
+        {"path": path, "traffic": 0.0, "document": " ".join(w for w, n in counts.items() if i < n) or "plain"}
+        for i in range(size)
+    ]
+
+
+def _describe(rows: list[dict[str, object]], num_levels: int) -> dict[str, str]:
+    items = pd.DataFrame(rows)
+    leaves = items.groupby("path", as_index=False).agg(weight=("traffic", lambda t: float(len(t))))
+    return describe_tree(leaf_term_weights(items), leaves, num_levels)
+
+
+def test_a_top_level_name_is_the_dominant_theme_not_a_distinctive_minor_term() -> None:
+    # cluster 0: half of it is drama (slightly more than the catalogue's 40%), a fifth is noir (only here)
+    rows = _documents("0", {"drama": 10, "noir": 4}) + _documents("1", {"drama": 6, "comedy": 14})
+    assert _describe(rows, num_levels=1) == {"0": "Drama", "1": "Comedy"}
+
+
+def test_deeper_names_weigh_terms_by_class_tfidf_and_skip_the_parents_terms() -> None:
+    # under "Western": child 0 is 55% outlaw (its siblings together: 50%) and 10% "wife" (only here)
+    rows = _documents("0.0", {"western": 20, "outlaw": 11, "wife": 2}) + _documents(
+        "0.1", {"western": 20, "outlaw": 9, "sheriff": 12}
+    )
+    descriptions = _describe(rows, num_levels=2)
+    assert descriptions == {"0": "Western", "0.0": "Western / Outlaw", "0.1": "Western / Sheriff"}
+
+
+def test_a_term_its_siblings_have_more_of_ranks_after_over_represented_ones() -> None:
+    # 0.1 is named first (opera); "drama" would still score best in 0.0, but 0.0 has less of it (60%)
+    # than the two siblings together (70%), so the heist films are named by what they have more of
+    rows = _documents("0.0", {"heist": 2, "western": 20, "drama": 12}) + _documents(
+        "0.1", {"opera": 20, "western": 20, "drama": 16}
+    )
+    descriptions = _describe(rows, num_levels=2)
+    assert descriptions == {"0": "Western", "0.0": "Western / Heist", "0.1": "Western / Opera"}
+
+
+def test_name_quality_is_own_over_other_cosine_per_level() -> None:
+    axes = {"A": [1.0, 0.0], "B": [0.0, 1.0], "A / X": [0.8, 0.6], "B / Y": [0.6, 0.8]}
+    descriptions = {"0": "A", "1": "B", "0.0": "A / X", "1.0": "B / Y"}
+    paths = ["0.0", "0.0", "1.0"]
+    vectors = np.array([[1.0, 0.0], [0.6, 0.8], [0.0, 1.0]])
+    quality = name_quality(
+        descriptions, paths, vectors, encode=lambda names: np.array([axes[n] for n in names])
+    )
+    own = [np.mean([1.0, 0.6]), 1.0]  # "A" with items 0, 1; "B" with item 2
+    other = [0.0, np.mean([0.0, 0.8])]
+    assert quality["levels"]["1"]["ratio"] == pytest.approx(np.mean(own) / np.mean(other))
+    assert quality["levels"]["2"]["clusters"] == 2
+    assert quality["overall"] == pytest.approx(
+        np.mean([quality["levels"]["1"]["ratio"], quality["levels"]["2"]["ratio"]])
+    )
+    assert f"overall name quality: {quality['overall']:.4f}" in format_name_quality(quality)
+
+
+def test_name_quality_prefers_names_that_describe_their_members() -> None:
+    documents = {
+        "0": ["a romantic comedy set in Paris", "two lovers meet in a cafe", "a wedding goes wrong"],
+        "1": ["zombies attack a small town", "a haunted house at night", "a ghost haunts a family"],
+    }
+    paths = [path for path, texts in documents.items() for _ in texts]
+    vectors = embed_texts([text for texts in documents.values() for text in texts])
+    fitting = name_quality({"0": "Romance", "1": "Horror"}, paths, vectors)
+    swapped = name_quality({"0": "Horror", "1": "Romance"}, paths, vectors)
+    assert fitting["overall"] > 1.0 > swapped["overall"]
 
 
 def test_tokenize_drops_stop_words_numbers_and_keeps_hyphenated_terms() -> None:

@@ -19,17 +19,31 @@ from serendipity.schema import (
     DATASET_FILES,
     INTERACTIONS_FILE,
     ITEMS_FILE,
+    LEVEL_COLUMNS,
+    NUM_LEVELS,
     QUARANTINE_REASON,
     QUARANTINE_ROW,
     SCHEMAS,
 )
 from serendipity.tree import ClusterTree
 from serendipity.validation import validate_dataset, write_validation
-from serendipity.validation_media import MEDIA_PATH
-from serendipity.validation_rules import QUARANTINED_PARENT, UNKNOWN_ITEM
+from serendipity.validation.media import (
+    ABSOLUTE_PATH,
+    EMPTY_PATH,
+    MEDIA_PATH,
+    MISSING_FILE,
+    OUTSIDE_DATASET,
+    UNREADABLE_IMAGE,
+    UNREADABLE_VIDEO,
+)
+from serendipity.validation.rules import QUARANTINED_PARENT, UNKNOWN_ITEM, row_checks, typing_checks
 
 # Reasons a row of another file may get because of the corrupted row (knock-on effects).
 KNOCK_ON_REASONS = ("is not a usable level-", UNKNOWN_ITEM, QUARANTINED_PARENT)
+# Endings of the typing checks' reasons, one kind per rule that generates them for every column.
+TYPING_CHECK_KINDS = ("is null", "is not an integer", "is not a parsable timestamp")
+# Fatal problems: a file missing or unreadable, a required column missing or of the wrong type.
+FATAL_KINDS = ("file not found", "unreadable Parquet", "is missing", "has type")
 
 
 @pytest.fixture(scope="session")
@@ -57,6 +71,15 @@ def write(ds: Path, file: str, frame: pd.DataFrame) -> None:
 def leaf_rows(clusters: pd.DataFrame) -> list[int]:
     """Rows of level-4 clusters (no children, so corrupting one cascades only to items)."""
     return clusters.index[clusters["level"] == 4].tolist()
+
+
+def set_leaf_value(ds: Path, leaf: int, column: str, value: object) -> int:
+    """Set ``column`` of the ``leaf``-th level-4 cluster; returns its row."""
+    clusters = read(ds, CLUSTERS_FILE)
+    row = leaf_rows(clusters)[leaf]
+    clusters.loc[row, column] = value
+    write(ds, CLUSTERS_FILE, clusters)
+    return row
 
 
 def item_row_with_media(items: pd.DataFrame, column: str) -> int:
@@ -126,10 +149,7 @@ def duplicate_cluster_id(ds: Path) -> Expect:
 
 @case
 def level_out_of_range(ds: Path) -> Expect:
-    clusters = read(ds, CLUSTERS_FILE)
-    row = leaf_rows(clusters)[0]
-    clusters.loc[row, "level"] = 7
-    write(ds, CLUSTERS_FILE, clusters)
+    row = set_leaf_value(ds, 0, "level", 7)
     return Expect(CLUSTERS_FILE, "level", "level outside 1..4", (row,))
 
 
@@ -144,11 +164,31 @@ def parent_at_wrong_level(ds: Path) -> Expect:
 
 @case
 def orphan_cluster(ds: Path) -> Expect:
-    clusters = read(ds, CLUSTERS_FILE)
-    row = leaf_rows(clusters)[-1]
-    clusters.loc[row, "parent_id"] = 987_654_321
-    write(ds, CLUSTERS_FILE, clusters)
+    row = set_leaf_value(ds, -1, "parent_id", 987_654_321)
     return Expect(CLUSTERS_FILE, "parent_id", "orphan: parent_id names no cluster", (row,))
+
+
+@case
+def cluster_without_parent(ds: Path) -> Expect:
+    row = set_leaf_value(ds, 3, "parent_id", None)
+    return Expect(CLUSTERS_FILE, "parent_id", "orphan: level 2-4 cluster without parent_id", (row,))
+
+
+@case
+def quarantine_cascades_to_children(ds: Path) -> Expect:
+    clusters = read(ds, CLUSTERS_FILE)
+    parent_row = int(clusters.index[clusters["level"] == 3][0])
+    children = clusters.index[clusters["parent_id"] == clusters.loc[parent_row, "cluster_id"]].tolist()
+    clusters.loc[parent_row, "description"] = ""
+    write(ds, CLUSTERS_FILE, clusters)
+    return Expect(
+        CLUSTERS_FILE,
+        "parent_id",
+        "parent cluster is quarantined",
+        tuple(children),
+        extra_rows=(parent_row,),
+        row_reason="parent cluster is quarantined",
+    )
 
 
 @case
@@ -186,19 +226,13 @@ def duplicate_description(ds: Path) -> Expect:
 
 @case
 def empty_description(ds: Path) -> Expect:
-    clusters = read(ds, CLUSTERS_FILE)
-    row = leaf_rows(clusters)[1]
-    clusters.loc[row, "description"] = "   "
-    write(ds, CLUSTERS_FILE, clusters)
+    row = set_leaf_value(ds, 1, "description", "   ")
     return Expect(CLUSTERS_FILE, "description", "description is empty", (row,))
 
 
 @case
 def null_description(ds: Path) -> Expect:
-    clusters = read(ds, CLUSTERS_FILE)
-    row = leaf_rows(clusters)[2]
-    clusters.loc[row, "description"] = None
-    write(ds, CLUSTERS_FILE, clusters)
+    row = set_leaf_value(ds, 2, "description", None)
     return Expect(CLUSTERS_FILE, "description", "description is null", (row,))
 
 
@@ -210,20 +244,37 @@ def duplicate_item_id(ds: Path) -> Expect:
     return Expect(ITEMS_FILE, "item_id", "duplicate item_id", (3,))
 
 
-@case
-def item_contradicts_tree(ds: Path) -> Expect:
-    items, tree = read(ds, ITEMS_FILE), ClusterTree.from_frame(read(ds, CLUSTERS_FILE))
-    items.loc[0, "c3"] = tree.siblings(int(items.loc[0, "c3"]))[0]
-    write(ds, ITEMS_FILE, items)
-    return Expect(ITEMS_FILE, "c4", "c4 is not a child of c3", (0,))
+def item_contradicts_tree(level: int) -> Corruption:
+    """Item 0 moves to a sibling at ``level - 1``, so its cluster at ``level`` is no longer a child."""
+    column, parent_column = LEVEL_COLUMNS[level - 1], LEVEL_COLUMNS[level - 2]
+
+    def corrupt(ds: Path) -> Expect:
+        items, tree = read(ds, ITEMS_FILE), ClusterTree.from_frame(read(ds, CLUSTERS_FILE))
+        items.loc[0, parent_column] = tree.siblings(int(items.loc[0, parent_column]))[0]
+        write(ds, ITEMS_FILE, items)
+        return Expect(ITEMS_FILE, column, f"{column} is not a child of {parent_column}", (0,))
+
+    corrupt.__name__ = f"item_contradicts_tree_{column}"
+    return case(corrupt)
 
 
-@case
-def item_unknown_cluster(ds: Path) -> Expect:
-    items = read(ds, ITEMS_FILE)
-    items.loc[1, "c4"] = 987_654_321
-    write(ds, ITEMS_FILE, items)
-    return Expect(ITEMS_FILE, "c4", "c4 is not a usable level-4 cluster", (1,))
+def item_unknown_cluster(level: int) -> Corruption:
+    column = LEVEL_COLUMNS[level - 1]
+
+    def corrupt(ds: Path) -> Expect:
+        items = read(ds, ITEMS_FILE)
+        items.loc[1, column] = 987_654_321
+        write(ds, ITEMS_FILE, items)
+        return Expect(ITEMS_FILE, column, f"{column} is not a usable level-{level} cluster", (1,))
+
+    corrupt.__name__ = f"item_unknown_cluster_{column}"
+    return case(corrupt)
+
+
+for _level in range(1, NUM_LEVELS + 1):
+    item_unknown_cluster(_level)
+    if _level > 1:
+        item_contradicts_tree(_level)
 
 
 @case
@@ -357,6 +408,12 @@ def symlink_out_of_dataset(ds: Path) -> Expect:
 
 
 @case
+def empty_media_path(ds: Path) -> Expect:
+    row, _ = _set_media(ds, "thumbnail_path", lambda _: "")
+    return Expect(ITEMS_FILE, "thumbnail_path", "empty path", (row,), "media")
+
+
+@case
 def absolute_media_path(ds: Path) -> Expect:
     row, _ = _set_media(ds, "video_path", lambda original: str((ds / original).resolve()))
     return Expect(ITEMS_FILE, "video_path", "absolute path", (row,), "media")
@@ -472,8 +529,31 @@ def _assert_media_fallback(out: Path, expect: Expect) -> None:
     assert record[MEDIA_PATH] is not None
 
 
-def test_corpus_has_at_least_twenty_distinct_cases() -> None:
+def test_every_rule_is_exercised_by_a_case(valid_dataset: Path, tmp_path: Path) -> None:
+    """Each table rule, each kind of typing check, each media problem and each fatal problem is the
+    expectation of at least one case (which the test above then checks against the report)."""
     assert len(CASES) >= 20
+    expected: set[tuple[str, str, str]] = set()
+    for name, corrupt in CASES.items():
+        copy = Path(shutil.copytree(valid_dataset, tmp_path / name, symlinks=True))
+        expect = corrupt(copy)
+        expected.add((expect.file, expect.column, expect.reason))
+        shutil.rmtree(copy)
+    reasons = {reason for _, _, reason in expected}
+
+    table_rules = {
+        (file, check.column, check.reason)
+        for file in DATASET_FILES
+        for check in row_checks(file)
+        if check not in typing_checks(file)
+    }
+    assert table_rules - expected == set()
+    for kind in TYPING_CHECK_KINDS:
+        assert any(reason.endswith(kind) for reason in reasons), kind
+    media = {EMPTY_PATH, ABSOLUTE_PATH, OUTSIDE_DATASET, MISSING_FILE, UNREADABLE_IMAGE, UNREADABLE_VIDEO}
+    assert media - reasons == set()
+    for kind in FATAL_KINDS:
+        assert any(kind in reason for reason in reasons), kind
 
 
 def test_empty_title_is_kept_with_a_warning(dataset: Path) -> None:

@@ -1,9 +1,11 @@
 """The Feast feature store of a pipeline: apply, materialise, and read through the serving FeatureService.
 
-The store is built from the Feast repository (``features.repo_dir``, relative to the project root) and
-a feature_store.yaml: the repository's embedded default or an alternative one (``features.feature_store_yaml``
+The store is configured by a feature_store.yaml: the Feast repository's embedded default
+(``features.repo_dir``, relative to the project root) or an alternative one (``features.feature_store_yaml``
 or an argument), e.g. the production Redis + Spark file. Relative registry and online-store paths in it
 resolve against ``WorkLayout.feast_dir``, so each pipeline config keeps its own Feast state.
+The Feast objects themselves come from the repository (``features/``), which builds them for a config
+and hands them to ``ServingFeatures.apply``; after that, everything is read back through the registry.
 """
 
 from __future__ import annotations
@@ -17,16 +19,14 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 from serendipity.config import PipelineConfig
-from serendipity.features_sources import check_sources
+from serendipity.feature_store.sources import check_sources
 from serendipity.layout import WorkLayout
 from serendipity.schema import EVENT_TIMESTAMP, ITEM_JOIN_KEY, SERVING_FEATURE_SERVICE, USER_JOIN_KEY
 
 if TYPE_CHECKING:
-    from feast import FeatureService, FeatureStore, FeatureView
+    from feast import Entity, FeatureService, FeatureStore, FeatureView
 
-    from features.definitions import FeastDefinitions
-
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 ENTITY_COLUMNS = (ITEM_JOIN_KEY, USER_JOIN_KEY)
 
 
@@ -64,14 +64,14 @@ class ServingFeatures:
         self._service: FeatureService | None = None
         self._ttls: dict[str, timedelta | None] | None = None
 
-    def definitions(self) -> FeastDefinitions:
-        from features.definitions import build_definitions
+    @property
+    def offline_store_type(self) -> str:
+        """The offline store of the feature_store.yaml ("file", "spark"): what the sources must be."""
+        return self.store.config.offline_store.type
 
-        return build_definitions(self.config, self.store.config.offline_store.type)
-
-    def apply(self) -> None:
-        """Register entities, views (over this config's work_dir) and the serving FeatureService."""
-        self.store.apply(self.definitions().objects())
+    def apply(self, objects: Sequence[Entity | FeatureView | FeatureService]) -> None:
+        """Register entities, views and the serving FeatureService (``features.definitions`` builds them)."""
+        self.store.apply(list(objects))
         self._service, self._ttls = None, None
 
     @property
@@ -173,30 +173,3 @@ class ServingFeatures:
             found[EVENT_TIMESTAMP] = pd.to_datetime(found[EVENT_TIMESTAMP], utc=True)
             joined = joined.merge(found[[*keys, *names]], on=keys, how="left")
         return joined
-
-
-def apply(config: PipelineConfig, feature_store_yaml_path: str | Path | None = None) -> ServingFeatures:
-    features = ServingFeatures(config, feature_store_yaml_path)
-    features.apply()
-    return features
-
-
-def materialize_incremental(
-    config: PipelineConfig, end: datetime, feature_store_yaml_path: str | Path | None = None
-) -> None:
-    ServingFeatures(config, feature_store_yaml_path).materialize_incremental(end)
-
-
-def online_features(
-    config: PipelineConfig,
-    item_ids: Sequence[int],
-    user_ids: Sequence[int],
-    feature_store_yaml_path: str | Path | None = None,
-) -> pd.DataFrame:
-    return ServingFeatures(config, feature_store_yaml_path).online_features(item_ids, user_ids)
-
-
-def historical_features(
-    config: PipelineConfig, entity_df: pd.DataFrame, feature_store_yaml_path: str | Path | None = None
-) -> pd.DataFrame:
-    return ServingFeatures(config, feature_store_yaml_path).historical_features(entity_df)

@@ -27,6 +27,8 @@ REASON_SEPARATOR = "; "
 # Epoch seconds beyond this (about years 1678..2261) cannot be represented and count as unparsable.
 MAX_EPOCH_SECONDS = 9.2e9
 MEDIA_COLUMNS: tuple[str, ...] = ("thumbnail_path", "video_path")
+# Items columns with a length limit, ``limits.max_<column>_chars``.
+LENGTH_LIMITED_COLUMNS: tuple[str, ...] = ("title", "text")
 
 LEVEL_OUT_OF_RANGE = f"level outside 1..{NUM_LEVELS}"
 EMPTY_DESCRIPTION = "description is empty"
@@ -114,11 +116,17 @@ def null_check(file: str, column: str) -> Check | None:
     return Check(column, f"{column} is null")
 
 
-def _typing_checks(file: str) -> list[Check]:
+def typing_checks(file: str) -> list[Check]:
+    """The null and cast checks of every column of ``file``, from its types and nullability."""
     checks = []
     for field in SCHEMAS[file]:
         checks += [c for c in (null_check(file, field.name), cast_check(file, field.name)) if c]
     return checks
+
+
+def over_long_check(column: str) -> Check:
+    """Rows whose ``column`` (one of :data:`LENGTH_LIMITED_COLUMNS`) is longer than its configured limit."""
+    return Check(column, f"{column} longer than limits.max_{column}_chars")
 
 
 def unusable_cluster_check(level: int) -> Check:
@@ -134,7 +142,7 @@ def wrong_parent_check(level: int) -> Check:
 @cache
 def row_checks(file: str) -> tuple[Check, ...]:
     """Every row check of ``file`` in the order reasons are joined."""
-    checks = _typing_checks(file)
+    checks = typing_checks(file)
     if file == CLUSTERS_FILE:
         checks += [
             Check("level", LEVEL_OUT_OF_RANGE),
@@ -152,6 +160,7 @@ def row_checks(file: str) -> tuple[Check, ...]:
         checks.append(Check("item_id", DUPLICATE_ITEM))
         checks += [unusable_cluster_check(level) for level in range(1, NUM_LEVELS + 1)]
         checks += [wrong_parent_check(level) for level in range(2, NUM_LEVELS + 1)]
+        checks += [over_long_check(column) for column in LENGTH_LIMITED_COLUMNS]
     elif file == INTERACTIONS_FILE:
         checks += [
             Check("satisfaction", SATISFACTION_OUT_OF_RANGE),

@@ -1,6 +1,9 @@
 """Media path checks: an item with a bad media path stays usable, its path is set to null and recorded.
 
-:func:`check_media_frame` works on any pandas batch of items, so the Spark job runs it on executors.
+A path must be relative, inside the dataset and a regular file; the file must then pass
+:func:`~serendipity.validation.media_probe.probe_media_file` (limits, decompression bomb, one decode)
+within the decode time limit. :func:`check_media_frame` works on any pandas batch of items, so the
+Spark job runs it on executors.
 """
 
 from __future__ import annotations
@@ -10,20 +13,53 @@ from pathlib import Path, PurePosixPath, PureWindowsPath
 import pandas as pd
 import pyarrow as pa
 
+from serendipity.limits import InputLimitsConfig
 from serendipity.schema import QUARANTINE_COLUMN, QUARANTINE_REASON, QUARANTINE_ROW, QUARANTINE_SOURCE
-from serendipity.validation_rules import MEDIA_COLUMNS
+from serendipity.validation.media_probe import (
+    DECODE_TIMEOUT,
+    DECODER_CRASHED,
+    DECOMPRESSION_BOMB,
+    FILE_TOO_LARGE,
+    FRAME_TOO_LARGE,
+    TOO_MANY_FRAMES,
+    UNREADABLE_IMAGE,
+    UNREADABLE_VIDEO,
+    VIDEO_TOO_LONG,
+    MediaProbe,
+    MediaProber,
+    probe_media_file,
+)
+from serendipity.validation.rules import MEDIA_COLUMNS
+
+__all__ = [
+    "ABSOLUTE_PATH",
+    "DECODER_CRASHED",
+    "DECODE_TIMEOUT",
+    "DECOMPRESSION_BOMB",
+    "EMPTY_PATH",
+    "FILE_TOO_LARGE",
+    "FRAME_TOO_LARGE",
+    "MEDIA_PATH",
+    "MISSING_FILE",
+    "OUTSIDE_DATASET",
+    "PROBLEM_SUFFIX",
+    "TOO_MANY_FRAMES",
+    "UNREADABLE_IMAGE",
+    "UNREADABLE_VIDEO",
+    "VIDEO_TOO_LONG",
+    "check_media_frame",
+    "media_problem",
+    "media_records",
+    "media_table",
+]
 
 PROBLEM_SUFFIX = "__problem"
 MEDIA_PATH = "path"
-# Readability only needs a decode; the size keeps the check cheap.
-PROBE_IMAGE_SIZE = 16
 
 EMPTY_PATH = "empty path"
 ABSOLUTE_PATH = "absolute path"
 OUTSIDE_DATASET = "path resolves outside the dataset directory"
 MISSING_FILE = "file is missing"
-UNREADABLE_IMAGE = "image does not decode"
-UNREADABLE_VIDEO = "video does not open or has no frames"
 
 MEDIA_QUARANTINE_SCHEMA = pa.schema(
     [
@@ -37,32 +73,7 @@ MEDIA_QUARANTINE_SCHEMA = pa.schema(
 )
 
 
-def _video_opens(path: Path) -> bool:
-    """PyAV opens the file and decodes its first video frame (decoding all frames would be slow)."""
-    import av
-
-    try:
-        with av.open(str(path)) as container:
-            if not container.streams.video:
-                return False
-            return next(iter(container.decode(video=0)), None) is not None
-    except (av.FFmpegError, OSError, ValueError, UnicodeDecodeError):
-        return False
-
-
-def _readable(path: Path, column: str) -> bool:
-    from serendipity.media import MediaError, load_image
-
-    if column == "video_path":
-        return _video_opens(path)
-    try:
-        load_image(path, PROBE_IMAGE_SIZE)
-    except (MediaError, OSError, ValueError):
-        return False
-    return True
-
-
-def media_problem(raw_path: str, dataset_root: Path, column: str) -> str | None:
+def media_problem(raw_path: str, dataset_root: Path, column: str, prober: MediaProber) -> str | None:
     """Why ``raw_path`` (relative to the resolved ``dataset_root``) is not a usable media file, or None."""
     if raw_path.strip() == "":
         return EMPTY_PATH
@@ -76,23 +87,30 @@ def media_problem(raw_path: str, dataset_root: Path, column: str) -> str | None:
         return OUTSIDE_DATASET
     if not resolved.is_file():
         return MISSING_FILE
-    if not _readable(resolved, column):
-        return UNREADABLE_IMAGE if column == "thumbnail_path" else UNREADABLE_VIDEO
-    return None
+    return prober.problem(resolved, column)
 
 
-def check_media_frame(items: pd.DataFrame, dataset_dir: str) -> pd.DataFrame:
-    """Add ``<media column>__problem`` (reason or None) for each media column present in ``items``."""
+def check_media_frame(
+    items: pd.DataFrame,
+    dataset_dir: str,
+    limits: InputLimitsConfig | None = None,
+    probe: MediaProbe = probe_media_file,
+) -> pd.DataFrame:
+    """Add ``<media column>__problem`` (reason or None) for each media column present in ``items``.
+
+    ``probe`` opens one file (in a child process, within the decode time limit); tests swap it.
+    """
     root = Path(dataset_dir).resolve()
     checked = items.copy()
-    for column in MEDIA_COLUMNS:
-        values = (
-            checked[column] if column in checked else pd.Series(None, index=checked.index, dtype="object")
-        )
-        checked[column + PROBLEM_SUFFIX] = [
-            None if value is None or pd.isna(value) else media_problem(str(value), root, column)
-            for value in values
-        ]
+    with MediaProber(limits or InputLimitsConfig(), probe) as prober:
+        for column in MEDIA_COLUMNS:
+            values = (
+                checked[column] if column in checked else pd.Series(None, index=checked.index, dtype="object")
+            )
+            checked[column + PROBLEM_SUFFIX] = [
+                None if value is None or pd.isna(value) else media_problem(str(value), root, column, prober)
+                for value in values
+            ]
     return checked
 
 

@@ -28,23 +28,23 @@ from serendipity.schema import (
     QUARANTINE_ROW,
     SCHEMAS,
 )
-from serendipity.validation_checks import check_clusters, check_interactions, check_items
-from serendipity.validation_media import (
+from serendipity.validation.checks import check_clusters, check_interactions, check_items
+from serendipity.validation.media import (
     MEDIA_PATH,
     PROBLEM_SUFFIX,
     check_media_frame,
     media_records,
     media_table,
 )
-from serendipity.validation_report import (
+from serendipity.validation.report import (
     MAX_EXAMPLES,
     FileCounts,
     Problem,
     ValidationReport,
     describe_value,
 )
-from serendipity.validation_rules import EMPTY_TITLE, MEDIA_COLUMNS, row_checks, schema_problems
-from serendipity.validation_table import TableValidation, dataset_part_files, read_table_file
+from serendipity.validation.rules import EMPTY_TITLE, MEDIA_COLUMNS, row_checks, schema_problems
+from serendipity.validation.table import TableValidation, dataset_part_files, read_table_file
 
 QUARANTINE_DIR = "quarantine"
 MEDIA_QUARANTINE_FILE = "media.parquet"

@@ -18,7 +18,7 @@ from serendipity.schema import (
     QUARANTINE_SOURCE,
     SCHEMAS,
 )
-from serendipity.validation_rules import (
+from serendipity.validation.rules import (
     REASON_SEPARATOR,
     Check,
     cast_check,

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from serendipity.schema import LEVEL_COLUMNS, NUM_LEVELS
-from serendipity.validation_rules import (
+from serendipity.validation.rules import (
     DUPLICATE_CLUSTER,
     DUPLICATE_DESCRIPTION,
     DUPLICATE_INTERACTION,
@@ -29,7 +29,7 @@ from serendipity.validation_rules import (
     unusable_cluster_check,
     wrong_parent_check,
 )
-from serendipity.validation_table import TableValidation
+from serendipity.validation.table import TableValidation
 
 
 def _present(series: pd.Series) -> np.ndarray:

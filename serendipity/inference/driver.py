@@ -1,0 +1,156 @@
+"""Batch inference, driver side: serendipitous_cluster(context_item) for the popular corpus, incrementally.
+
+Hash the corpus items and plan against the manifest -> decode media (CPU tasks) -> predict (an
+actor pool; one GPU per actor when configured) -> compact the committed part files into the output.
+A small delta on CPUs runs both steps in the driver instead, without Ray Data's startup.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from serendipity.config import InferenceConfig, PipelineConfig
+from serendipity.inference.corpus import content_hashes, load_corpus_items
+from serendipity.inference.predict import (
+    SUMMARY_PEAK_RSS,
+    PredictBatch,
+    decode_batch,
+    decode_settings,
+    peak_rss_mb,
+    tally,
+)
+from serendipity.inference.store import InferenceStore
+from serendipity.layout import WorkLayout
+from serendipity.schema import CONTENT_HASH_COLUMN
+
+log = logging.getLogger("serendipity.infer")
+
+
+def decode_tasks(settings: InferenceConfig, cluster_cpus: float) -> int:
+    """Concurrent decode tasks: a CPU stage of its own, unless CPU actors leave it no CPU.
+
+    With as many decode tasks as actors (and no GPUs) Ray Data fuses decoding into the actors, which
+    is what we want when the actors take every CPU: a separate stage would wait forever for one.
+    """
+    if settings.num_gpus_per_actor == 0 and settings.num_actors >= cluster_cpus:
+        return settings.num_actors
+    return settings.decode_concurrency
+
+
+def _chunks(frame: pd.DataFrame, size: int) -> list[pd.DataFrame]:
+    return [frame.iloc[start : start + size].reset_index(drop=True) for start in range(0, len(frame), size)]
+
+
+def _nothing_inferred() -> dict[str, Any]:
+    return {"inferred": 0, "inferred_ok": 0, "media_fallback": 0, SUMMARY_PEAK_RSS: 0.0}
+
+
+def _predictor_arguments(config: PipelineConfig, model_dir: Path, started: pd.Timestamp) -> dict[str, Any]:
+    return {
+        "config": config.model_dump(mode="json"),
+        "model_dir": str(model_dir),
+        "started": started.isoformat(),
+    }
+
+
+def _predict_all(
+    config: PipelineConfig, todo: pd.DataFrame, model_dir: Path, started: pd.Timestamp
+) -> dict[str, Any]:
+    import ray
+    from ray.data import ActorPoolStrategy, TaskPoolStrategy
+
+    settings = config.inference
+    summaries = (
+        ray.data.from_pandas(_chunks(todo, settings.batch_size))
+        .map_batches(
+            decode_batch,
+            fn_kwargs=decode_settings(config),
+            batch_format="pandas",
+            batch_size=settings.batch_size,
+            compute=TaskPoolStrategy(size=decode_tasks(settings, ray.cluster_resources().get("CPU", 1.0))),
+        )
+        .map_batches(
+            PredictBatch,
+            fn_constructor_kwargs=_predictor_arguments(config, model_dir, started),
+            batch_format="pandas",
+            batch_size=settings.batch_size,
+            compute=ActorPoolStrategy(
+                size=settings.num_actors, max_tasks_in_flight_per_actor=settings.tasks_in_flight_per_actor
+            ),
+            num_gpus=settings.num_gpus_per_actor or None,
+        )
+    )
+    totals = _nothing_inferred()
+    clock, first_batch, first_size = time.perf_counter(), None, 0
+    for summary in summaries.iter_batches(batch_format="pandas", batch_size=None):
+        if first_batch is None:
+            first_batch, first_size = time.perf_counter(), len(summary)
+        for name, count in tally(summary).items():
+            totals[name] += count
+        totals[SUMMARY_PEAK_RSS] = max(totals[SUMMARY_PEAK_RSS], float(summary[SUMMARY_PEAK_RSS].max()))
+        log.info("inferred %d / %d items", totals["inferred"], len(todo))
+    if first_batch is not None:
+        # Startup (actors, model loads) until the first batch; throughput after it.
+        totals["first_batch_seconds"] = round(first_batch - clock, 3)
+        after = time.perf_counter() - first_batch
+        steady = (totals["inferred"] - first_size) / after if after > 0 else None
+        totals["steady_items_per_s"] = round(steady, 3) if steady else None
+    return totals
+
+
+def _predict_in_process(
+    config: PipelineConfig, todo: pd.DataFrame, model_dir: Path, started: pd.Timestamp
+) -> dict[str, Any]:
+    """A small delta in the driver: the same decode and predictor code, without actor startup."""
+    predictor = PredictBatch(**_predictor_arguments(config, model_dir, started))
+    decoding = decode_settings(config)
+    chunks = _chunks(todo, config.inference.batch_size)
+    summaries = [predictor(decode_batch(chunk, **decoding)) for chunk in chunks]
+    return {**tally(pd.concat(summaries, ignore_index=True)), SUMMARY_PEAK_RSS: 0.0, "in_process": True}
+
+
+def _runs_in_process(settings: InferenceConfig, to_infer: int) -> bool:
+    return to_infer < settings.in_process_below and not settings.num_gpus_per_actor
+
+
+def run_inference(
+    config: PipelineConfig, model_dir: Path | None = None, delta_only: bool = False
+) -> dict[str, Any]:
+    """Infer every corpus item not yet done under the current model version; returns run figures.
+
+    Uses the Ray that is initialised (Ray Data starts a local one otherwise).
+    """
+    from serendipity.mllm.model import model_version, resolve_model_dir
+
+    clock = time.perf_counter()
+    layout = WorkLayout.of(config)
+    model_dir = resolve_model_dir(model_dir or layout.models_dir)
+    version = model_version(model_dir)
+    store = InferenceStore.of(layout)
+    started = pd.Timestamp.now(tz="UTC")
+    items, missing = load_corpus_items(layout, delta_only, version, started)
+    store.write_part(pd.DataFrame(), missing)
+    items = items.assign(**{CONTENT_HASH_COLUMN: content_hashes(items, config.dataset_dir).astype(str)})
+    todo = store.plan(items, version)
+    log.info("corpus %d items, %d to infer under model %s", len(items), len(todo), version)
+    totals = _nothing_inferred()
+    if len(todo) and _runs_in_process(config.inference, len(todo)):
+        totals = _predict_in_process(config, todo, model_dir, started)
+    elif len(todo):
+        totals = _predict_all(config, todo, model_dir, started)
+    output_rows, error_rows = store.compact()
+    return {
+        "corpus_items": len(items) + len(missing),
+        "to_infer": len(todo),
+        **totals,
+        "output_rows": output_rows,
+        "error_rows": error_rows,
+        "model_version": version,
+        "seconds": round(time.perf_counter() - clock, 3),
+        "driver_peak_rss_mb": peak_rss_mb(),
+    }
