@@ -5,8 +5,12 @@
 The pipeline config must point at a work_dir where the chain has run (retriever trained, Feast store
 materialised), e.g. the one tests/integration/test_serve.py builds. Both apps run on one local Serve
 on loopback; the load comes from a separate process (open loop: request i leaves at start + i/rate,
-bounded to rate x duration requests). Prints a table and writes bench/results/serve_load.json;
-never asserts. Target: /recommend p99 at most 2x the no-op p99 at the same rate, with zero errors.
+bounded to rate x duration requests; one asyncio process, its CPU seconds reported). Then:
+``capacity_rps``, the highest rate meeting the target below; ``overload``, 3x that rate (503s with
+Retry-After are "shed", counted apart from other errors); ``recovery``, capacity / 2 right after the
+overload next to the same rate before it. Prints a table and writes bench/results/serve_load.json
+with the command and the load average; never asserts.
+Target: /recommend p99 at most 2x the no-op p99 at the same rate, with zero errors.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import asyncio
 import json
 import os
 import random
+import resource
 import socket
 import subprocess
 import sys
@@ -37,46 +42,61 @@ def _free_port() -> int:
 
 
 async def _open_loop(url: str, bodies: list[dict], rate: float, duration: float) -> dict[str, Any]:
-    import httpx
+    import aiohttp  # far cheaper per request than httpx: the generator shares the cores it measures
 
     count = max(1, int(rate * duration))
     latencies: list[float] = []
+    shed: list[float] = []
     errors: dict[str, int] = {}
+    payloads = [json.dumps(body).encode() for body in bodies]
+    headers = {"content-type": "application/json"}
 
-    async def one(client: httpx.AsyncClient, body: dict) -> None:
+    async def one(session: aiohttp.ClientSession, payload: bytes) -> None:
         started = time.perf_counter()
         try:
-            response = await client.post(url, json=body)
-            key = None if response.status_code == 200 else f"http {response.status_code}"
-        except httpx.HTTPError as error:
+            async with session.post(url, data=payload, headers=headers) as response:
+                await response.read()
+                key = None if response.status == 200 else f"http {response.status}"
+                if response.status == 503 and "retry-after" in response.headers:
+                    shed.append(time.perf_counter() - started)
+        except (aiohttp.ClientError, TimeoutError) as error:
             key = type(error).__name__
         if key is None:
             latencies.append(time.perf_counter() - started)
         else:
             errors[key] = errors.get(key, 0) + 1
 
-    limits = httpx.Limits(max_connections=512, max_keepalive_connections=512)
-    async with httpx.AsyncClient(timeout=REQUEST_TIMEOUT_S, limits=limits) as client:
+    connector = aiohttp.TCPConnector(limit=512)
+    timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_S)
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
         start = time.perf_counter()
         tasks = []
         for i in range(count):
             delay = start + i / rate - time.perf_counter()
             if delay > 0:
                 await asyncio.sleep(delay)
-            tasks.append(asyncio.create_task(one(client, bodies[i % len(bodies)])))
+            tasks.append(asyncio.create_task(one(session, payloads[i % len(payloads)])))
         await asyncio.gather(*tasks)
         elapsed = time.perf_counter() - start
-    values = np.array(latencies) * 1000
+    usage = resource.getrusage(resource.RUSAGE_SELF)
     return {
         "rate": rate,
         "sent": count,
         "ok": len(latencies),
         "errors": errors,
+        "shed": len(shed),
+        "other_errors": sum(errors.values()) - len(shed),
         "elapsed_s": round(elapsed, 3),
         "throughput_rps": round(len(latencies) / elapsed, 2),
-        "p50_ms": round(float(np.percentile(values, 50)), 2) if latencies else None,
-        "p99_ms": round(float(np.percentile(values, 99)), 2) if latencies else None,
+        "p50_ms": _percentile_ms(latencies, 50),
+        "p99_ms": _percentile_ms(latencies, 99),
+        "shed_p99_ms": _percentile_ms(shed, 99),
+        "generator_cpu_s": round(usage.ru_utime + usage.ru_stime, 3),
     }
+
+
+def _percentile_ms(seconds: list[float], q: float) -> float | None:
+    return round(float(np.percentile(np.array(seconds) * 1000, q)), 2) if seconds else None
 
 
 def generate_load(argv: list[str]) -> None:
@@ -105,9 +125,13 @@ def run_load(url: str, bodies_path: Path, rate: float, duration: float) -> dict[
             "sent": sent,
             "ok": 0,
             "errors": errors,
+            "shed": 0,
+            "other_errors": sent,
             "throughput_rps": 0.0,
             "p50_ms": None,
             "p99_ms": None,
+            "shed_p99_ms": None,
+            "generator_cpu_s": None,
         }
     return json.loads(finished.stdout.strip().splitlines()[-1])
 
@@ -151,6 +175,29 @@ def measure(base: str, bodies_path: Path, rate: float, duration: float) -> dict[
     return {"rate": rate, "recommend": recommend, "noop": noop, "p99_ratio": ratio, "met": met}
 
 
+def overload_and_recovery(base: str, bodies_path: Path, capacity: float, duration: float) -> dict[str, Any]:
+    """3x ``capacity`` on /recommend, between two runs at ``capacity`` / 2 (before and right after)."""
+    url = f"{base}/recommend"
+    before = run_load(url, bodies_path, capacity / 2, duration)
+    over = run_load(url, bodies_path, 3 * capacity, duration)
+    after = run_load(url, bodies_path, capacity / 2, duration)
+    p99_change = (
+        round(after["p99_ms"] / before["p99_ms"] - 1, 3) if after["p99_ms"] and before["p99_ms"] else None
+    )
+    overload = {
+        "rate": over["rate"],
+        "sent": over["sent"],
+        "accepted": over["ok"],
+        "shed": over["shed"],
+        "accepted_p99_ms": over["p99_ms"],
+        "shed_p99_ms": over["shed_p99_ms"],
+        "other_errors": over["other_errors"],
+        "generator_cpu_s": over["generator_cpu_s"],
+    }
+    recovery = {"rate": capacity / 2, "before": before, "after": after, "p99_change": p99_change}
+    return {"overload": overload, "recovery": recovery}
+
+
 def _ms(value: float | None) -> str:
     return "   n/a" if value is None else f"{value:6.1f}"
 
@@ -183,7 +230,14 @@ def main(argv: list[str] | None = None) -> None:
     port = _free_port()
     deploy(args.config.resolve(), port)
     base = f"http://127.0.0.1:{port}"
-    results: dict[str, Any] = {"duration_s": args.duration, "k": args.k, "cpus": os.cpu_count(), "rates": []}
+    results: dict[str, Any] = {
+        "command": " ".join(["python", "bench/serve_load.py", *argv]),
+        "duration_s": args.duration,
+        "k": args.k,
+        "cpus": os.cpu_count(),
+        "load_average_before": [round(value, 2) for value in os.getloadavg()],
+        "rates": [],
+    }
     with tempfile.TemporaryDirectory() as scratch:
         bodies_path = Path(scratch) / "bodies.json"
         bodies_path.write_text(json.dumps(request_bodies(args.config.resolve(), args.k)))
@@ -193,6 +247,17 @@ def main(argv: list[str] | None = None) -> None:
             row = measure(base, bodies_path, rate, args.duration)
             results["rates"].append(row)
             print(describe(row))
+        met = [row["rate"] for row in results["rates"] if row["met"]]
+        results["capacity_rps"] = max(met) if met else None
+        if met:
+            results.update(overload_and_recovery(base, bodies_path, max(met), args.duration))
+            print(f"overload: {results['overload']}")
+            print(f"recovery p99 change: {results['recovery']['p99_change']}")
+    results["load_average_after"] = [round(value, 2) for value in os.getloadavg()]
+    results["generator_cpu_s"] = round(
+        sum(row[name]["generator_cpu_s"] or 0 for row in results["rates"] for name in ("recommend", "noop")),
+        3,
+    )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2, allow_nan=False))
     print(f"wrote {args.out}")

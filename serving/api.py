@@ -4,23 +4,27 @@ The app is built per ingress replica (it needs the serving limits of the pipelin
 token from the replica's environment); the backend is the ingress deployment, which forwards to
 the recommender deployment through a handle. No ``from __future__ import annotations`` here: FastAPI
 must see the request model, built per app, as a real annotation.
+
+No error text of a replica reaches a client: answers carry fixed messages and the request id
+(also the ``X-Request-ID`` header), under which the details are logged.
 """
 
 import asyncio
 import logging
 from typing import Any, Literal, Protocol
 
-from fastapi import FastAPI, HTTPException
+from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from serendipity.config import ServingConfig
-from serving.guard import RequestGuard
+from serving.guard import RequestGuard, request_id
 
 log = logging.getLogger("serendipity.serving")
 
 MAX_HISTORY = 1024
 DEFAULT_K = 10
+BACKSTOP_MARGIN_S = 2.0
 
 
 class RecommendRequest(BaseModel):
@@ -51,6 +55,11 @@ class RecommendResponse(BaseModel):
     reasoning: str | None
     source: Literal["serendipity", "fallback", "neighbours"]
     degraded: bool
+    cold_start: bool = False  # unknown user: the context item alone chose the cluster
+
+
+class Overloaded(Exception):
+    """The recommender turned the request away (its queue is full): answer 503 with Retry-After."""
 
 
 class RecommenderBackend(Protocol):
@@ -77,28 +86,47 @@ def build_api(backend: RecommenderBackend, serving: ServingConfig, token: str | 
     )
     request_model = bounded_request_model(serving.max_k)
 
-    async def recommend(request: request_model) -> RecommendResponse:  # type: ignore[valid-type]
+    retry_after = {"Retry-After": str(serving.retry_after_s)}
+    backstop_s = serving.request_timeout_s + BACKSTOP_MARGIN_S  # the backend answers by its deadline
+
+    def failure(
+        http: Request, status: int, detail: str, headers: dict[str, str] | None = None
+    ) -> JSONResponse:
+        return JSONResponse({"detail": detail, "request_id": request_id(http.scope)}, status, headers)
+
+    async def recommend(request: request_model, http: Request) -> Any:  # type: ignore[valid-type]
+        rid = request_id(http.scope)
         try:
-            payload = await asyncio.wait_for(backend.recommend(request), timeout=serving.request_timeout_s)
-        except ValueError as error:
-            raise HTTPException(status_code=422, detail=str(error)) from None
-        except TimeoutError:
-            log.warning("recommend timed out after %.1f s", serving.request_timeout_s)
-            raise HTTPException(status_code=504, detail="recommender timed out") from None
+            payload = await asyncio.wait_for(backend.recommend(request), timeout=backstop_s)
+        except ValueError:
+            log.warning("request %s: recommender rejected the request", rid, exc_info=True)
+            return failure(http, 422, f"invalid request: k must be between 1 and {serving.max_k}")
+        except (Overloaded, TimeoutError):
+            log.warning("request %s: shed (recommender overloaded or past the deadline)", rid, exc_info=True)
+            return failure(http, 503, "overloaded, retry later", retry_after)
+        except Exception:  # noqa: BLE001 - logged with its traceback; the client gets a fixed message
+            log.exception("request %s: recommend failed", rid)
+            return failure(http, 500, "internal error")
         return RecommendResponse.model_validate(payload)
 
     async def healthz() -> dict[str, str]:
         return {"status": "alive"}
 
-    async def readyz() -> JSONResponse:
+    async def readyz(http: Request) -> JSONResponse:
         try:
             status = await asyncio.wait_for(backend.readiness(), timeout=serving.request_timeout_s)
-        except Exception as error:  # noqa: BLE001 - any failure means "not ready", reported as 503
-            log.warning("readiness check failed: %s", error)
-            return JSONResponse({"ready": False, "detail": f"{type(error).__name__}: {error}"}, 503)
+        except Exception:  # noqa: BLE001 - any failure means "not ready", reported as 503
+            log.warning("request %s: readiness check failed", request_id(http.scope), exc_info=True)
+            return failure(http, 503, "recommender not reachable")
         return JSONResponse(status, 200 if status.get("ready") else 503)
 
-    api.add_api_route("/recommend", recommend, methods=["POST"], response_model=RecommendResponse)
+    api.add_api_route(
+        "/recommend",
+        recommend,
+        methods=["POST"],
+        response_model=RecommendResponse,
+        responses={503: {"description": "overloaded: retry after Retry-After seconds"}},
+    )
     api.add_api_route("/healthz", healthz, methods=["GET"])
     api.add_api_route("/readyz", readyz, methods=["GET"])
     api.add_middleware(RequestGuard, token=token, max_body_bytes=serving.max_body_bytes)

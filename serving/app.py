@@ -11,18 +11,32 @@ No ``from __future__ import annotations``: Serve reads the builder's annotation 
 from typing import Any
 
 from ray.serve import Application
+from ray.serve.config import BackpressureConfig
 
-from serendipity.config import load_config
-from serving.deployments import NoOpRecommender, RecommenderDeployment, RecommendIngress
+from serendipity.config import ServingConfig, load_config
+from serving.deployments import NoOpRecommender, RecommenderDeployment
+from serving.ingress import RecommendIngress
 from serving.settings import AppArgs, optional_path, pipeline_config_path
+
+
+def ingress_limits(serving: ServingConfig) -> dict[str, Any]:
+    """Serve's own load shedding on the ingress: ``max_in_flight`` requests worked on per replica, up to
+    ``max_queued_requests`` more waiting at the proxy; past that the proxy answers 503 + Retry-After."""
+    return {
+        "max_ongoing_requests": serving.max_in_flight,
+        "max_queued_requests": serving.max_queued_requests,
+        "backpressure_config": BackpressureConfig(status_code=503, retry_after_s=serving.retry_after_s),
+    }
 
 
 def compose(args: AppArgs, ingress_options: dict[str, Any] | None = None) -> Application:
     """Ingress -> recommender, bound with the pipeline config named by ``args`` (validated here, early)."""
     config_path = pipeline_config_path(args.config_path)
     serving = load_config(config_path).serving
-    recommender = RecommenderDeployment.bind(str(config_path), optional_path(args.feature_store_yaml))
-    ingress = RecommendIngress.options(**ingress_options) if ingress_options else RecommendIngress
+    recommender = RecommenderDeployment.options(num_replicas=serving.recommender_replicas).bind(
+        str(config_path), optional_path(args.feature_store_yaml)
+    )
+    ingress = RecommendIngress.options(**{**ingress_limits(serving), **(ingress_options or {})})
     return ingress.bind(recommender, serving, args.token_env)
 
 
@@ -34,5 +48,5 @@ def build_app(args: AppArgs) -> Application:
 def build_noop_app(args: AppArgs, ingress_options: dict[str, Any] | None = None) -> Application:
     """The same ingress in front of a recommender that does nothing: Serve's own overhead, for benchmarks."""
     serving = load_config(pipeline_config_path(args.config_path)).serving
-    ingress = RecommendIngress.options(**ingress_options) if ingress_options else RecommendIngress
+    ingress = RecommendIngress.options(**{**ingress_limits(serving), **(ingress_options or {})})
     return ingress.bind(NoOpRecommender.bind(), serving, args.token_env)

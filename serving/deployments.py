@@ -1,5 +1,6 @@
-"""Serve deployments: the FastAPI ingress and the recommender holding a ``Recommender``.
+"""Serve deployments: the recommender holding a ``Recommender`` (the ingress is ``serving.ingress``).
 
+A ``StoreMonitor`` thread re-opens and checks the replica's online store (readiness, degraded answers).
 The recommender answers concurrent requests in batches (one worker thread per batch, so the event
 loop stays free and the loaded model is used by one thread at a time). ``reconfigure`` loads the
 new version completely in a thread, then swaps one reference: requests in flight finish on the old
@@ -15,13 +16,11 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from fastapi import FastAPI
 from ray import serve
-from ray.serve.handle import DeploymentHandle
 
 from serendipity.config import PipelineConfig, ServingConfig, load_config
-from serving.api import RecommendRequest, build_api
 from serving.settings import RecommenderUserConfig, optional_path, pipeline_config_path
+from serving.store_monitor import StoreMonitor
 
 log = logging.getLogger("serendipity.serving")
 
@@ -39,7 +38,10 @@ def load_recommender(source: RecommenderUserConfig) -> LoadedRecommender:
 
     assert source.config_path is not None
     config = load_config(source.config_path, overrides=dict(source.overrides))
-    recommender = Recommender.load(config, source.feature_store_yaml)
+    timeout_s = config.serving.feature_timeout_ms / 1000
+    recommender = Recommender.load(
+        config, source.feature_store_yaml, feature_timeout_s=timeout_s, cold_start=True
+    )
     return LoadedRecommender(source, config, recommender, time.time())
 
 
@@ -57,6 +59,7 @@ def recommendation_payload(recommendation: Any) -> dict[str, Any]:
         "reasoning": recommendation.reasoning,
         "source": recommendation.source,
         "degraded": bool(recommendation.degraded),
+        "cold_start": bool(recommendation.cold_start),
     }
 
 
@@ -80,14 +83,7 @@ def _answer_all(loaded: LoadedRecommender, requests: list[dict[str, Any]]) -> li
         for request in (requests[p] for p in valid)
     ]
     for position, recommendation in zip(valid, recommender.recommend_many(batch), strict=True):
-        if recommendation.degraded:
-            log.warning(
-                "feature store unreachable: served %s results (degraded) for user %d, context item %d",
-                recommendation.source,
-                requests[position]["user_id"],
-                requests[position]["context_item_id"],
-            )
-        answers[position] = recommendation_payload(recommendation)
+        answers[position] = recommendation_payload(recommendation)  # degraded ones: warned, rate-limited
     return [answer for answer in answers if answer is not None]
 
 
@@ -102,7 +98,12 @@ class RecommenderDeployment:
         )
         self._loaded = load_recommender(self._defaults)
         self._swap_lock = asyncio.Lock()
-        self._apply_batching(self._loaded.config.serving)
+        serving = self._loaded.config.serving
+        self._apply_batching(serving)
+        self._monitor = StoreMonitor(
+            lambda: self._loaded, serving.store_check_interval_s, serving.feature_timeout_ms / 1000
+        )
+        self._monitor.check(self._loaded)
 
     def _resolve(self, wanted: RecommenderUserConfig) -> RecommenderUserConfig:
         return wanted.model_copy(
@@ -125,6 +126,7 @@ class RecommenderDeployment:
                 return
             log.info("loading recommender %s", wanted.model_dump())
             loaded = await asyncio.to_thread(load_recommender, wanted)
+            await asyncio.to_thread(self._monitor.check, loaded)
             self._loaded = loaded
             self._apply_batching(loaded.config.serving)
             log.info("now serving recommender version %s", wanted.retriever_version)
@@ -140,17 +142,34 @@ class RecommenderDeployment:
         return answer
 
     def readiness(self) -> dict[str, Any]:
-        """Ready once model, index and feature store are loaded (the store is None when it would not open)."""
+        """Ready once model, index and feature store are loaded and the store holds the serving features
+        (as of the monitor's last check; the store is None while it will not open)."""
         loaded = self._loaded
         feature_store_loaded = loaded.recommender.features is not None
+        holds_features = feature_store_loaded and loaded.recommender.store_holds_features
         return {
-            "ready": feature_store_loaded,
+            "ready": holds_features,
             "feature_store_loaded": feature_store_loaded,
+            "store_holds_features": holds_features,
             "indexed_items": len(loaded.recommender.index),
             "retriever_version": loaded.source.retriever_version,
             "config": loaded.config.name,
             "loaded_at": loaded.loaded_at,
         }
+
+    def popular_items(self, k: int) -> list[dict[str, Any]]:
+        """The ``k`` most popular items: the ingress keeps them to answer while no replica can."""
+        items = self._loaded.recommender.popular_items(k)
+        return [{"item_id": item.item_id, "score": 0.0, "cluster_id": item.cluster_id} for item in items]
+
+    def pid(self) -> int:
+        """This replica's process id (fault tests kill it)."""
+        return os.getpid()
+
+    def __del__(self) -> None:
+        monitor = getattr(self, "_monitor", None)
+        if monitor is not None:
+            monitor.stop()
 
 
 @serve.deployment(ray_actor_options={"num_cpus": 0}, max_ongoing_requests=64)
@@ -160,26 +179,8 @@ class NoOpRecommender:
     async def recommend(self, request: dict[str, Any]) -> dict[str, Any]:
         return {"items": [], "cluster": None, "reasoning": None, "source": "fallback", "degraded": False}
 
+    def popular_items(self, k: int) -> list[dict[str, Any]]:
+        return []
+
     def readiness(self) -> dict[str, Any]:
         return {"ready": True, "retriever_version": "no-op", "config": None, "loaded_at": 0.0}
-
-
-@serve.deployment(ray_actor_options={"num_cpus": 0.1}, max_ongoing_requests=256)
-@serve.ingress()
-class RecommendIngress:
-    """HTTP ingress; its FastAPI app is built per replica (``__serve_build_asgi_app__``) from the serving
-    limits and the token in this replica's environment (variable ``token_env``)."""
-
-    def __init__(self, recommender: DeploymentHandle, serving: ServingConfig, token_env: str) -> None:
-        self._recommender = recommender
-        self._serving = serving
-        self._token = os.environ.get(token_env) or None
-
-    def __serve_build_asgi_app__(self) -> FastAPI:
-        return build_api(self, self._serving, self._token)
-
-    async def recommend(self, request: RecommendRequest) -> dict[str, Any]:
-        return await self._recommender.recommend.remote(request.model_dump())
-
-    async def readiness(self) -> dict[str, Any]:
-        return await self._recommender.readiness.remote()

@@ -1,14 +1,20 @@
-"""ASGI middleware in front of the API: optional bearer-token check and a request body size limit.
+"""ASGI middleware in front of the API: request ids, optional bearer-token check, a body size limit.
 
+Every request gets an id (the client's ``X-Request-ID`` when it is a plain token, else a new one),
+kept in ``scope["state"]["request_id"]`` for the logs and sent back as the ``X-Request-ID`` header.
 The token check runs first, so an unauthenticated client never gets its body read. The body is
 buffered up to the limit (bodies are small JSON documents) and replayed to the application; a
 request that declares or sends more than the limit gets 413 without reaching a route.
+``require_token_off_loopback`` is the rule the app starts under: no token, loopback only.
 """
 
 from __future__ import annotations
 
 import hmac
+import ipaddress
 import json
+import re
+import uuid
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
@@ -19,6 +25,44 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 PUBLIC_PATHS = frozenset({"/healthz"})
+REQUEST_ID_HEADER = b"x-request-id"
+CLIENT_REQUEST_ID = re.compile(rb"[A-Za-z0-9._-]{1,64}")
+
+
+class InsecureBindError(RuntimeError):
+    """The app would listen beyond loopback with no bearer token set."""
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def require_token_off_loopback(host: str, token: str | None, token_env: str) -> None:
+    """Refuse to serve on a non-loopback ``host`` without a token (named by its variable)."""
+    if not token and not is_loopback(host):
+        raise InsecureBindError(
+            f"the proxy listens on {host}, beyond loopback, but ${token_env} is not set: set {token_env} "
+            "to a bearer token in the replicas' environment, or listen on 127.0.0.1"
+        )
+
+
+def request_id(scope: Scope) -> str:
+    """The id the guard gave this request ("-" outside the guard)."""
+    return scope.get("state", {}).get("request_id", "-")
+
+
+def _with_request_id(send: Send, rid: str) -> Send:
+    async def send_with_id(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            message["headers"] = [*message.get("headers", []), (REQUEST_ID_HEADER, rid.encode())]
+        await send(message)
+
+    return send_with_id
 
 
 async def _reject(send: Send, status: int, detail: str, headers: list[tuple[bytes, bytes]] = ()) -> None:
@@ -70,6 +114,10 @@ class RequestGuard:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        given = _header(scope, REQUEST_ID_HEADER) or b""
+        rid = given.decode() if CLIENT_REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
+        scope.setdefault("state", {})["request_id"] = rid
+        send = _with_request_id(send, rid)
         if not self._authorized(scope):
             await _reject(send, 401, "missing or invalid bearer token", [(b"www-authenticate", b"Bearer")])
             return

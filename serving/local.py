@@ -62,11 +62,15 @@ def run_foreground(config_path: Path) -> None:
     from ray import serve
 
     from serving.app import compose
-    from serving.settings import AppArgs
+    from serving.guard import require_token_off_loopback
+    from serving.settings import TOKEN_ENV, AppArgs
 
     config = load_config(config_path)
+    serving = config.serving
+    require_token_off_loopback(serving.host, os.environ.get(TOKEN_ENV), TOKEN_ENV)
     ray.init(include_dashboard=False, configure_logging=False)
-    serve.start(http_options={"host": config.serving.host, "port": config.serving.port})
+    backstop_s = serving.request_timeout_s * 3
+    serve.start(http_options={"host": serving.host, "port": serving.port, "request_timeout_s": backstop_s})
     serve.run(compose(AppArgs(config_path=str(config_path))), name=APP_NAME, route_prefix="/", blocking=True)
 
 

@@ -54,5 +54,16 @@ def pipeline_config_path(explicit: str | None) -> Path:
     return resolve_path(explicit or os.environ.get(CONFIG_ENV) or DEFAULT_CONFIG)
 
 
+def proxy_host(default: str) -> str:
+    """The host Serve's HTTP proxy listens on (asked of the Serve controller), else ``default``."""
+    try:
+        from ray.serve.context import _get_global_client
+
+        client = _get_global_client(raise_if_no_controller_running=False)
+        return client.http_config.host if client is not None else default
+    except Exception:  # noqa: BLE001 - outside a Serve cluster: what the pipeline config says
+        return default
+
+
 def optional_path(path: str | None) -> str | None:
     return None if path is None else str(resolve_path(path))

@@ -182,11 +182,11 @@ def redis_server(directory: Path) -> Iterator[str]:
 
 
 def redis_feature_store_yaml(prod_yaml: Path, directory: Path, connection_string: str) -> Path:
-    """The prod feature_store.yaml with its Redis online store, but a local registry and file offline
-    store (no cluster), written to ``directory``."""
+    """The prod feature_store.yaml with its Redis online store, but a local registry, file offline
+    store and Feast's local materialisation engine (no cluster), written to ``directory``."""
     prod = yaml.safe_load(prod_yaml.read_text())
     test_yaml = {
-        **prod,
+        **{key: value for key, value in prod.items() if key != "batch_engine"},
         "registry": {"path": str(directory / "registry.db"), "cache_ttl_seconds": 0},
         "offline_store": {"type": "file"},
         "online_store": {**prod["online_store"], "connection_string": connection_string},

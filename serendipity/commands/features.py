@@ -51,18 +51,25 @@ def materialize(
     end: str | None = typer.Option(None, "--end", help="ISO time; default now (UTC)"),
     start: str | None = typer.Option(None, "--start", help="ISO time: materialise [start, end] instead"),
     feature_store_yaml: Path | None = YAML_OPTION,
+    full: bool = typer.Option(False, "--full", help="reload every view's whole TTL window up to END"),
 ) -> None:
-    """Load new source rows into the online store (like `feast materialize-incremental END`)."""
+    """Load new source rows into the online store (like `feast materialize-incremental END`).
+
+    An online store that lost its data (or is a fresh one) is noticed and loaded in full again.
+    """
     from datetime import UTC
 
     end_time = _parse_time(end, "--end") or datetime.now(UTC)
     start_time = _parse_time(start, "--start")
     features = _features(config, feature_store_yaml)
     if start_time is None:
-        features.materialize_incremental(end_time)
+        reloaded = features.materialize_incremental(end_time, full=full)
     else:
         features.materialize(start_time, end_time)
-    typer.echo(f"materialised up to {end_time.isoformat()}")
+        features.write_sentinels(end_time)
+        reloaded = False
+    scope = "full window (online store was empty or --full)" if reloaded else "new rows"
+    typer.echo(f"materialised {scope} up to {end_time.isoformat()}")
 
 
 @app.command("online")

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pandas as pd
+import pyarrow.dataset as ds
 
 from serendipity.config import PipelineConfig
 from serendipity.feature_store.sources import check_sources
@@ -28,6 +29,8 @@ if TYPE_CHECKING:
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 ENTITY_COLUMNS = (ITEM_JOIN_KEY, USER_JOIN_KEY)
+# Entity id of the sentinel row each feature view gets at materialisation: the API only takes ids >= 0.
+SENTINEL_ID = -1
 
 
 def repo_dir(config: PipelineConfig) -> Path:
@@ -94,21 +97,57 @@ class ServingFeatures:
         self.check_sources()
         self.store.materialize(_utc(start), _utc(end), feature_views=[view.name for view in self._views()])
 
-    def materialize_incremental(self, end: datetime) -> None:
-        """Load rows newer than each view's last materialisation, up to ``end``.
+    def materialize_incremental(self, end: datetime, *, full: bool = False) -> bool:
+        """Load rows newer than each view's last materialisation, up to ``end``; True when it loaded all.
 
         A view never materialised starts at ``end - ttl`` (Feast itself would start at now - ttl, which
-        loads nothing for historical data).
+        loads nothing for historical data). So does every view when ``full`` is set or when the online
+        store lacks the sentinel rows (emptied, e.g. Redis restarted without persistence, or switched
+        to a fresh store): the registry's record of what was loaded no longer holds.
         """
         self.check_sources()
         end = _utc(end)
+        full = full or not self.holds_serving_features()
         for view in self._views():
             last_end = view.most_recent_end_time
-            if last_end is None:
+            if full or last_end is None:
                 start = end - (view.ttl or timedelta(weeks=52))
                 self.store.materialize(start, end, feature_views=[view.name])
             elif _utc(last_end) < end:
                 self.store.materialize_incremental(end, feature_views=[view.name])
+        self.write_sentinels(end)
+        return full
+
+    def write_sentinels(self, at: datetime) -> None:
+        """One row per view under entity id ``SENTINEL_ID`` (a real source row, re-keyed): its presence
+        tells readers and later materialisations that the online store holds the loaded window."""
+        for view in self._views():
+            source = view.batch_source
+            rows = ds.dataset(source.path, format="parquet").head(1).to_pandas()
+            if rows.empty:
+                continue
+            for key in view.join_keys:
+                rows[key] = SENTINEL_ID
+            rows[source.timestamp_field] = pd.Timestamp(_utc(at))
+            self.store.write_to_online_store(view.name, rows)
+
+    def holds_serving_features(self) -> bool:
+        """Whether the online store holds the sentinel row of every view of the serving service."""
+        response = self.store.get_online_features(
+            features=self.service, entity_rows={ITEM_JOIN_KEY: [SENTINEL_ID], USER_JOIN_KEY: [SENTINEL_ID]}
+        )
+        names = list(response.proto.metadata.feature_names.val)
+        stamped = {  # a missing row has no event time (Feast reports its features as present, and None)
+            name: vector.event_timestamps[0].seconds > 0
+            for name, vector in zip(names, response.proto.results, strict=True)
+            if vector.event_timestamps
+        }
+        wanted = [
+            feature.name
+            for projection in self.service.feature_view_projections
+            for feature in projection.features
+        ]
+        return all(stamped.get(name, False) for name in wanted)
 
     def online_features(
         self, item_ids: Sequence[int], user_ids: Sequence[int], now: datetime | None = None

@@ -3,8 +3,10 @@
 Feature read (serving FeatureService) -> serendipitous_cluster(context item) + the user's recent items
 -> SASRec query vector -> search inside that cluster -> drop seen items -> top k. Fallbacks:
 no feature for the context item: unrestricted sequence-model results ("fallback"); a user with no
-history anywhere: neighbours of the context item ("neighbours"); feature store failing: the "fallback"
-path with ``degraded=True`` and a logged warning, never an exception.
+history anywhere: neighbours of the context item ("neighbours"), or, with ``cold_start`` on (serving),
+its serendipitous cluster queried with the context item alone (marked ``cold_start``); feature store
+failing, hanging past ``feature_timeout_s`` or holding no data: the "fallback" path with
+``degraded=True`` and a rate-limited warning, never an exception.
 """
 
 from __future__ import annotations
@@ -12,9 +14,10 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable, Collection, Sequence
-from dataclasses import dataclass
+from dataclasses import replace
 from datetime import datetime
-from typing import Any, Literal, NamedTuple, Protocol
+from itertools import islice
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -22,7 +25,9 @@ import torch
 
 from serendipity.config import PipelineConfig
 from serendipity.layout import WorkLayout
+from serendipity.retrieval.answers import RecommendArgs, Recommendation, RecommendedItem
 from serendipity.retrieval.data import ItemVocabulary, pad_left
+from serendipity.retrieval.deadline import FeatureReader, GuardedFeatureReads, RateLimitedWarning
 from serendipity.retrieval.index import ClusterIndex
 from serendipity.retrieval.model import SASRec
 from serendipity.schema import (
@@ -34,41 +39,6 @@ from serendipity.schema import (
 from serendipity.tree import ClusterTree
 
 log = logging.getLogger(__name__)
-Source = Literal["serendipity", "fallback", "neighbours"]
-
-
-class RecommendArgs(NamedTuple):
-    """The arguments of one ``Recommender.recommend`` call, as ``recommend_many`` takes them."""
-
-    user_id: int
-    context_item_id: int
-    k: int
-    history: list[int] | None = None
-
-
-@dataclass(frozen=True)
-class RecommendedItem:
-    item_id: int
-    score: float
-    cluster_id: int
-
-
-@dataclass(frozen=True)
-class Recommendation:
-    items: list[RecommendedItem]
-    source: Source
-    cluster_id: int | None
-    cluster_description: str | None
-    reasoning: str | None
-    degraded: bool = False
-
-
-class FeatureReader(Protocol):
-    """What the recommender needs of the feature store (``serendipity.feature_store.ServingFeatures``)."""
-
-    def online_features(
-        self, item_ids: Sequence[int], user_ids: Sequence[int], now: datetime | None = None
-    ) -> pd.DataFrame: ...
 
 
 def _present(value: Any) -> bool:
@@ -97,10 +67,16 @@ class Recommender:
         popularity: np.ndarray | None = None,
         max_k: int = 100,
         clock: Callable[[], datetime] | None = None,
+        feature_timeout_s: float | None = None,
+        degraded_log_interval_s: float = 0.0,
+        cold_start: bool = False,
     ) -> None:
         """``features=None`` means the store could not be opened: every answer is degraded.
 
         ``clock`` gives the serving time for feature TTLs (None: the wall clock); a simulation sets it.
+        ``feature_timeout_s`` bounds one store read (None: unbounded); a read past it answers degraded
+        while the read itself finishes, or not, on a worker thread of its own. ``cold_start``: a user
+        without history on a context item with a feature explores that feature's cluster.
         """
         self.model = model.eval()
         self.index = index
@@ -109,6 +85,9 @@ class Recommender:
         self.vocabulary = vocabulary
         self.max_k = max_k
         self.clock = clock
+        self.cold_start = cold_start
+        self.store_holds_features = True  # set by whoever checks the store (the serving deployment)
+        self._reads = GuardedFeatureReads(feature_timeout_s, RateLimitedWarning(log, degraded_log_interval_s))
         self._item_vectors = model.item_vectors().detach().numpy()
         self._item_cluster = dict(
             zip(vocabulary.item_ids.tolist(), vocabulary.cluster_ids.tolist(), strict=True)
@@ -123,6 +102,8 @@ class Recommender:
         feature_store_yaml: str | None = None,
         *,
         clock: Callable[[], datetime] | None = None,
+        feature_timeout_s: float | None = None,
+        cold_start: bool = False,
     ) -> Recommender:
         """The published retriever of ``config`` and its Feast store (degraded when it will not open)."""
         from serendipity.feature_store import ServingFeatures
@@ -145,21 +126,17 @@ class Recommender:
             popularity=retriever.popularity,
             max_k=config.serving.max_k,
             clock=clock,
+            feature_timeout_s=feature_timeout_s,
+            degraded_log_interval_s=config.serving.degraded_log_interval_s,
+            cold_start=cold_start,
         )
 
     def _read_features(
         self, user_ids: Sequence[int], context_item_ids: Sequence[int]
     ) -> tuple[list[dict[str, Any]], bool]:
         """(feature values per request, degraded) from ONE store read; a failing store gives no values."""
-        if self.features is None:
-            return [{} for _ in user_ids], True
-        try:
-            now = self.clock() if self.clock else None
-            frame = self.features.online_features(list(context_item_ids), list(user_ids), now=now)
-            return frame.to_dict("records"), False
-        except Exception as error:  # noqa: BLE001 - any store failure degrades, never fails the request
-            log.warning("feature read failed, serving the fallback: %s: %s", type(error).__name__, error)
-            return [{} for _ in user_ids], True
+        now = self.clock() if self.clock else None
+        return self._reads.rows(self.features, user_ids, context_item_ids, now, self.store_holds_features)
 
     # --- building blocks, shared with the evaluation's baseline arms -----------------------------
     def query_vectors(self, sequences: Sequence[Sequence[int]]) -> np.ndarray:
@@ -215,7 +192,7 @@ class Recommender:
         return [RecommendedItem(i, s, int(self._item_cluster[i])) for i, s in kept[:k]]
 
     def _popular(self, k: int, seen: set[int]) -> list[RecommendedItem]:
-        chosen = [int(i) for i in self._popular_item_ids if int(i) not in seen][:k]
+        chosen = list(islice((int(i) for i in self._popular_item_ids if int(i) not in seen), k))
         return [RecommendedItem(i, 0.0, int(self._item_cluster[i])) for i in chosen]
 
     # --- online recommendation ------------------------------------------------------------------
@@ -228,6 +205,10 @@ class Recommender:
         item are never recommended.
         """
         return self.recommend_many([RecommendArgs(user_id, context_item_id, k, history)])[0]
+
+    def popular_items(self, k: int) -> list[RecommendedItem]:
+        """The ``k`` most popular catalogue items (what a fallback without any feature can offer)."""
+        return self._popular(k, set())
 
     def recommend_many(self, requests: Sequence[RecommendArgs]) -> list[Recommendation]:
         """``recommend`` of each (user_id, context_item_id, k, history) request, answered together.
@@ -247,6 +228,7 @@ class Recommender:
         )
         answers: list[Recommendation | None] = [None] * len(requests)
         pending: list[tuple[int, list[int], set[int]]] = []  # (position, sequence, seen)
+        cold_starts: set[int] = set()
         for position, ((_, context_item_id, k, history), row) in enumerate(zip(requests, rows, strict=True)):
             stored = list(reversed(_id_list(row.get(RECENT_ITEMS_FEATURE))))  # the feature is newest first
             past = [*stored, *(int(i) for i in history or [])]
@@ -256,6 +238,9 @@ class Recommender:
             if not known_past and not degraded:
                 if not context_known:
                     answers[position] = Recommendation(self._popular(k, seen), "fallback", None, None, None)
+                elif self.cold_start and self._feature_cluster(row) is not None:
+                    cold_starts.add(position)
+                    pending.append((position, [int(context_item_id)], seen))
                 else:
                     vector = self.item_vector(int(context_item_id))
                     answers[position] = Recommendation(
@@ -272,16 +257,21 @@ class Recommender:
 
         queries = self.query_vectors([sequence for _, sequence, _ in pending])
         for (position, _, seen), query in zip(pending, queries, strict=True):
-            answers[position] = self._restricted(query, requests[position][2], seen, rows[position], degraded)
+            answer = self._restricted(query, requests[position][2], seen, rows[position], degraded)
+            answers[position] = replace(answer, cold_start=position in cold_starts)
         return [answer for answer in answers if answer is not None]
+
+    def _feature_cluster(self, row: dict[str, Any]) -> int | None:
+        """The row's serendipitous cluster when the index has items in it."""
+        cluster = row.get(SERENDIPITOUS_CLUSTER_FEATURE)
+        return int(cluster) if _present(cluster) and int(cluster) in self.index else None
 
     def _restricted(
         self, query: np.ndarray, k: int, seen: set[int], row: dict[str, Any], degraded: bool
     ) -> Recommendation:
         """Search inside the feature's serendipitous cluster, or unrestricted when there is none."""
-        cluster = row.get(SERENDIPITOUS_CLUSTER_FEATURE)
-        if _present(cluster) and int(cluster) in self.index:
-            cluster_id = int(cluster)
+        cluster_id = self._feature_cluster(row)
+        if cluster_id is not None:
             description = row.get(SERENDIPITOUS_DESCRIPTION_FEATURE)
             if not _present(description):
                 description = self.tree.description(cluster_id) if cluster_id in self.tree else None

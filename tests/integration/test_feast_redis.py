@@ -79,3 +79,24 @@ def test_redis_matches_sqlite(sources: PipelineConfig, redis_url: str, tmp_path:
     assert from_redis["serendipitous_cluster"].notna().sum() > 0
     assert from_redis["recent_item_ids"].notna().sum() > 0
     pd.testing.assert_frame_equal(from_redis, from_sqlite)
+
+
+def test_an_emptied_online_store_is_noticed_and_reloaded_in_full(
+    sources: PipelineConfig, redis_url: str, tmp_path: Path
+) -> None:
+    import redis
+
+    end = inference_time(sources) + timedelta(minutes=1)
+    on_redis = ServingFeatures(sources, redis_feature_store_yaml(PROD_YAML, tmp_path, redis_url))
+    apply_definitions(on_redis)
+    on_redis.materialize_incremental(end)
+    assert on_redis.holds_serving_features()
+    assert on_redis.materialize_incremental(end) is False  # nothing lost: nothing to reload
+    host, port = redis_url.split(":")
+    redis.Redis(host=host, port=int(port)).flushall()  # as after a restart without persistence
+    assert not on_redis.holds_serving_features()
+    assert on_redis.materialize_incremental(end) is True  # the registry still says "loaded": reloaded anyway
+    assert on_redis.holds_serving_features()
+    items = pq.read_table(WorkLayout.of(sources).serendipity_path, columns=["item_id"]).column(0).to_pylist()
+    online = on_redis.online_features(items, [0] * len(items), now=end)
+    assert online["serendipitous_cluster"].notna().all()

@@ -8,91 +8,19 @@ tiny MLLM + batch inference (Ray Data) -> retriever (Ray Train) -> Feast apply +
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
-import pandas as pd
 import pytest
 import yaml
 from cluster_helpers import free_port
+from serve_helpers import AUTH, TOKEN, UNKNOWN_USER, ServedChain, known_pairs, post, reconfigure
 
-from serendipity.config import PipelineConfig, load_config
+from serendipity.config import PipelineConfig
 from serendipity.layout import WorkLayout
-from serendipity.schema import ITEMS_FILE, level_column
 from serving.api import build_api
-from serving.settings import TOKEN_ENV, AppArgs
 
-TOKEN = "test-token-7f3a"
-AUTH = {"Authorization": f"Bearer {TOKEN}"}
-APP_NAME = "serendipity"
-UNKNOWN_USER = 10**9
 pytestmark = pytest.mark.slow
-
-
-@dataclass(frozen=True)
-class ServedChain:
-    config: PipelineConfig
-    config_path: Path
-    url: str
-    serendipity: pd.DataFrame  # the inference output: item_id -> serendipitous_cluster
-    item_cluster: dict[int, int]  # item_id -> level-L cluster, from the catalog
-    history: dict[int, list[int]]  # user_id -> latest recent_item_ids snapshot
-
-
-def serve_chain(config_path: Path) -> ServedChain:
-    """The app of ``config_path`` on local Serve, on a free loopback port, with the token set."""
-    from ray import serve
-
-    from serving.app import compose
-
-    config = load_config(config_path)
-    layout = WorkLayout.of(config)
-    port = free_port()
-    serve.start(http_options={"host": "127.0.0.1", "port": port})
-    ingress_options = {
-        "ray_actor_options": {"num_cpus": 0.1, "runtime_env": {"env_vars": {TOKEN_ENV: TOKEN}}}
-    }
-    serve.run(
-        compose(AppArgs(config_path=str(config_path)), ingress_options), name=APP_NAME, route_prefix="/"
-    )
-    items = pd.read_parquet(layout.catalog_dir() / ITEMS_FILE)
-    histories = pd.read_parquet(layout.user_history_path).sort_values("event_timestamp")
-    return ServedChain(
-        config,
-        config_path,
-        f"http://127.0.0.1:{port}",
-        pd.read_parquet(layout.serendipity_path),
-        dict(zip(items["item_id"], items[level_column(config.mining.level)], strict=True)),
-        {
-            int(u): [int(i) for i in r]
-            for u, r in histories.groupby("user_id")["recent_item_ids"].last().items()
-        },
-    )
-
-
-@pytest.fixture(scope="session")
-def served(retrieval_chain: Path) -> ServedChain:
-    from ray import serve
-
-    yield serve_chain(retrieval_chain)
-    serve.shutdown()
-
-
-def post(chain: ServedChain, body: dict, headers: dict | None = None) -> httpx.Response:
-    return httpx.post(
-        f"{chain.url}/recommend", json=body, headers=AUTH if headers is None else headers, timeout=60
-    )
-
-
-def known_pairs(chain: ServedChain, count: int) -> list[tuple[int, int, int]]:
-    """(user with history, context item with a serendipity feature, that feature's cluster)."""
-    users = sorted(chain.history)[:count]
-    rows = chain.serendipity.sort_values("item_id").head(count)
-    return [
-        (user, int(item), int(cluster))
-        for user, item, cluster in zip(users, rows["item_id"], rows["serendipitous_cluster"], strict=False)
-    ]
 
 
 def test_health_ready_and_docs(served: ServedChain) -> None:
@@ -138,8 +66,24 @@ def test_fallbacks_fire(served: ServedChain) -> None:
     assert without_feature, "every catalog item has a serendipity feature; the fallback cannot be reached"
     no_feature = post(served, {"user_id": user, "context_item_id": without_feature[0], "k": 4}).json()
     assert no_feature["source"] == "fallback" and no_feature["cluster"] is None and no_feature["items"]
-    unknown_user = post(served, {"user_id": UNKNOWN_USER, "context_item_id": item, "k": 4}).json()
+    # an unknown user on an item without a feature (one with a feature is a cold start, below)
+    unknown_user = post(
+        served, {"user_id": UNKNOWN_USER, "context_item_id": without_feature[0], "k": 4}
+    ).json()
     assert unknown_user["source"] == "neighbours" and unknown_user["items"]
+
+
+def test_cold_start_user_explores_the_context_items_cluster(served: ServedChain) -> None:
+    _, item, cluster = known_pairs(served, 1)[0]
+    response = post(served, {"user_id": UNKNOWN_USER, "context_item_id": item, "k": 4})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["source"] == "serendipity" and body["cold_start"] is True and body["degraded"] is False
+    assert body["cluster"]["id"] == cluster and body["items"]
+    assert all(served.item_cluster[returned["item_id"]] == cluster for returned in body["items"])
+    assert item not in {returned["item_id"] for returned in body["items"]}
+    user, _, _ = known_pairs(served, 1)[0]
+    assert post(served, {"user_id": user, "context_item_id": item, "k": 4}).json()["cold_start"] is False
 
 
 def _redis_on_closed_port(config: PipelineConfig, directory: Path) -> Path:
@@ -155,12 +99,6 @@ def _redis_on_closed_port(config: PipelineConfig, directory: Path) -> Path:
     path = directory / "unreachable_feature_store.yaml"
     path.write_text(yaml.safe_dump(store))
     return path
-
-
-def reconfigure(user_config: dict) -> None:
-    from ray import serve
-
-    serve.get_deployment_handle("RecommenderDeployment", APP_NAME).reconfigure.remote(user_config).result()
 
 
 def test_unreachable_store_degrades_instead_of_failing(served: ServedChain, tmp_path: Path) -> None:

@@ -1,0 +1,93 @@
+"""The HTTP ingress deployment: FastAPI app, deadline, one retry, and a fallback of its own.
+
+A recommendation is idempotent, so a call that fails because its replica died is retried once (Serve
+routes it to a live replica when there is one). Past ``serving.request_timeout_s``, or with no replica
+to answer, the ingress answers from the popular items it keeps (fetched from a live replica), marked
+``degraded``: a client gets an answer within the deadline, never a time-out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from typing import Any
+
+from fastapi import FastAPI
+from ray import serve
+from ray.exceptions import RayActorError
+from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError, ReplicaUnavailableError
+from ray.serve.handle import DeploymentHandle
+
+from serendipity.config import ServingConfig
+from serving.api import Overloaded, RecommendRequest, build_api
+from serving.guard import require_token_off_loopback
+from serving.settings import proxy_host
+
+log = logging.getLogger("serendipity.serving")
+REPLICA_LOST = (RayActorError, ReplicaUnavailableError, DeploymentUnavailableError)
+ATTEMPTS = 2
+
+
+def fallback_payload(popular: list[dict[str, Any]], request: RecommendRequest) -> dict[str, Any]:
+    """The ingress's own answer: popular items the request did not name, degraded."""
+    named = {request.context_item_id, *(request.history or [])}
+    items = [item for item in popular if item["item_id"] not in named][: request.k]
+    return {"items": items, "cluster": None, "reasoning": None, "source": "fallback", "degraded": True}
+
+
+@serve.deployment(ray_actor_options={"num_cpus": 0.1}, max_ongoing_requests=32)
+@serve.ingress()
+class RecommendIngress:
+    """HTTP ingress; its FastAPI app is built per replica (``__serve_build_asgi_app__``) from the serving
+    limits and the token in this replica's environment (variable ``token_env``)."""
+
+    def __init__(self, recommender: DeploymentHandle, serving: ServingConfig, token_env: str) -> None:
+        self._recommender = recommender
+        self._serving = serving
+        self._token = os.environ.get(token_env) or None
+        require_token_off_loopback(proxy_host(serving.host), self._token, token_env)
+        self._popular: list[dict[str, Any]] = []
+        self._popular_fetch: asyncio.Task | None = None
+
+    def __serve_build_asgi_app__(self) -> FastAPI:
+        return build_api(self, self._serving, self._token)
+
+    async def _fetch_popular(self) -> None:
+        try:
+            self._popular = await self._recommender.popular_items.remote(self._serving.max_k)
+        except Exception:  # noqa: BLE001 - fetched again after the next answered request
+            log.warning("could not fetch the popular items for the fallback", exc_info=True)
+
+    def _keep_popular_fresh(self) -> None:
+        if not self._popular and (self._popular_fetch is None or self._popular_fetch.done()):
+            self._popular_fetch = asyncio.create_task(self._fetch_popular())
+
+    async def recommend(self, request: RecommendRequest) -> dict[str, Any]:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._serving.request_timeout_s
+        body = request.model_dump()
+        for attempt in range(1, ATTEMPTS + 1):
+            response = self._recommender.recommend.remote(body)
+            pending = asyncio.ensure_future(response)
+            # asyncio.wait, not wait_for: past the deadline it answers at once, without waiting for the
+            # cancelled call to wind down
+            done, _ = await asyncio.wait({pending}, timeout=max(0.0, deadline - loop.time()))
+            if not done:
+                response.cancel()
+                pending.cancel()
+                log.warning("recommender past the %.1f s deadline: fallback", self._serving.request_timeout_s)
+                break
+            try:
+                answer = pending.result()
+            except BackPressureError as error:
+                raise Overloaded from error
+            except REPLICA_LOST:
+                log.warning("recommender replica lost (attempt %d of %d)", attempt, ATTEMPTS, exc_info=True)
+                continue
+            self._keep_popular_fresh()
+            return answer
+        return fallback_payload(self._popular, request)
+
+    async def readiness(self) -> dict[str, Any]:
+        return await self._recommender.readiness.remote()
