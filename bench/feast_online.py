@@ -1,15 +1,20 @@
-"""Feast benchmark: materialisation rows/s and single-entity online read latency, SQLite vs Redis.
+"""Feast benchmark: materialisation rows/s and single-entity online read latency, SQLite vs Redis, and
+Feast's local materialisation engine vs its Spark engine (``batch_engine: spark.engine``, as in
+infra/feast/prod/feature_store.yaml; here on local Spark) into Redis.
 
 Synthetic sources (contract schemas) for ``--items`` items and ``--users`` users under a temporary
-work_dir. Prints a table and writes bench/results/feast_online.json; never asserts on time.
+work_dir (rows = 2 x items + users). Prints a table and writes bench/results/feast_online.json; never
+asserts on time. E.g. 1M rows: ``bench/feast_online.py --items 450000 --users 100000``.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -17,72 +22,15 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
-import pyarrow as pa
 
 from features.definitions import apply_definitions
-from serendipity.config import PipelineConfig, load_config
+from serendipity.config import load_config
 from serendipity.feature_store import PROJECT_ROOT, ServingFeatures
-from serendipity.io import write_json_atomic, write_parquet_atomic
-from serendipity.layout import WorkLayout
-from serendipity.schema import (
-    ALTERNATIVE_SCORES_COLUMN,
-    ALTERNATIVES_FEATURE,
-    EVENT_TIMESTAMP,
-    IMPRESSIONS_FEATURE,
-    ITEM_JOIN_KEY,
-    ITEM_META_SCHEMA,
-    LEVEL_COLUMNS,
-    MEDIA_FALLBACK_COLUMN,
-    MODEL_VERSION_FEATURE,
-    PROMPT_STYLE_COLUMN,
-    REASONING_FEATURE,
-    RECENT_ITEMS_FEATURE,
-    SERENDIPITOUS_CLUSTER_FEATURE,
-    SERENDIPITOUS_DESCRIPTION_FEATURE,
-    SERENDIPITY_SCHEMA,
-    SERENDIPITY_SCORE_FEATURE,
-    USER_HISTORY_SCHEMA,
-    USER_JOIN_KEY,
-)
+from serendipity.io import write_json_atomic
+from serendipity.schema import ITEM_JOIN_KEY, USER_JOIN_KEY
+from serendipity.world.feast_sources import write_sources
 
 RESULTS_PATH = Path(__file__).resolve().parent / "results" / "feast_online.json"
-
-
-def write_sources(config: PipelineConfig, items: int, users: int, stamp: datetime, seed: int = 0) -> int:
-    """Random rows following the contract schemas; returns the number of source rows written."""
-    rng = np.random.default_rng(seed)
-    layout = WorkLayout.of(config)
-    item_ids = np.arange(items, dtype=np.int64)
-    clusters = rng.integers(0, 1000, size=(items, 4))
-    serendipity = {
-        ITEM_JOIN_KEY: item_ids,
-        SERENDIPITOUS_CLUSTER_FEATURE: rng.integers(0, 1000, size=items),
-        SERENDIPITOUS_DESCRIPTION_FEATURE: [f"cluster {c}" for c in clusters[:, 2]],
-        SERENDIPITY_SCORE_FEATURE: rng.random(items),
-        ALTERNATIVES_FEATURE: [list(row) for row in rng.integers(0, 1000, size=(items, 2))],
-        ALTERNATIVE_SCORES_COLUMN: [[0.5, 0.25]] * items,
-        REASONING_FEATURE: ["bench"] * items,
-        MEDIA_FALLBACK_COLUMN: [False] * items,
-        MODEL_VERSION_FEATURE: ["bench"] * items,
-        PROMPT_STYLE_COLUMN: ["video_cot"] * items,
-        EVENT_TIMESTAMP: [stamp] * items,
-    }
-    meta = {
-        ITEM_JOIN_KEY: item_ids,
-        **{column: clusters[:, level] for level, column in enumerate(LEVEL_COLUMNS)},
-        IMPRESSIONS_FEATURE: rng.integers(0, 10_000, size=items),
-        EVENT_TIMESTAMP: [stamp] * items,
-    }
-    length = config.features.history_length
-    history = {
-        USER_JOIN_KEY: np.arange(users, dtype=np.int64),
-        RECENT_ITEMS_FEATURE: [list(row) for row in rng.integers(0, items, size=(users, length))],
-        EVENT_TIMESTAMP: [stamp] * users,
-    }
-    write_parquet_atomic(pa.table(serendipity, schema=SERENDIPITY_SCHEMA), layout.serendipity_path)
-    write_parquet_atomic(pa.table(meta, schema=ITEM_META_SCHEMA), layout.item_meta_path)
-    write_parquet_atomic(pa.table(history, schema=USER_HISTORY_SCHEMA), layout.user_history_path)
-    return 2 * items + users
 
 
 def start_redis(directory: Path) -> tuple[subprocess.Popen, str] | None:
@@ -95,7 +43,12 @@ def start_redis(directory: Path) -> tuple[subprocess.Popen, str] | None:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     args = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
-    server = subprocess.Popen([*args, "--dir", str(directory)], stdout=subprocess.DEVNULL)
+    server = subprocess.Popen(
+        [*args, "--dir", str(directory)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     client = redis.Redis(host="127.0.0.1", port=port)
     for _ in range(100):
         try:
@@ -107,12 +60,19 @@ def start_redis(directory: Path) -> tuple[subprocess.Popen, str] | None:
     return None
 
 
-def redis_yaml(directory: Path, connection_string: str) -> Path:
+def redis_yaml(directory: Path, connection_string: str, engine: str = "local") -> Path:
+    """Redis online store; the local engine over the file offline store, or the Spark engine over the
+    Spark offline store (local Spark) as the prod yaml has them."""
+    offline = "offline_store:\n  type: file\n"
+    if engine == "spark":
+        spark_conf = "  spark_conf:\n    spark.master: local[*]\n    spark.sql.session.timeZone: UTC\n"
+        engine_section = f"batch_engine:\n  type: spark.engine\n{spark_conf}"
+        offline = f"offline_store:\n  type: spark\n{spark_conf}{engine_section}"
     path = directory / "feature_store.yaml"
     path.write_text(
         "project: serendipity\nprovider: local\n"
         f"registry:\n  path: {directory / 'registry.db'}\n  cache_ttl_seconds: 0\n"
-        "offline_store:\n  type: file\n"
+        f"{offline}"
         f"online_store:\n  type: redis\n  connection_string: '{connection_string}'\n"
         "entity_key_serialization_version: 3\n"
     )
@@ -164,13 +124,32 @@ def bench_store(features: ServingFeatures, end: datetime, rows: int, reads: int,
     }
 
 
+STORES = ("sqlite", "redis", "redis_spark_engine")
+
+
+def warm_up_spark() -> None:
+    """Start the local Spark session (JVM launch) before the Spark engine is timed; Feast reuses it."""
+    from spark_jobs.common import get_spark
+
+    get_spark().range(10).count()
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--items", type=int, default=100_000)
     parser.add_argument("--users", type=int, default=10_000)
     parser.add_argument("--reads", type=int, default=1_000)
+    parser.add_argument("--stores", nargs="+", default=list(STORES), choices=STORES)
     args = parser.parse_args(argv)
-    results: dict = {"items": args.items, "users": args.users, "stores": {}}
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)  # the Spark engine's Python workers
+    results: dict = {
+        "items": args.items,
+        "users": args.users,
+        "command": f"bench/feast_online.py --items {args.items} --users {args.users} --stores "
+        + " ".join(args.stores),
+        "load_average_1min_before": round(os.getloadavg()[0], 2),
+        "stores": {},
+    }
     with tempfile.TemporaryDirectory(prefix="feast_bench_") as scratch:
         root = Path(scratch)
         config = load_config(
@@ -179,21 +158,32 @@ def main(argv: list[str] | None = None) -> None:
         )
         stamp = datetime.now(UTC) - timedelta(hours=1)
         rows = write_sources(config, args.items, args.users, stamp)
+        results["rows"] = rows
         end = stamp + timedelta(minutes=1)
-        results["stores"]["sqlite"] = bench_store(ServingFeatures(config), end, rows, args.reads, args.users)
-        redis = start_redis(root)
-        if redis is None:
-            results["stores"]["redis"] = {"skipped": "redis-server not installed"}
-        else:
+        if "sqlite" in args.stores:
+            sqlite = ServingFeatures(config)
+            results["stores"]["sqlite"] = bench_store(sqlite, end, rows, args.reads, args.users)
+        for name, engine in (("redis", "local"), ("redis_spark_engine", "spark")):
+            if name not in args.stores:
+                continue
+            redis = start_redis(root)
+            if redis is None:
+                results["stores"][name] = {"skipped": "redis-server not installed"}
+                continue
             server, url = redis
+            if engine == "spark":
+                warm_up_spark()
             try:
-                redis_dir = root / "redis_feast"
+                redis_dir = root / f"{name}_feast"
                 redis_dir.mkdir()
-                on_redis = ServingFeatures(config, redis_yaml(redis_dir, url))
-                results["stores"]["redis"] = bench_store(on_redis, end, rows, args.reads, args.users)
+                on_redis = ServingFeatures(config, redis_yaml(redis_dir, url, engine))
+                results["stores"][name] = {"engine": engine} | bench_store(
+                    on_redis, end, rows, args.reads, args.users
+                )
             finally:
                 server.terminate()
                 server.wait(timeout=10)
+    results["load_average_1min_after"] = round(os.getloadavg()[0], 2)
     write_json_atomic(results, RESULTS_PATH)
     for name, store in results["stores"].items():
         if "skipped" in store:

@@ -1,8 +1,11 @@
-"""Throughput of the Spark mining chain (aggregates, pairs, curate, corpus) on generated worlds.
+"""Throughput of every Spark job the pipeline runs (validate, build_tree, the mining chain, user_history).
 
-Prints and saves ``bench/results/spark_chain.json``: seconds and rows/s per job, peak RSS of the
-driver (Python alone, and Python plus its Spark JVM) and the time ratio between the two sizes.
-Never asserts. Usage: ``.venv/bin/python bench/spark_chain.py --sizes 1000000 10000000``.
+On generated worlds (build_tree on the world marked as having a placeholder tree, as the pipeline runs
+it then). Prints and saves ``bench/results/spark_chain.json``: seconds, rows/s and the peak RSS of the
+driver's Python process and of its Spark JVM (with the JVM's Python workers) per job, the peak of both
+together per size, the time ratio between the sizes, and the load average (figures taken with a 1-min
+load >= 1.5 are marked ``under_load``). Never asserts.
+Usage: ``.venv/bin/python bench/spark_chain.py --sizes 1000000 10000000``.
 """
 
 from __future__ import annotations
@@ -23,39 +26,48 @@ import psutil
 import pyarrow.parquet as pq
 
 from serendipity.config import PipelineConfig, WorldConfig, config_from_dict
+from serendipity.io import write_json_atomic
 from serendipity.layout import WorkLayout
-from serendipity.schema import DATASET_FILES
+from serendipity.schema import DATASET_FILES, INTERACTIONS_FILE, TREE_INFO_FILE
 from serendipity.world import generate_world
-from spark_jobs import MINING_JOBS
+from spark_jobs import MINING_JOBS, SPARK_JOBS
 
 MAIN_INPUT = {
+    "build_tree": "items",
     "aggregates": "interactions",
     "pairs": "interactions",
     "curate": "context_cluster_scores",
     "corpus": "interactions",
+    "user_history": "interactions",
 }
 RESULTS = Path(__file__).resolve().parent / "results" / "spark_chain.json"
+QUIET_LOAD = 1.5  # 1-min load average under which the machine counts as quiet
 
 
 class PeakMemory:
-    """Samples the RSS of this process and of its children (the Spark JVM) in a background thread."""
+    """Samples the RSS of this process (the driver's Python) and of its children (the Spark JVM and its
+    Python workers) in a background thread; peaks of each and of both together."""
 
     def __init__(self, interval_s: float = 0.2) -> None:
         self.interval_s = interval_s
         self.peak_tree_bytes = 0
+        self.peak_python_bytes = 0
+        self.peak_jvm_bytes = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._sample, daemon=True)
 
     def _sample(self) -> None:
         me = psutil.Process()
         while not self._stop.is_set():
-            total = 0
-            for process in [me, *me.children(recursive=True)]:
+            python, children = me.memory_info().rss, 0
+            for process in me.children(recursive=True):
                 try:
-                    total += process.memory_info().rss
+                    children += process.memory_info().rss
                 except psutil.Error:
                     continue
-            self.peak_tree_bytes = max(self.peak_tree_bytes, total)
+            self.peak_python_bytes = max(self.peak_python_bytes, python)
+            self.peak_jvm_bytes = max(self.peak_jvm_bytes, children)
+            self.peak_tree_bytes = max(self.peak_tree_bytes, python + children)
             self._stop.wait(self.interval_s)
 
     def __enter__(self) -> PeakMemory:
@@ -98,13 +110,10 @@ def warm_up_spark(config: PipelineConfig) -> float:
     return round(time.perf_counter() - clock, 2)
 
 
-def run_size(interactions: int, root: Path, master: str) -> dict[str, Any]:
-    import importlib
-
-    root.mkdir(parents=True, exist_ok=True)
-    dataset = root / "dataset"
+def generate(dataset: Path, interactions: int) -> float:
+    """The world, generated in a child process (so the peaks measured here are the Spark driver's),
+    marked as carrying a placeholder tree so build_tree builds one; returns the seconds spent."""
     clock = time.perf_counter()
-    # In a child process, so the peak RSS measured here is the Spark driver's, not the generator's.
     generator = multiprocessing.get_context("spawn").Process(
         target=generate_world, args=(dataset, world_config(interactions))
     )
@@ -114,33 +123,64 @@ def run_size(interactions: int, root: Path, master: str) -> dict[str, Any]:
         raise RuntimeError(
             f"generate_world failed for {interactions} interactions (exit {generator.exitcode})"
         )
-    generate_s = time.perf_counter() - clock
-    config = bench_config(root, dataset, master)
-    layout = WorkLayout.of(config)
-    layout.validated_dir.mkdir(parents=True, exist_ok=True)
-    for name in DATASET_FILES:
-        shutil.copy(dataset / name, layout.validated_dir / name)
-    jobs: dict[str, Any] = {}
-    for name in MINING_JOBS:
-        module = importlib.import_module(f"spark_jobs.{name}")
+    write_json_atomic({"placeholder": True, "source": "bench"}, dataset / TREE_INFO_FILE)
+    return time.perf_counter() - clock
+
+
+def rows_in(name: str, stats: dict[str, Any]) -> int:
+    if name == "validate":
+        return int(stats["input_rows"][INTERACTIONS_FILE])
+    return int(stats["inputs"][MAIN_INPUT[name]])
+
+
+def run_job(name: str, config: PipelineConfig) -> dict[str, Any]:
+    import importlib
+
+    module = importlib.import_module(f"spark_jobs.{name}")
+    with PeakMemory() as memory:
         clock = time.perf_counter()
         module.run(config)
         seconds = time.perf_counter() - clock
-        stats = json.loads(layout.job_stats_path(name).read_text())
-        rows_in = int(stats["inputs"][MAIN_INPUT[name]])
-        jobs[name] = {
-            "seconds": round(seconds, 3),
-            "rows_in": rows_in,
-            "rows_per_s": round(rows_in / seconds, 1),
-            "outputs": stats["outputs"],
-        }
+    stats = json.loads(WorkLayout.of(config).job_stats_path(name).read_text())
+    count = rows_in(name, stats)
+    outputs = stats.get("outputs", stats.get("output_rows"))
+    return {
+        "seconds": round(seconds, 3),
+        "rows_in": count,
+        "rows_per_s": round(count / seconds, 1),
+        "peak_rss_driver_python_mb": round(memory.peak_python_bytes / 2**20, 1),
+        "peak_rss_jvm_mb": round(memory.peak_jvm_bytes / 2**20, 1),
+        "outputs": outputs,
+    }
+
+
+def run_size(interactions: int, root: Path, master: str, jobs_to_run: list[str]) -> dict[str, Any]:
+    root.mkdir(parents=True, exist_ok=True)
+    dataset = root / "dataset"
+    generate_s = generate(dataset, interactions)
+    config = bench_config(root, dataset, master)
+    if "validate" not in jobs_to_run:  # the mining jobs read the validated dir: the world is valid
+        layout = WorkLayout.of(config)
+        layout.validated_dir.mkdir(parents=True, exist_ok=True)
+        for name in DATASET_FILES:
+            shutil.copy(dataset / name, layout.validated_dir / name)
+    load_before = os.getloadavg()[0]
+    jobs = {}
+    for name in jobs_to_run:
+        jobs[name] = run_job(name, config)
+        print(name, json.dumps(jobs[name]))
+    load = max(load_before, os.getloadavg()[0])
     return {
         **{
             name.removesuffix(".parquet"): pq.read_metadata(dataset / name).num_rows for name in DATASET_FILES
         },
         "generate_world_s": round(generate_s, 2),
         "jobs": jobs,
-        "chain_seconds": round(sum(job["seconds"] for job in jobs.values()), 3),
+        "chain_seconds": round(sum(jobs[name]["seconds"] for name in MINING_JOBS if name in jobs), 3),
+        "all_jobs_seconds": round(sum(job["seconds"] for job in jobs.values()), 3),
+        "peak_rss_driver_python_mb": max(job["peak_rss_driver_python_mb"] for job in jobs.values()),
+        "load_average_1min_max": round(load, 2),
+        "under_load": load >= QUIET_LOAD,
     }
 
 
@@ -150,14 +190,20 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--master", default="local[*]")
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--keep", action="store_true", help="keep the generated worlds and outputs")
+    parser.add_argument("--jobs", nargs="+", default=list(SPARK_JOBS), choices=SPARK_JOBS)
     args = parser.parse_args(argv)
     root = Path(tempfile.mkdtemp(prefix="bench-spark-"))
-    results: dict[str, Any] = {"cpu_count": os.cpu_count(), "master": args.master, "sizes": {}}
+    results: dict[str, Any] = {
+        "cpu_count": os.cpu_count(),
+        "master": args.master,
+        "command": "bench/spark_chain.py --sizes " + " ".join(map(str, args.sizes)),
+        "sizes": {},
+    }
     try:
         results["spark_start_s"] = warm_up_spark(bench_config(root, root / "none", args.master))
         for size in args.sizes:
             with PeakMemory() as memory:
-                measured = run_size(size, root / str(size), args.master)
+                measured = run_size(size, root / str(size), args.master, args.jobs)
             measured["peak_rss_driver_with_jvm_mb"] = round(memory.peak_tree_bytes / 2**20, 1)
             measured["peak_rss_driver_python_mb_so_far"] = round(
                 resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1
@@ -172,8 +218,8 @@ def main(argv: list[str] | None = None) -> None:
         small, large = results["sizes"][sizes[0]], results["sizes"][sizes[-1]]
         results["time_ratio_largest_to_smallest"] = {
             name: round(large["jobs"][name]["seconds"] / small["jobs"][name]["seconds"], 2)
-            for name in MINING_JOBS
-        } | {"chain": round(large["chain_seconds"] / small["chain_seconds"], 2)}
+            for name in args.jobs
+        } | {"chain": round(large["chain_seconds"] / max(small["chain_seconds"], 1e-9), 2)}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2))
     print(json.dumps({k: v for k, v in results.items() if k != "sizes"}, indent=2))

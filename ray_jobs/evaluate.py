@@ -14,11 +14,13 @@ import logging
 from typing import Any
 
 from serendipity.config import PipelineConfig, load_config, parse_seeds, with_overrides
+from serendipity.worklock import holds_work_dir
 
 log = logging.getLogger("serendipity.evaluate")
 HEADLINE_METRICS = ("positive_feedback_ratio", "novel_impression_ratio", "cluster_novelty")
 
 
+@holds_work_dir("evaluate")
 def run(
     config: PipelineConfig,
     *,

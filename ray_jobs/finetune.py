@@ -13,15 +13,18 @@ import logging
 from typing import Any
 
 from serendipity.config import PipelineConfig, load_config, with_overrides
+from serendipity.worklock import holds_work_dir
 
 
+@holds_work_dir("finetune")
 def run(config: PipelineConfig, *, max_steps: int | None = None, fresh: bool = False) -> dict[str, Any]:
-    """Fine-tune and publish; ``max_steps`` overrides mllm.max_steps. Returns the run's summary."""
+    """Fine-tune, gate and publish; ``max_steps`` overrides mllm.max_steps. Returns the run's summary."""
     from serendipity.mllm.finetune import run_finetune
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     summary = run_finetune(with_overrides(config, {"mllm.max_steps": max_steps}), fresh=fresh)
-    brief = {key: summary[key] for key in ("model_version", "steps", "final_metrics", "non_llm_baseline")}
+    keys = ("model_version", "steps", "final_metrics", "served_metrics", "non_llm_baseline", "gate")
+    brief = {key: summary[key] for key in keys}
     print(json.dumps(brief, indent=2, default=str))
     return summary
 

@@ -18,8 +18,10 @@ from serendipity.config import PipelineConfig, load_config
 from serendipity.inference import run_inference
 from serendipity.io import write_json_atomic
 from serendipity.layout import WorkLayout
+from serendipity.worklock import holds_work_dir
 
 
+@holds_work_dir("infer")
 def run(config: PipelineConfig, *, model_dir: Path | None = None, delta_only: bool = False) -> dict[str, Any]:
     """Infer the corpus (or only its delta) not yet done under the model; returns and records the figures.
 

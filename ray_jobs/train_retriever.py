@@ -13,8 +13,10 @@ import logging
 from typing import Any
 
 from serendipity.config import PipelineConfig, load_config, with_overrides
+from serendipity.worklock import holds_work_dir
 
 
+@holds_work_dir("train_retriever")
 def run(config: PipelineConfig, *, epochs: int | None = None, use_ray: bool = True) -> dict[str, Any]:
     """Train, evaluate and publish the retriever (``epochs`` overrides retrieval.epochs); its metrics."""
     from serendipity.retrieval.artifacts import train_and_publish_retriever

@@ -1,13 +1,14 @@
 """Satisfaction of similar vs serendipitous vs distant next items (the paper's preliminary analysis).
 
-Writes ``overall.parquet`` and ``per_cluster.parquet`` under ``WorkLayout.aggregates_dir``.
-"""
+Writes ``overall.parquet`` and ``per_cluster.parquet`` under ``WorkLayout.aggregates_dir``."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
 from serendipity.config import PipelineConfig
+from serendipity.pair_rates import print_rates
+from serendipity.worklock import holds_work_dir
 from spark_jobs.common import (
     config_from_argv,
     conform,
@@ -25,24 +26,10 @@ from spark_jobs.mining import (
 )
 
 if TYPE_CHECKING:
-    import pandas as pd
     from pyspark.sql import SparkSession
 
 
-def print_rates(overall: pd.DataFrame, level: int) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title=f"Next-item satisfaction by pair class (level L={level}, parent L-1={level - 1})")
-    for column in ("class", "pairs", "mean", "std", "95% CI"):
-        table.add_column(column, justify="left" if column == "class" else "right")
-    for row in overall.itertuples(index=False):
-        interval = "n/a" if row.ci_low != row.ci_low else f"[{row.ci_low:.4f}, {row.ci_high:.4f}]"
-        std = "n/a" if row.std_satisfaction != row.std_satisfaction else f"{row.std_satisfaction:.4f}"
-        table.add_row(row.pair_class, f"{row.count:,}", f"{row.mean_satisfaction:.4f}", std, interval)
-    Console().print(table)
-
-
+@holds_work_dir("aggregates")
 def run(config: PipelineConfig, spark: SparkSession | None = None) -> dict[str, Any]:
     layout, spark = start_job(config, spark)
     interactions, items = read_logs(spark, layout)

@@ -15,6 +15,7 @@ from serendipity.io import atomic_directory, write_json_atomic
 from serendipity.schema import CLUSTERS_FILE, ITEMS_FILE, TREE_INFO_FILE
 from serendipity.treebuild.quality import format_name_quality
 from serendipity.treebuild.tables import format_balance
+from serendipity.worklock import holds_work_dir
 from spark_jobs.common import config_from_argv, start_job, write_job_stats
 from spark_jobs.tree_frames import build_balanced_tree, read_tree_inputs
 
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
 BALANCE_FILE = "balance.json"
 
 
+@holds_work_dir("build_tree")
 def run(config: PipelineConfig, spark: SparkSession | None = None) -> dict[str, Any]:
     layout, spark = start_job(config, spark)
     input_dir = layout.validated_dir if layout.validated_dir.exists() else config.dataset_dir

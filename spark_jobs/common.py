@@ -50,6 +50,56 @@ def get_spark(config: SparkConfig | None = None) -> SparkSession:
     return builder.getOrCreate()
 
 
+class SparkScope:
+    """The pipeline's Spark session between its Spark stages: stopped, JVM and all, before any other stage.
+
+    Only a session this scope saw started is stopped (never one that was running already, e.g. a test
+    fixture's or spark-submit's); a later Spark stage then starts a fresh one through ``get_spark``.
+    """
+
+    def __init__(self) -> None:
+        self.owned = False
+
+    def before_stage(self, uses_spark: bool) -> None:
+        if not uses_spark:
+            self.close()
+        elif not self.owned and not spark_running() and not launched_by_spark_submit():
+            self.owned = True
+
+    def close(self) -> None:
+        if self.owned:
+            stop_spark_and_jvm()
+        self.owned = False
+
+
+def spark_running() -> bool:
+    from pyspark import SparkContext
+
+    return SparkContext._active_spark_context is not None
+
+
+def stop_spark_and_jvm() -> None:
+    """Stop the active session and end its JVM (its gateway exits when its stdin closes)."""
+    from pyspark import SparkContext
+    from pyspark.sql import SparkSession
+
+    session = SparkSession.getActiveSession()
+    if session is not None:
+        session.stop()
+    elif SparkContext._active_spark_context is not None:
+        SparkContext._active_spark_context.stop()
+    gateway = SparkContext._gateway
+    if gateway is None:
+        return
+    process = getattr(gateway, "proc", None)
+    gateway.shutdown()
+    if process is not None:
+        process.stdin.close()
+        process.wait(timeout=60)
+    SparkContext._gateway = None
+    SparkContext._jvm = None
+
+
 def launched_by_spark_submit() -> bool:
     """spark-submit starts the JVM first and hands its gateway port to the Python driver."""
     return "PYSPARK_GATEWAY_PORT" in os.environ
@@ -112,6 +162,15 @@ def conform(df: DataFrame, schema: pa.Schema) -> DataFrame:
 def single_sorted_file(df: DataFrame, *columns: str) -> DataFrame:
     """One partition sorted by ``columns``: for small outputs, so reruns give the same rows in order."""
     return df.repartition(1).sortWithinPartitions(*columns)
+
+
+def write_sorted_atomic(df: DataFrame, uri: str | Path, *columns: str) -> None:
+    """Write ``df`` globally sorted by ``columns`` over range-partitioned part files, atomically.
+
+    For per-user and per-item tables: no single partition holds them; readers (pyarrow, pandas, Feast)
+    read the directory, its part files in name order, so rows come back in order.
+    """
+    write_dataframe_atomic(df.orderBy(*columns), uri)
 
 
 def write_dataframe_atomic(df: DataFrame, uri: str | Path) -> None:

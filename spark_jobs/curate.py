@@ -14,6 +14,7 @@ import pyarrow.parquet as pq
 from serendipity.config import PipelineConfig
 from serendipity.io import write_parquet_atomic
 from serendipity.schema import CLUSTERS_FILE, CLUSTERS_SCHEMA, SFT_SCHEMA
+from serendipity.worklock import holds_work_dir
 from spark_jobs.common import (
     config_from_argv,
     conform,
@@ -35,6 +36,7 @@ def write_descriptions(descriptions: DataFrame, path: Path) -> None:
     write_parquet_atomic(pa.Table.from_pylist(rows, schema=CLUSTERS_SCHEMA), path)
 
 
+@holds_work_dir("curate")
 def run(config: PipelineConfig, spark: SparkSession | None = None) -> dict[str, Any]:
     from pyspark.sql import functions as F
 

@@ -202,22 +202,31 @@ def impressions_per_item(interactions: DataFrame) -> DataFrame:
 def popular_corpus(impressions: DataFrame, coverage: float) -> DataFrame:
     """Items by impressions (desc, then item id) until ``coverage`` of all impressions is reached.
 
-    The item whose impressions cross the threshold is included. The running sum is over per-item
-    counts (one row per item), not over the logs.
+    The item whose impressions cross the threshold is included. The running sum is a prefix sum over
+    range partitions of the per-item counts: a running sum within each partition plus the summed
+    impressions of the partitions before it (one small row per partition reaches the driver).
     """
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
-    ranking = Window.orderBy(F.col("impressions").desc(), F.col("item_id").asc())
-    running = ranking.rowsBetween(Window.unboundedPreceding, Window.currentRow)
-    total = impressions.agg(F.sum("impressions").alias("total"))
+    order = (F.col("impressions").desc(), F.col("item_id").asc())
+    parts = int(impressions.sparkSession.conf.get("spark.sql.shuffle.partitions") or "8")
+    ranged = (
+        impressions.repartitionByRange(parts, *order)
+        .withColumn("part", F.spark_partition_id())
+        .localCheckpoint()
+    )
+    part_totals = ranged.groupBy("part").agg(F.sum("impressions").alias("part_total")).collect()
+    offsets, total = partition_offsets({row["part"]: row["part_total"] for row in part_totals})
+    offset_frame = impressions.sparkSession.createDataFrame(list(offsets.items()), "part int, offset long")
+    within = Window.partitionBy("part").orderBy(*order).rowsBetween(Window.unboundedPreceding, 0)
     shares = (
-        impressions.crossJoin(total)
-        .withColumn("cumulative", F.sum("impressions").over(running))
-        .withColumn("cumulative_share", F.col("cumulative").cast("double") / F.col("total").cast("double"))
+        ranged.join(F.broadcast(offset_frame), "part")
+        .withColumn("cumulative", F.col("offset") + F.sum("impressions").over(within))
+        .withColumn("cumulative_share", F.col("cumulative").cast("double") / F.lit(float(max(total, 1))))
         .withColumn(
             "share_before",
-            (F.col("cumulative") - F.col("impressions")).cast("double") / F.col("total").cast("double"),
+            (F.col("cumulative") - F.col("impressions")).cast("double") / F.lit(float(max(total, 1))),
         )
     )
     return shares.where(F.col("share_before") < F.lit(coverage)).select(
@@ -225,11 +234,24 @@ def popular_corpus(impressions: DataFrame, coverage: float) -> DataFrame:
     )
 
 
-def new_items(corpus: DataFrame, known_item_ids: list[int]) -> DataFrame:
-    """The corpus rows whose item is not in ``known_item_ids``."""
-    from pyspark.sql.types import LongType, StructField, StructType
+def partition_offsets(part_totals: dict[int, int]) -> tuple[dict[int, int], int]:
+    """Each range partition's offset (the sum of the partitions before it) and the grand total."""
+    offsets, running = {}, 0
+    for part in sorted(part_totals):
+        offsets[part] = running
+        running += int(part_totals[part])
+    return offsets, running
 
-    known = corpus.sparkSession.createDataFrame(
-        [(item,) for item in known_item_ids], StructType([StructField("item_id", LongType())])
-    )
-    return corpus.join(known, "item_id", "left_anti")
+
+def row_fingerprint(df: DataFrame) -> tuple[int, int | None]:
+    """Row count and the exact sum of the rows' 64-bit hashes: equal for equal sets of rows, any order."""
+    from pyspark.sql import functions as F
+
+    hashed = F.xxhash64(*[F.col(name) for name in df.columns]).cast("decimal(38,0)")
+    row = df.agg(F.count(F.lit(1)).alias("rows"), F.sum(hashed).alias("hashes")).first()
+    return int(row["rows"]), None if row["hashes"] is None else int(row["hashes"])
+
+
+def new_items(corpus: DataFrame, known_items: DataFrame) -> DataFrame:
+    """The corpus rows whose item is not among ``known_items``'s item ids."""
+    return corpus.join(known_items.select("item_id"), "item_id", "left_anti")

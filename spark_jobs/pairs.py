@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 from serendipity.config import PipelineConfig
 from serendipity.schema import CONTEXT_CLUSTER_SCORES_SCHEMA, PAIRS_SCHEMA
+from serendipity.worklock import holds_work_dir
 from spark_jobs.common import (
     config_from_argv,
     conform,
@@ -20,6 +21,7 @@ if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
 
+@holds_work_dir("pairs")
 def run(config: PipelineConfig, spark: SparkSession | None = None) -> dict[str, Any]:
     layout, spark = start_job(config, spark)
     interactions, items = read_logs(spark, layout)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -23,7 +24,7 @@ from serendipity.treebuild import (
 )
 from serendipity.treebuild.balanced import splitter
 from serendipity.treebuild.describe import leaf_summary, leaf_term_weight_batches
-from serendipity.treebuild.embed import embed_item_batches
+from serendipity.treebuild.embed import embed_item_batches, embed_texts
 from spark_jobs.common import conform, read_parquet
 
 if TYPE_CHECKING:
@@ -137,7 +138,7 @@ def build_balanced_tree(items: DataFrame, tree: TreeBuildConfig, media_roots: li
     tree_items = items.drop(*LEVEL_COLUMNS).join(placed.select("item_id", "path"), "item_id")
     tree_items = tree_items.join(levels.withColumnRenamed("leaf_path", "path"), "path")
     return BuiltTree(
-        items=conform(tree_items, ITEMS_SCHEMA).repartition(1).sortWithinPartitions("item_id"),
+        items=conform(tree_items, ITEMS_SCHEMA).orderBy("item_id"),
         clusters=clusters_table(ids, descriptions),
         balance=balance_report(leaves[["path", "traffic"]]),
         placed_items=int(leaves["items"].sum()),
@@ -154,4 +155,26 @@ def names_quality(
     if items > NAME_QUALITY_ITEMS:
         joined = joined.sample(fraction=NAME_QUALITY_ITEMS / items, seed=0)
     sample = joined.select("path", "text_embedding").toPandas()
-    return name_quality(descriptions, sample["path"].tolist(), np.stack(sample["text_embedding"].to_numpy()))
+    vectors = np.stack(sample["text_embedding"].to_numpy())
+    encode = functools.partial(encode_on_executor, embedded.sparkSession)
+    return name_quality(descriptions, sample["path"].tolist(), vectors, encode=encode)
+
+
+def encode_on_executor(spark: SparkSession, texts: list[str]) -> np.ndarray:
+    """``embed_texts(texts)`` run on an executor (one partition), so the driver never loads the model."""
+    if not texts:
+        return embed_texts([])
+    frame = spark.createDataFrame(list(enumerate(texts)), "position long, text string").repartition(1)
+    rows = frame.mapInPandas(text_vector_batches, "position long, vector array<float>").collect()
+    ordered = sorted(rows, key=lambda row: row["position"])
+    return np.asarray([row["vector"] for row in ordered], dtype=np.float32).reshape(len(texts), -1)
+
+
+def text_vector_batches(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+    """``mapInPandas`` body: the partition's texts embedded as one list, as the driver would have."""
+    frames = list(batches)
+    if not frames:
+        return
+    whole = pd.concat(frames, ignore_index=True)
+    vectors = embed_texts(whole["text"].tolist())
+    yield pd.DataFrame({"position": whole["position"], "vector": list(vectors)})

@@ -9,13 +9,13 @@ from typing import TYPE_CHECKING, Any
 
 from serendipity.config import PipelineConfig
 from serendipity.schema import EVENT_TIMESTAMP, ITEM_JOIN_KEY, USER_JOIN_KEY
+from serendipity.worklock import holds_work_dir
 from spark_jobs.common import (
     config_from_argv,
     read_logs,
-    single_sorted_file,
     start_job,
-    write_dataframe_atomic,
     write_job_stats,
+    write_sorted_atomic,
 )
 from spark_jobs.snapshots import item_meta_snapshots, user_history_snapshots
 
@@ -23,16 +23,15 @@ if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
 
+@holds_work_dir("user_history")
 def run(config: PipelineConfig, spark: SparkSession | None = None) -> dict[str, Any]:
     layout, spark = start_job(config, spark)
     interactions, items = read_logs(spark, layout)
     engaged_above, length = config.engagement.satisfaction_above, config.features.history_length
     history = user_history_snapshots(interactions, engaged_above, length)
     meta = item_meta_snapshots(items, interactions)
-    write_dataframe_atomic(
-        single_sorted_file(history, USER_JOIN_KEY, EVENT_TIMESTAMP), layout.user_history_path
-    )
-    write_dataframe_atomic(single_sorted_file(meta, ITEM_JOIN_KEY, EVENT_TIMESTAMP), layout.item_meta_path)
+    write_sorted_atomic(history, layout.user_history_path, USER_JOIN_KEY, EVENT_TIMESTAMP)
+    write_sorted_atomic(meta, layout.item_meta_path, ITEM_JOIN_KEY, EVENT_TIMESTAMP)
     catalog_ids = items.select("item_id")
     return write_job_stats(
         layout,

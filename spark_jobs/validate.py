@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from serendipity.config import PipelineConfig
 from serendipity.io import write_json_atomic
+from serendipity.worklock import holds_work_dir
 from spark_jobs.common import config_from_argv, start_job
 from spark_jobs.validation_dataset import job_stats, validate_with_spark
 
@@ -24,10 +25,11 @@ class DatasetInvalid(ValueError):
     """A dataset file is unusable (unreadable, or a required column is missing or mistyped)."""
 
 
+@holds_work_dir("validate")
 def run(config: PipelineConfig, spark: SparkSession | None = None) -> dict[str, Any]:
     """Validate the dataset into ``WorkLayout.validated_dir``; DatasetInvalid when a file is unusable."""
     layout, spark = start_job(config, spark)
-    report = validate_with_spark(spark, config.dataset_dir, layout.validated_dir)
+    report = validate_with_spark(spark, config.dataset_dir, layout.validated_dir, config.limits)
     stats = job_stats(report)
     write_json_atomic(stats, layout.job_stats_path("validate"))
     print(json.dumps(stats))

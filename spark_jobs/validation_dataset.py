@@ -5,6 +5,7 @@ Mirrors :mod:`serendipity.validation.dataset` (the pandas engine): the same chec
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -12,6 +13,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from serendipity.io import atomic_directory, write_json_atomic
+from serendipity.limits import InputLimitsConfig
 from serendipity.schema import (
     CLUSTERS_FILE,
     DATASET_FILES,
@@ -31,8 +33,9 @@ from serendipity.validation.dataset import (
 )
 from serendipity.validation.media import MEDIA_PATH
 from serendipity.validation.report import MAX_EXAMPLES, FileCounts, Problem, ValidationReport, describe_value
-from serendipity.validation.rules import EMPTY_TITLE, Check, row_checks
+from serendipity.validation.rules import EMPTY_TITLE, LENGTH_LIMITED_COLUMNS, Check, row_checks
 from serendipity.validation.table import TableValidation, read_table_file
+from serendipity.validation.text import truncated_reason
 from spark_jobs.common import write_dataframe_atomic
 from spark_jobs.validation_frames import (
     QUARANTINED,
@@ -40,6 +43,7 @@ from spark_jobs.validation_frames import (
     check_items,
     check_media,
     media_outputs,
+    over_long_flag,
     quarantined_rows,
     typed,
     usable_rows,
@@ -63,7 +67,7 @@ def _examples(frame: DataFrame, column: str | None) -> tuple[list[int], list[str
 
 
 def spark_row_problems(checked: DataFrame, file: str, source: pa.Schema) -> tuple[list[Problem], FileCounts]:
-    """Counts in one aggregation; the first rows of each flagged check in one small query each."""
+    """Counts in one aggregation; the first rows of every flagged check in one more query."""
     from pyspark.sql import functions as F
 
     names = flag_columns(checked, file)
@@ -72,18 +76,59 @@ def spark_row_problems(checked: DataFrame, file: str, source: pa.Schema) -> tupl
         F.sum(F.col(QUARANTINED).cast("long")).alias("quarantined"),
         *[F.sum(F.col(name).cast("long")).alias(name) for name in names.values()],
     ).first()
+    flagged = {check: name for check, name in names.items() if int(totals[name] or 0)}
+    examples = flagged_examples(checked, flagged, source)
     problems = []
-    for check, name in names.items():
-        if count := int(totals[name] or 0):
-            column = check.column if check.column in source.names else None
-            rows, values = _examples(checked.where(F.col(name)), column)
-            problems.append(Problem(file, check.column, check.reason, "quarantined", count, rows, values))
+    for check, name in flagged.items():
+        rows, values = examples[name]
+        count = int(totals[name])
+        problems.append(Problem(file, check.column, check.reason, "quarantined", count, rows, values))
     quarantined = int(totals["quarantined"] or 0)
     return problems, FileCounts(int(totals["rows"]), int(totals["rows"]) - quarantined, quarantined)
 
 
-def spark_warnings(items: DataFrame, records: DataFrame) -> list[Problem]:
-    """Empty titles of usable items, and media paths set to null (grouped by column and reason)."""
+def flagged_examples(
+    checked: DataFrame, flagged: dict[Check, str], source: pa.Schema
+) -> dict[str, tuple[list[int], list[str]]]:
+    """Per flag column: its first ``MAX_EXAMPLES`` rows and their values, all checks in one query."""
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    if not flagged:
+        return {}
+    value_columns = sorted({check.column for check in flagged if check.column in source.names})
+    fields = {column: f"__value{index}" for index, column in enumerate(value_columns)}
+    entries = []
+    for check, name in flagged.items():
+        values = [
+            (
+                F.col(f"`{column}`")
+                if column == check.column
+                else F.lit(None).cast(checked.schema[column].dataType)
+            ).alias(field)
+            for column, field in fields.items()
+        ]
+        entry = F.struct(F.lit(name).alias("__flag"), F.col(QUARANTINE_ROW).alias("__row"), *values)
+        entries.append(F.when(F.col(name), entry))
+    any_flag = functools.reduce(lambda a, b: a | b, [F.col(name) for name in flagged.values()])
+    exploded = checked.where(any_flag).select(
+        F.explode(F.filter(F.array(*entries), lambda entry: entry.isNotNull())).alias("__entry")
+    )
+    rank = F.row_number().over(Window.partitionBy("__flag").orderBy("__row"))
+    firsts = exploded.select("__entry.*").withColumn("__rank", rank).where(F.col("__rank") <= MAX_EXAMPLES)
+    examples: dict[str, tuple[list[int], list[str]]] = {name: ([], []) for name in flagged.values()}
+    for row in firsts.orderBy("__flag", "__row").collect():
+        rows, values = examples[row["__flag"]]
+        rows.append(int(row["__row"]))
+        check = next(check for check, name in flagged.items() if name == row["__flag"])
+        if check.column in fields:
+            values.append(describe_value(row[fields[check.column]]))
+    return examples
+
+
+def spark_warnings(items: DataFrame, records: DataFrame, limits: InputLimitsConfig) -> list[Problem]:
+    """Empty and truncated titles (texts) of usable items, and media paths set to null (grouped by column
+    and reason)."""
     from pyspark.sql import functions as F
 
     problems = []
@@ -91,6 +136,13 @@ def spark_warnings(items: DataFrame, records: DataFrame) -> list[Problem]:
     if count := blank.count():
         rows, values = _examples(blank, "title")
         problems.append(Problem(ITEMS_FILE, "title", EMPTY_TITLE, "warning", count, rows, values))
+    for column in LENGTH_LIMITED_COLUMNS if limits.over_long_text == "truncate" else ():
+        cut = items.where(~F.col(QUARANTINED) & F.col(over_long_flag(column)))
+        if count := cut.count():
+            rows, values = _examples(cut, column)
+            problems.append(
+                Problem(ITEMS_FILE, column, truncated_reason(column), "warning", count, rows, values)
+            )
     groups = records.groupBy(QUARANTINE_COLUMN, QUARANTINE_REASON).agg(
         F.count(F.lit(1)).alias("n"), F.min(QUARANTINE_ROW).alias("first")
     )
@@ -114,8 +166,11 @@ def clusters_on_driver(spark: SparkSession, dataset_dir: Path) -> tuple[TableVal
     return clusters, spark.createDataFrame(lookup, "cluster_id long, level int, parent_id long")
 
 
-def validate_with_spark(spark: SparkSession, dataset_dir: Path, out_dir: Path) -> ValidationReport:
-    """Run every check and atomically replace ``out_dir`` (only the report when a file is unusable)."""
+def validate_with_spark(
+    spark: SparkSession, dataset_dir: Path, out_dir: Path, limits: InputLimitsConfig
+) -> ValidationReport:
+    """Run every check within ``limits``; atomically replace ``out_dir`` (only the report when a file is
+    unusable)."""
     report = ValidationReport(str(dataset_dir))
     sources: dict[str, pa.Schema | None] = {}
     for file in DATASET_FILES:
@@ -130,7 +185,7 @@ def validate_with_spark(spark: SparkSession, dataset_dir: Path, out_dir: Path) -
     checked: dict[str, DataFrame] = {}
     if sources[ITEMS_FILE]:
         checked[ITEMS_FILE] = check_items(
-            spark, dataset_dir / ITEMS_FILE, sources[ITEMS_FILE], lookup
+            spark, dataset_dir / ITEMS_FILE, sources[ITEMS_FILE], lookup, limits
         ).persist()
     if sources[INTERACTIONS_FILE]:
         item_ids = usable_rows(checked[ITEMS_FILE], ITEMS_FILE) if ITEMS_FILE in checked else None
@@ -144,10 +199,10 @@ def validate_with_spark(spark: SparkSession, dataset_dir: Path, out_dir: Path) -
     media_checked = None
     if ITEMS_FILE in checked:
         media_checked = check_media(
-            usable_rows(checked[ITEMS_FILE], ITEMS_FILE, QUARANTINE_ROW), dataset_dir
+            usable_rows(checked[ITEMS_FILE], ITEMS_FILE, QUARANTINE_ROW), dataset_dir, limits
         ).persist()
         items_out, records = media_outputs(media_checked)
-        report.problems += spark_warnings(checked[ITEMS_FILE], records)
+        report.problems += spark_warnings(checked[ITEMS_FILE], records, limits)
         report.media_problems = records.count()
     with atomic_directory(out_dir) as staging:
         if not report.fatal:

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from serendipity.limits import InputLimitsConfig
 from serendipity.schema import (
     INTERACTIONS_FILE,
     ITEMS_FILE,
@@ -31,6 +32,7 @@ from serendipity.validation.media import (
 from serendipity.validation.rules import (
     DUPLICATE_INTERACTION,
     DUPLICATE_ITEM,
+    LENGTH_LIMITED_COLUMNS,
     MEDIA_COLUMNS,
     REASON_SEPARATOR,
     SATISFACTION_OUT_OF_RANGE,
@@ -38,6 +40,7 @@ from serendipity.validation.rules import (
     Check,
     cast_check,
     null_check,
+    over_long_check,
     parse_timestamps,
     row_checks,
     type_kind,
@@ -45,6 +48,7 @@ from serendipity.validation.rules import (
     wrong_parent_check,
 )
 from serendipity.validation.table import dataset_part_files
+from serendipity.validation.text import length_limit
 from spark_jobs.common import spark_type
 
 if TYPE_CHECKING:
@@ -161,12 +165,37 @@ def tree_flags(items: DataFrame, clusters: DataFrame) -> tuple[DataFrame, dict[C
     return items, flags
 
 
-def check_items(spark: SparkSession, path: Path, source: pa.Schema, clusters: DataFrame | None) -> DataFrame:
+def over_long_flag(column: str) -> str:
+    return f"__over_long_{column}"
+
+
+def length_limits(frame: DataFrame, limits: InputLimitsConfig) -> tuple[DataFrame, dict[Check, Column]]:
+    """As :func:`serendipity.validation.text.enforce_length_limits`: over-long title and text values are
+    flagged (quarantine) or cut to the limit, with ``__over_long_<column>`` marking them for the warning."""
+    from pyspark.sql import functions as F
+
+    flags: dict[Check, Column] = {}
+    for column in LENGTH_LIMITED_COLUMNS:
+        limit, value = length_limit(limits, column), F.col(typed(column))
+        frame = frame.withColumn(over_long_flag(column), F.coalesce(F.length(value) > limit, F.lit(False)))
+        if limits.over_long_text == "quarantine":
+            flags[over_long_check(column)] = F.col(over_long_flag(column))
+        else:
+            cut = F.when(F.col(over_long_flag(column)), F.substring(value, 1, limit)).otherwise(value)
+            frame = frame.withColumn(typed(column), cut)
+    return frame, flags
+
+
+def check_items(
+    spark: SparkSession, path: Path, source: pa.Schema, clusters: DataFrame | None, limits: InputLimitsConfig
+) -> DataFrame:
     frame, flags = add_typed_columns(read_with_row_numbers(spark, path), ITEMS_FILE, source)
     flags[Check("item_id", DUPLICATE_ITEM)] = duplicate_flag(["item_id"])
     if clusters is not None:
         frame, tree = tree_flags(frame, clusters)
         flags.update(tree)
+    frame, length_flags = length_limits(frame, limits)
+    flags.update(length_flags)
     return with_reasons(frame, ITEMS_FILE, flags)
 
 
@@ -205,8 +234,8 @@ def quarantined_rows(checked: DataFrame, source: pa.Schema) -> DataFrame:
     return checked.where(F.col(QUARANTINED)).select(*[F.col(f"`{n}`") for n in (*source.names, *extra)])
 
 
-def check_media(usable_items: DataFrame, dataset_dir: Path) -> DataFrame:
-    """Open every media file on the executors; bad paths get a ``<column>__problem`` reason."""
+def check_media(usable_items: DataFrame, dataset_dir: Path, limits: InputLimitsConfig) -> DataFrame:
+    """Open every media file on the executors, within ``limits``; bad paths get a ``<column>__problem``."""
     from pyspark.sql.types import StringType, StructField, StructType
 
     problem_fields = [StructField(c + PROBLEM_SUFFIX, StringType()) for c in MEDIA_COLUMNS]
@@ -215,7 +244,7 @@ def check_media(usable_items: DataFrame, dataset_dir: Path) -> DataFrame:
 
     def check_batches(batches):  # noqa: ANN001, ANN202
         for batch in batches:
-            yield check_media_frame(batch, root)
+            yield check_media_frame(batch, root, limits)
 
     return usable_items.mapInPandas(check_batches, schema)
 

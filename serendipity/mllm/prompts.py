@@ -53,6 +53,10 @@ class PromptStyle(StrEnum):
 
 
 TASK = "Name the nearby topic this viewer has not explored yet."
+# Titles longer than this many tokens (of the model's tokenizer) are cut, so a prompt stays bounded.
+MAX_TITLE_TOKENS = 128
+# A title is first cut to this many characters per allowed token, so a huge one never reaches the tokenizer.
+CHARS_PER_TOKEN_BOUND = 32
 COT_TASK = "Say what the video shows first, then name the nearby topic this viewer has not explored yet."
 
 
@@ -130,10 +134,24 @@ def item_media_from_row(
     return media
 
 
-def _prompt_body(media: ItemMedia, style: PromptStyle, tree: ClusterTree, level: int) -> str:
+def truncate_to_tokens(text: str, processor: Any, max_tokens: int) -> str:
+    """The longest prefix of ``text`` (at a token boundary) with at most ``max_tokens`` tokens."""
+    from serendipity.mllm.generation import resolve_tokenizer
+
+    tokenizer = resolve_tokenizer(processor)
+    text = text[: max_tokens * CHARS_PER_TOKEN_BOUND]
+    try:
+        offsets = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
+    except NotImplementedError:  # slow tokenizers have no offsets: decode the kept tokens instead
+        ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+        return text if len(ids) <= max_tokens else str(tokenizer.decode(ids[:max_tokens]))
+    return text if len(offsets) <= max_tokens else text[: offsets[max_tokens - 1][1]]
+
+
+def _prompt_body(media: ItemMedia, style: PromptStyle, tree: ClusterTree, level: int, title: str) -> str:
     lines = []
     if style.shows_title:
-        lines.append(f"Title: {media.title}")
+        lines.append(f"Title: {title}")
     if style is PromptStyle.TEXT:
         lines.append(f"Topic: {tree.description(media.cluster_at(level))}")
     lines.append(COT_TASK if style.chain_of_thought else TASK)
@@ -150,14 +168,23 @@ def render(processor: Any, body: str, num_images: int) -> str:
 
 
 def build_prompt(
-    media: ItemMedia, style: PromptStyle | str, tree: ClusterTree, level: int, processor: Any
+    media: ItemMedia,
+    style: PromptStyle | str,
+    tree: ClusterTree,
+    level: int,
+    processor: Any,
+    max_title_tokens: int = MAX_TITLE_TOKENS,
 ) -> Prompt:
-    """The prompt for one item; media styles without usable media fall back to the text prompt."""
+    """The prompt for one item; media styles without usable media fall back to the text prompt.
+
+    The title is cut to ``max_title_tokens`` tokens of the processor's tokenizer.
+    """
     style = PromptStyle(style)
     fallback = style.uses_media and (media.media_fallback or not media.images)
     used = PromptStyle.TEXT if fallback else style
     images = [] if used is PromptStyle.TEXT else list(media.images)
-    text = render(processor, _prompt_body(media, used, tree, level), len(images))
+    title = truncate_to_tokens(media.title, processor, max_title_tokens) if used.shows_title else ""
+    text = render(processor, _prompt_body(media, used, tree, level, title), len(images))
     return Prompt(text=text, images=images, style=used, media_fallback=fallback)
 
 

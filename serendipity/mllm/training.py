@@ -8,7 +8,7 @@ The training steps themselves (``train_steps``) need no Ray: the in-process abla
 
 from __future__ import annotations
 
-import json
+import logging
 import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -19,6 +19,14 @@ import numpy as np
 
 from serendipity.config import PipelineConfig
 from serendipity.layout import WorkLayout
+from serendipity.mllm.checkpoints import (
+    CHECKPOINT_MODEL,
+    checkpoint_history,
+    checkpoint_step,
+    incomplete_reason,
+    optimizer_state,
+    save_checkpoint,
+)
 from serendipity.mllm.curves import write_curves
 from serendipity.mllm.data import (
     FinetuneData,
@@ -30,19 +38,7 @@ from serendipity.mllm.data import (
 from serendipity.mllm.metrics import evaluate_model
 from serendipity.mllm.model import load_model
 
-CHECKPOINT_MODEL = "model"
-CHECKPOINT_STATE = "state.pt"
-CHECKPOINT_INFO = "serendipity_checkpoint.json"
-
-
-def checkpoint_step(checkpoint_dir: str | Path) -> int:
-    return int(json.loads((Path(checkpoint_dir) / CHECKPOINT_INFO).read_text())["step"])
-
-
-def latest_checkpoint(root: str | Path) -> Path | None:
-    """The checkpoint with the highest step anywhere under ``root`` (Ray Train's storage path)."""
-    found = [info.parent for info in Path(root).glob(f"**/{CHECKPOINT_INFO}")]
-    return max(found, key=checkpoint_step) if found else None
+log = logging.getLogger(__name__)
 
 
 def _model_for_training(base_dir: str, resume_dir: Path | None, lora: bool) -> tuple[Any, Any]:
@@ -59,17 +55,6 @@ def _model_for_training(base_dir: str, resume_dir: Path | None, lora: bool) -> t
             model = get_peft_model(model, LoraConfig(r=8, lora_alpha=16, target_modules="all-linear"))
     model.train()
     return model, processor
-
-
-def _save_checkpoint(
-    directory: Path, model: Any, processor: Any, optimizer: Any, step: int, history: list[dict], base: str
-) -> None:
-    import torch
-
-    model.save_pretrained(directory / CHECKPOINT_MODEL)
-    processor.save_pretrained(directory / CHECKPOINT_MODEL)
-    torch.save({"optimizer": optimizer.state_dict(), "history": history}, directory / CHECKPOINT_STATE)
-    (directory / CHECKPOINT_INFO).write_text(json.dumps({"step": step, "base_model_dir": base}))
 
 
 def batch_indices(size: int, batch_size: int, seed: int, rank: int, step: int) -> np.ndarray:
@@ -139,12 +124,18 @@ def train_steps(
 
 
 def _resume_dir(loop_config: dict[str, Any]) -> Path | None:
-    """The checkpoint to resume from: Ray Train's (after a worker failure), else the driver's."""
+    """The checkpoint to resume from: Ray Train's (after a worker failure), else the driver's.
+
+    Ray's checkpoint is checked like the driver's (see ``incomplete_reason``); an incomplete one is skipped.
+    """
     import ray.train
 
     ray_checkpoint = ray.train.get_checkpoint()
     if ray_checkpoint is not None:
-        return Path(ray_checkpoint.to_directory())
+        directory = Path(ray_checkpoint.to_directory())
+        if (reason := incomplete_reason(directory)) is None:
+            return directory
+        log.warning("skipping Ray Train's incomplete checkpoint %s: %s", directory, reason)
     return Path(loop_config["resume_from"]) if loop_config.get("resume_from") else None
 
 
@@ -163,11 +154,8 @@ class _WorkerRun:
 
     def restore(self, resume_dir: Path) -> int:
         """Load the optimizer state and history of a checkpoint; the step to continue from."""
-        import torch
-
-        state = torch.load(resume_dir / CHECKPOINT_STATE, weights_only=False)
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.history = state["history"]
+        self.optimizer.load_state_dict(optimizer_state(resume_dir))
+        self.history = checkpoint_history(resume_dir)
         return checkpoint_step(resume_dir)
 
     def report(self, step: int, loss: float) -> None:
@@ -182,7 +170,7 @@ class _WorkerRun:
                 metrics.update(evaluate_validation(unwrapped, self.processor, self.data, self.config))
                 self.history.append(metrics)
                 write_curves(self.history, WorkLayout.of(self.config).finetune_dir)
-                _save_checkpoint(
+                save_checkpoint(
                     Path(tmp),
                     unwrapped,
                     self.processor,
@@ -231,22 +219,3 @@ def finetune_worker(loop_config: dict[str, Any]) -> None:
         rank=rank,
         start_step=start_step,
     )
-
-
-def merged_model_from_checkpoint(checkpoint_dir: str | Path, lora: bool) -> tuple[Any, Any]:
-    """The trained model of a checkpoint as a plain HF model (LoRA adapters merged into the base)."""
-    checkpoint_dir = Path(checkpoint_dir)
-    if not lora:
-        return load_model(checkpoint_dir / CHECKPOINT_MODEL)
-    from peft import PeftModel
-
-    base = json.loads((checkpoint_dir / CHECKPOINT_INFO).read_text())["base_model_dir"]
-    model, processor = load_model(base)
-    model = PeftModel.from_pretrained(model, checkpoint_dir / CHECKPOINT_MODEL).merge_and_unload()
-    return model, processor
-
-
-def checkpoint_history(checkpoint_dir: str | Path) -> list[dict[str, float]]:
-    import torch
-
-    return list(torch.load(Path(checkpoint_dir) / CHECKPOINT_STATE, weights_only=False)["history"])

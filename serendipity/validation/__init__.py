@@ -3,8 +3,10 @@
 The rules (:mod:`.rules`) are engine-agnostic; this package is the pandas engine and the Spark
 validate job (``spark_jobs/validate.py``) evaluates the same rules at scale, so both write identical
 outputs. Modules: :mod:`.rules` (checks and reason texts), :mod:`.table` (reading, casting, row
-flags), :mod:`.checks` (tree, items and interactions rules), :mod:`.media` (media path checks),
-:mod:`.report` (problems and counts), :mod:`.dataset` (a whole dataset directory in and out).
+flags), :mod:`.checks` (tree, items and interactions rules), :mod:`.text` (title and text length limits),
+:mod:`.media` (media path checks), :mod:`.media_probe` (opening a file within the limits, in a child
+process), :mod:`.report` (problems and counts), :mod:`.dataset` (a whole dataset directory in and out).
+The limits are ``PipelineConfig.limits`` (:class:`serendipity.limits.InputLimitsConfig`).
 """
 
 from serendipity.validation.dataset import (

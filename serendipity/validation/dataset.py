@@ -18,6 +18,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from serendipity.io import atomic_directory, write_json_atomic
+from serendipity.limits import InputLimitsConfig
 from serendipity.schema import (
     CLUSTERS_FILE,
     DATASET_FILES,
@@ -36,15 +37,19 @@ from serendipity.validation.media import (
     media_records,
     media_table,
 )
+from serendipity.validation.media_probe import MediaProbe, probe_media_file
 from serendipity.validation.report import (
     MAX_EXAMPLES,
     FileCounts,
     Problem,
     ValidationReport,
     describe_value,
+    source_values,
+    warning_for_rows,
 )
 from serendipity.validation.rules import EMPTY_TITLE, MEDIA_COLUMNS, row_checks, schema_problems
 from serendipity.validation.table import TableValidation, dataset_part_files, read_table_file
+from serendipity.validation.text import enforce_length_limits
 
 QUARANTINE_DIR = "quarantine"
 MEDIA_QUARANTINE_FILE = "media.parquet"
@@ -103,29 +108,11 @@ def row_problems(validation: TableValidation) -> list[Problem]:
         if mask is None or not mask.any():
             continue
         rows = np.flatnonzero(mask)[:MAX_EXAMPLES].tolist()
-        values = _source_values(validation.source, check.column, rows)
+        values = source_values(validation.source, check.column, rows)
         problems.append(
             Problem(validation.file, check.column, check.reason, "quarantined", int(mask.sum()), rows, values)
         )
     return problems
-
-
-def _source_values(source: pa.Table, column: str, rows: list[int]) -> list[str]:
-    if column not in source.column_names:
-        return []
-    values = source.column(column).take(pa.array(rows, type=pa.int64())).to_pylist()
-    return [describe_value(value) for value in values]
-
-
-def _warning_for_rows(
-    file: str, column: str, reason: str, mask: np.ndarray, source: pa.Table
-) -> list[Problem]:
-    if not mask.any():
-        return []
-    rows = np.flatnonzero(mask)[:MAX_EXAMPLES].tolist()
-    return [
-        Problem(file, column, reason, "warning", int(mask.sum()), rows, _source_values(source, column, rows))
-    ]
 
 
 def media_problems(records: pd.DataFrame) -> list[Problem]:
@@ -146,19 +133,29 @@ def media_problems(records: pd.DataFrame) -> list[Problem]:
     return problems
 
 
-def _null_bad_media(items: TableValidation, dataset_dir: Path) -> pd.DataFrame:
+def _null_bad_media(
+    items: TableValidation, dataset_dir: Path, limits: InputLimitsConfig, probe: MediaProbe
+) -> pd.DataFrame:
     """Check media of usable items; null the bad paths in place; return the media records."""
     usable = items.typed.loc[~items.quarantined, ["item_id", *MEDIA_COLUMNS]]
-    checked = check_media_frame(usable, str(dataset_dir))
+    checked = check_media_frame(usable, str(dataset_dir), limits, probe)
     for column in MEDIA_COLUMNS:
         bad_index = checked.index[checked[column + PROBLEM_SUFFIX].notna()]
         items.typed.loc[bad_index, column] = None
     return media_records(checked, ITEMS_FILE, pd.Series(checked.index, index=checked.index))
 
 
-def validate_dataset(dataset_dir: str | Path) -> ValidationResult:
-    """Run every check on ``dataset_dir``; nothing is written."""
-    dataset_dir = Path(dataset_dir)
+def validate_dataset(
+    dataset_dir: str | Path,
+    limits: InputLimitsConfig | None = None,
+    *,
+    media_probe: MediaProbe = probe_media_file,
+) -> ValidationResult:
+    """Run every check on ``dataset_dir`` within ``limits`` (the defaults when None); nothing is written.
+
+    ``media_probe`` opens one media file in the probe process (see :mod:`.media_probe`); tests swap it.
+    """
+    dataset_dir, limits = Path(dataset_dir), limits or InputLimitsConfig()
     report = ValidationReport(str(dataset_dir))
     tables: dict[str, pa.Table | None] = {}
     for file in DATASET_FILES:
@@ -174,7 +171,8 @@ def validate_dataset(dataset_dir: str | Path) -> ValidationResult:
     if (items_source := tables[ITEMS_FILE]) is not None:
         validations[ITEMS_FILE] = items = TableValidation.start(ITEMS_FILE, items_source)
         check_items(items, usable_clusters)
-        records = _null_bad_media(items, dataset_dir)
+        report.problems += enforce_length_limits(items, limits)
+        records = _null_bad_media(items, dataset_dir, limits, media_probe)
     usable_items = validations[ITEMS_FILE].usable_frame()["item_id"] if ITEMS_FILE in validations else None
     if (interactions_source := tables[INTERACTIONS_FILE]) is not None:
         validations[INTERACTIONS_FILE] = interactions = TableValidation.start(
@@ -192,7 +190,7 @@ def validate_dataset(dataset_dir: str | Path) -> ValidationResult:
     if ITEMS_FILE in validations:
         items = validations[ITEMS_FILE]
         blank_title = items.typed["title"].fillna("x").astype(str).str.strip().eq("").to_numpy()
-        report.problems += _warning_for_rows(
+        report.problems += warning_for_rows(
             ITEMS_FILE, "title", EMPTY_TITLE, blank_title & ~items.quarantined, items.source
         )
         report.problems += media_problems(records)
@@ -220,9 +218,11 @@ def write_validation(result: ValidationResult, out_dir: str | Path) -> Path:
     return out_dir
 
 
-def validate_to(dataset_dir: str | Path, out_dir: str | Path | None = None) -> ValidationReport:
+def validate_to(
+    dataset_dir: str | Path, out_dir: str | Path | None = None, limits: InputLimitsConfig | None = None
+) -> ValidationReport:
     """Validate ``dataset_dir`` and, when ``out_dir`` is given, write the outputs there."""
-    result = validate_dataset(dataset_dir)
+    result = validate_dataset(dataset_dir, limits)
     if out_dir is not None:
         write_validation(result, out_dir)
     return result.report

@@ -2,15 +2,20 @@
 that file (its path is set to null with the reason), never the job.
 
 :func:`probe_media_file` reads sizes and durations from the headers, then decodes one frame or the image;
-:class:`MediaProber` runs a probe per file in a long-lived child process and stops (kills) it when the
-probe outlasts ``limits.media_decode_timeout_s``; the next file gets a fresh child.
+:class:`MediaProber` runs a probe per file in a long-lived child Python process (JSON lines over its
+stdin/stdout) and kills it when a probe outlasts ``limits.media_decode_timeout_s``; the next file gets a
+fresh child. A plain subprocess, not multiprocessing: it never re-imports the caller's main module.
 """
 
 from __future__ import annotations
 
-import multiprocessing
+import importlib
+import json
+import os
+import select
+import subprocess
+import sys
 from collections.abc import Callable
-from multiprocessing.connection import Connection
 from pathlib import Path
 from types import TracebackType
 
@@ -76,22 +81,30 @@ def probe_media_file(path: Path, column: str, limits: InputLimitsConfig) -> str 
     return _video_problem(path, limits) if column == "video_path" else _image_problem(path, limits)
 
 
-def _serve(connection: Connection, probe: MediaProbe, limits: InputLimitsConfig) -> None:
-    """The child's loop: answer each (path, column) with the probe's reason (or None) until EOF."""
+def _reference(probe: MediaProbe) -> str:
+    return f"{probe.__module__}:{probe.__qualname__}"
+
+
+def serve(probe_reference: str, limits_json: str) -> None:
+    """The child's loop: answer each request line with the probe's reason (or null) until stdin closes."""
+    module, name = probe_reference.split(":")
+    probe: MediaProbe = getattr(importlib.import_module(module), name)
+    limits = InputLimitsConfig.model_validate_json(limits_json)
     import av  # noqa: F401 (imported before READY, so a probe's time is spent probing)
     import PIL.Image  # noqa: F401
 
-    connection.send(READY)
-    while True:
+    answers = os.fdopen(os.dup(sys.stdout.fileno()), "w")
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())  # stray prints must not break the protocol
+    answers.write(READY + "\n")
+    answers.flush()
+    for line in sys.stdin:
+        request = json.loads(line)
         try:
-            path, column = connection.recv()
-        except EOFError:
-            return
-        try:
-            answer = probe(Path(path), column, limits)
+            answer = probe(Path(request["path"]), request["column"], limits)
         except Exception:  # noqa: BLE001 (any failure of a hostile file is that file's problem)
-            answer = _unreadable(column)
-        connection.send(answer)
+            answer = _unreadable(request["column"])
+        answers.write(json.dumps({"problem": answer}) + "\n")
+        answers.flush()
 
 
 class MediaProber:
@@ -100,8 +113,7 @@ class MediaProber:
     def __init__(self, limits: InputLimitsConfig, probe: MediaProbe = probe_media_file) -> None:
         self.limits = limits
         self.probe = probe
-        self._process: multiprocessing.process.BaseProcess | None = None
-        self._connection: Connection | None = None
+        self._process: subprocess.Popen[str] | None = None
 
     def __enter__(self) -> MediaProber:
         return self
@@ -111,38 +123,60 @@ class MediaProber:
     ) -> None:
         self.close()
 
-    def _start(self) -> Connection:
-        context = multiprocessing.get_context("spawn")  # no fork of a process holding threads (Spark, torch)
-        ours, theirs = context.Pipe()
-        self._process = context.Process(target=_serve, args=(theirs, self.probe, self.limits), daemon=True)
-        self._process.start()
-        theirs.close()
-        self._connection = ours
-        if not ours.poll(CHILD_START_TIMEOUT_S) or ours.recv() != READY:
+    def _start(self) -> subprocess.Popen[str]:
+        code = "import sys; from serendipity.validation.media_probe import serve; serve(*sys.argv[1:])"
+        arguments = [_reference(self.probe), self.limits.model_dump_json()]
+        environment = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+        self._process = subprocess.Popen(
+            [sys.executable, "-c", code, *arguments],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            env=environment,
+            text=True,
+        )
+        try:
+            started = self._read_line(CHILD_START_TIMEOUT_S) == READY
+        except EOFError:
+            started = False
+        if not started:
             self.close()
             raise RuntimeError(f"the media probe process did not start within {CHILD_START_TIMEOUT_S} s")
-        return ours
+        return self._process
+
+    def _read_line(self, timeout_s: float) -> str | None:
+        """The child's next line, None after ``timeout_s``; EOFError when the child is gone."""
+        assert self._process is not None and self._process.stdout is not None
+        readable, _, _ = select.select([self._process.stdout], [], [], timeout_s)
+        if not readable:
+            return None
+        line = self._process.stdout.readline()
+        if not line:
+            raise EOFError
+        return line.rstrip("\n")
 
     def problem(self, path: Path, column: str) -> str | None:
         """The probe's reason for ``path`` (None when usable); a timeout or crash is the reason too."""
-        connection = self._connection or self._start()
+        process = self._process or self._start()
+        assert process.stdin is not None
         try:
-            connection.send((str(path), column))
-            if connection.poll(self.limits.media_decode_timeout_s):
-                return connection.recv()
+            process.stdin.write(json.dumps({"path": str(path), "column": column}) + "\n")
+            process.stdin.flush()
+            line = self._read_line(self.limits.media_decode_timeout_s)
         except (EOFError, BrokenPipeError):
             self.close()
             return DECODER_CRASHED
-        self.close()
-        return DECODE_TIMEOUT
+        if line is None:
+            self.close()
+            return DECODE_TIMEOUT
+        return json.loads(line)["problem"]
 
     def close(self) -> None:
         """Stop the child (killed: it may be stuck in a decoder); a later probe starts a new one."""
-        if self._connection is not None:
-            self._connection.close()
-            self._connection = None
-        if self._process is not None:
-            if self._process.is_alive():
-                self._process.kill()
-            self._process.join()
-            self._process = None
+        if self._process is None:
+            return
+        self._process.kill()
+        self._process.wait()
+        for stream in (self._process.stdin, self._process.stdout):
+            if stream is not None:
+                stream.close()
+        self._process = None

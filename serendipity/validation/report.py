@@ -5,6 +5,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
+import numpy as np
+import pyarrow as pa
+
 Severity = Literal["fatal", "quarantined", "warning"]
 MAX_EXAMPLES = 5
 
@@ -90,3 +93,23 @@ class ValidationReport:
 def describe_value(value: object) -> str:
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
+
+
+def source_values(source: pa.Table, column: str, rows: list[int]) -> list[str]:
+    """The original values of ``column`` at ``rows``, described for the report (none without the column)."""
+    if column not in source.column_names:
+        return []
+    values = source.column(column).take(pa.array(rows, type=pa.int64())).to_pylist()
+    return [describe_value(value) for value in values]
+
+
+def warning_for_rows(
+    file: str, column: str, reason: str, mask: np.ndarray, source: pa.Table
+) -> list[Problem]:
+    """One warning for the rows in ``mask`` that stay usable (none when the mask is empty)."""
+    if not mask.any():
+        return []
+    rows = np.flatnonzero(mask)[:MAX_EXAMPLES].tolist()
+    return [
+        Problem(file, column, reason, "warning", int(mask.sum()), rows, source_values(source, column, rows))
+    ]

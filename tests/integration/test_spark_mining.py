@@ -20,6 +20,7 @@ from reference.contract_data import (
 )
 
 from serendipity.config import PipelineConfig
+from serendipity.corpus_manifest import CorpusManifest
 from serendipity.layout import WorkLayout
 from serendipity.schema import (
     CLUSTERS_FILE,
@@ -125,11 +126,20 @@ def test_corpus_matches_reference(mined_config: PipelineConfig) -> None:
     expected = reference.corpus(interactions, config.mining.corpus_coverage)
     written = read_table(layout.corpus_path)
     assert_same_rows(written, expected, ["item_id"])
-    manifest = json.loads(layout.corpus_manifest_path.read_text())
+    manifest = _manifest_with_item_ids(layout)
     assert manifest["achieved_coverage"] >= config.mining.corpus_coverage
     assert manifest["achieved_coverage"] == pytest.approx(expected["cumulative_share"].iloc[-1])
     assert sorted(manifest["item_ids"]) == sorted(expected["item_id"])
     assert_same_rows(read_table(layout.corpus_delta_path), expected, ["item_id"])
+
+
+def _manifest_with_item_ids(layout: WorkLayout) -> dict:
+    """The manifest's JSON summary, with the item ids of its committed Parquet items."""
+    manifest = CorpusManifest.load(layout.corpus_manifest_path)
+    assert manifest is not None
+    items_dir = manifest.items_dir(layout.corpus_manifest_path)
+    item_ids = pq.read_table(items_dir, columns=["item_id"]).column(0).to_pylist()
+    return json.loads(layout.corpus_manifest_path.read_text()) | {"item_ids": item_ids}
 
 
 def test_outputs_follow_the_contract_schemas(mined_config: PipelineConfig) -> None:

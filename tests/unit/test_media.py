@@ -1,16 +1,21 @@
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from serendipity.media import (
+    ImageBombError,
     MediaError,
+    decode_frames,
+    image_size,
     load_image,
     random_frame,
     sample_frames,
     uniform_frame_indices,
+    video_info,
     write_image,
     write_video,
 )
@@ -112,3 +117,48 @@ def test_bad_frames_are_rejected(tmp_path: Path, frames: np.ndarray) -> None:
     with pytest.raises(MediaError, match="clip.mp4"):
         write_video(tmp_path / "clip.mp4", frames, fps=5)
     assert not (tmp_path / "clip.mp4").exists()
+
+
+def test_video_info_reads_headers(numbered_video: Path) -> None:
+    info = video_info(numbered_video)
+    assert (info.frames, info.width, info.height) == (16, 32, 32)
+    assert info.seconds == pytest.approx(16 / 5) and info.pixels_per_frame == 32 * 32
+
+
+def test_frames_at_any_indices(numbered_video: Path) -> None:
+    frames = decode_frames(numbered_video, [9, 3, 3, 40])  # past the end: the last frame
+    assert [_frame_number(f) for f in frames] == [9, 3, 3, 15]
+
+
+def test_sampling_a_long_video_seeks_instead_of_decoding_it_all(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import serendipity.media
+
+    brightness = (np.arange(600) % 200).astype(np.uint8)
+    frames = np.broadcast_to(brightness[:, None, None, None], (600, 32, 32, 3))
+    path = write_video(tmp_path / "long.mp4", frames.copy(), fps=10)
+    decoded = 0
+    numbered_frames = serendipity.media._numbered_frames
+
+    def counting(*args: object) -> Iterator[tuple[int, object]]:
+        nonlocal decoded
+        for numbered in numbered_frames(*args):
+            decoded += 1
+            yield numbered
+
+    monkeypatch.setattr(serendipity.media, "_numbered_frames", counting)
+    sampled = sample_frames(path, 4, 32)
+    assert [float(f.mean()) for f in sampled] == pytest.approx([75, 25, 175, 125], abs=3)
+    assert decoded < 0.8 * 600
+
+
+def test_decompression_bomb_is_refused_before_decoding(tmp_path: Path) -> None:
+    from hostile_inputs import write_bomb_png
+
+    path = write_bomb_png(tmp_path / "bomb.png")
+    with pytest.raises(ImageBombError, match="decompression bomb"):
+        load_image(path, 32)
+    with pytest.raises(ImageBombError):
+        image_size(path)
+    assert issubclass(ImageBombError, MediaError)

@@ -13,7 +13,9 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from hostile_inputs import write_bomb_png, write_clip
 
+from serendipity.limits import InputLimitsConfig
 from serendipity.schema import (
     CLUSTERS_FILE,
     DATASET_FILES,
@@ -29,12 +31,17 @@ from serendipity.tree import ClusterTree
 from serendipity.validation import validate_dataset, write_validation
 from serendipity.validation.media import (
     ABSOLUTE_PATH,
+    DECOMPRESSION_BOMB,
     EMPTY_PATH,
+    FILE_TOO_LARGE,
+    FRAME_TOO_LARGE,
     MEDIA_PATH,
     MISSING_FILE,
     OUTSIDE_DATASET,
+    TOO_MANY_FRAMES,
     UNREADABLE_IMAGE,
     UNREADABLE_VIDEO,
+    VIDEO_TOO_LONG,
 )
 from serendipity.validation.rules import QUARANTINED_PARENT, UNKNOWN_ITEM, row_checks, typing_checks
 
@@ -96,6 +103,7 @@ class Expect:
     extra_rows: tuple[int, ...] = ()  # rows of ``file`` also quarantined as a knock-on effect
     knock_on: tuple[str, ...] = ()  # further reasons allowed in the other files
     row_reason: str = ""  # the whole ``_reason`` of the quarantined rows, when several apply
+    limits: InputLimitsConfig | None = None  # the validator's limits (None: the defaults)
 
 
 Corruption = Callable[[Path], Expect]
@@ -443,6 +451,50 @@ def corrupt_video(ds: Path) -> Expect:
     return Expect(ITEMS_FILE, "video_path", "video does not open or has no frames", (row,), "media")
 
 
+# Limits the world's media (32 x 32, 16 frames at 5 fps, a few kB) are well within.
+TIGHT_LIMITS = InputLimitsConfig(
+    max_media_bytes=60_000, max_video_seconds=5.0, max_video_frames=30, max_frame_pixels=48 * 48
+)
+QUARANTINE_LONG_TEXT = InputLimitsConfig(
+    max_title_chars=100, max_text_chars=1000, over_long_text="quarantine"
+)
+
+
+def _hostile_media(column: str, reason: str, write: Callable[[Path], object], name: str) -> Corruption:
+    def corrupt(ds: Path) -> Expect:
+        write(ds / "media" / name)
+        row, _ = _set_media(ds, column, lambda _: f"media/{name}")
+        return Expect(ITEMS_FILE, column, reason, (row,), "media", limits=TIGHT_LIMITS)
+
+    corrupt.__name__ = f"media_over_limit_{name.replace('.', '_')}"
+    return case(corrupt)
+
+
+_hostile_media("video_path", VIDEO_TOO_LONG, lambda p: write_clip(p, frames=64, fps=8, side=32), "long.mp4")
+_hostile_media("video_path", FRAME_TOO_LARGE, lambda p: write_clip(p, frames=8, fps=8, side=64), "wide.mp4")
+_hostile_media("video_path", TOO_MANY_FRAMES, lambda p: write_clip(p, frames=40, fps=40, side=32), "many.mp4")
+_hostile_media(
+    "video_path", FILE_TOO_LARGE, lambda p: write_clip(p, frames=24, fps=8, side=64, noise=True), "noise.mp4"
+)
+_hostile_media("thumbnail_path", DECOMPRESSION_BOMB, write_bomb_png, "bomb.png")
+
+
+def _over_long(column: str, value: str, row: int) -> Corruption:
+    def corrupt(ds: Path) -> Expect:
+        items = read(ds, ITEMS_FILE)
+        items.loc[row, column] = value
+        write(ds, ITEMS_FILE, items)
+        reason = f"{column} longer than limits.max_{column}_chars"
+        return Expect(ITEMS_FILE, column, reason, (row,), limits=QUARANTINE_LONG_TEXT)
+
+    corrupt.__name__ = f"over_long_{column}"
+    return case(corrupt)
+
+
+_over_long("title", "t" * 101, 2)
+_over_long("text", "x" * 1001, 3)
+
+
 # --- tests ----------------------------------------------------------------------------------------
 
 
@@ -466,7 +518,7 @@ def test_clean_dataset_has_no_problems(dataset: Path, tmp_path: Path) -> None:
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_bad_input_is_reported_and_valid_rows_survive(name: str, dataset: Path, tmp_path: Path) -> None:
     expect = CASES[name](dataset)
-    result = validate_dataset(dataset)
+    result = validate_dataset(dataset, expect.limits)
     report = result.report
     matching = [p for p in report.problems if p.file == expect.file and expect.reason in p.reason]
     assert matching, [p.message for p in report.problems]
@@ -551,6 +603,7 @@ def test_every_rule_is_exercised_by_a_case(valid_dataset: Path, tmp_path: Path) 
     for kind in TYPING_CHECK_KINDS:
         assert any(reason.endswith(kind) for reason in reasons), kind
     media = {EMPTY_PATH, ABSOLUTE_PATH, OUTSIDE_DATASET, MISSING_FILE, UNREADABLE_IMAGE, UNREADABLE_VIDEO}
+    media |= {VIDEO_TOO_LONG, FRAME_TOO_LARGE, TOO_MANY_FRAMES, FILE_TOO_LARGE, DECOMPRESSION_BOMB}
     assert media - reasons == set()
     for kind in FATAL_KINDS:
         assert any(kind in reason for reason in reasons), kind
