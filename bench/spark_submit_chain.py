@@ -32,7 +32,7 @@ def main() -> None:
 
     from serendipity.config import load_config, save_config, with_overrides
     from serendipity.layout import WorkLayout
-    from serendipity.pipeline import placeholder_tree
+    from serendipity.stages import placeholder_tree
     from spark_jobs import SPARK_JOBS
 
     base = load_config(args.config)

@@ -15,6 +15,8 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 
 from serendipity.io import write_text_atomic
 from serendipity.limits import InputLimitsConfig
+from serendipity.mllm.gate import GateConfig
+from serendipity.serving_config import ServingConfig
 
 
 class ConfigError(ValueError):
@@ -99,6 +101,7 @@ class MllmConfig(_Section):
     eval_batch_size: int = Field(16, ge=1)
     max_failures: int = Field(2, ge=0)  # worker-group restarts (from the last checkpoint) before giving up
     architecture: Literal["llava", "gemma3"] = "llava"  # of the tiny model `serendipity mllm init` builds
+    gate: GateConfig = GateConfig()  # when a fine-tuned model is published (serendipity.mllm.gate)
 
 
 class InferenceConfig(_Section):
@@ -151,18 +154,6 @@ class RetrievalConfig(_Section):
     use_gpu: bool = False
     flat_index_max_items: int = Field(50_000, ge=1)  # a cluster above this gets an HNSW index
     hnsw_m: int = Field(32, ge=4)
-
-
-class ServingConfig(_Section):
-    """The Ray Serve application (``serving/``); the bearer token comes from the environment, never here."""
-
-    host: str = "127.0.0.1"
-    port: int = Field(8000, ge=1, le=65535)
-    max_k: int = Field(100, ge=1)
-    max_body_bytes: int = Field(16_384, ge=256)
-    request_timeout_s: float = Field(10.0, gt=0)  # the ingress answers 504 when the recommender takes longer
-    max_batch_size: int = Field(16, ge=1)  # requests the recommender deployment answers together
-    batch_wait_timeout_s: float = Field(0.005, ge=0)  # how long a batch waits to fill up
 
 
 class EvalConfig(_Section):

@@ -45,7 +45,7 @@ def finetune(
     max_steps: int = typer.Option(None, "--max-steps", help="overrides mllm.max_steps"),
     fresh: bool = typer.Option(False, "--fresh", help="ignore existing checkpoints"),
 ) -> None:
-    """Fine-tune with Ray Train (resumes from the last checkpoint) and publish the model."""
+    """Fine-tune with Ray Train (resumes from the last checkpoint); publish the model if the gate lets it."""
     from ray_jobs import finetune as finetune_job
     from serendipity.config import load_config
 

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
+
+from serendipity.intervals import wilson_interval
 
 HOLDS = "holds"
 FAILS = "does not hold"
@@ -59,17 +61,6 @@ def _number(value: Any) -> float:
 def interval_of(stats: Mapping[str, Any]) -> Interval:
     """An interval from ``{"mean", "ci_low", "ci_high"}`` (missing or null bounds are NaN)."""
     return Interval(_number(stats.get("mean")), _number(stats.get("ci_low")), _number(stats.get("ci_high")))
-
-
-def wilson_interval(hits: float, trials: int, z: float = 1.96) -> tuple[float, float]:
-    """Wilson score interval of a binomial proportion (NaN for no trials)."""
-    if trials <= 0:
-        return math.nan, math.nan
-    rate = hits / trials
-    denominator = 1 + z * z / trials
-    centre = (rate + z * z / (2 * trials)) / denominator
-    half = z * math.sqrt(rate * (1 - rate) / trials + z * z / (4 * trials * trials)) / denominator
-    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 def compare(better: Interval, worse: Interval) -> str:
@@ -183,6 +174,15 @@ def _ablation_arm(rows: Mapping[str, Mapping[str, Any]], arm: str) -> Interval |
     return Interval(mean, mean - half, mean + half)
 
 
+def ablation_provenance(ablation: Section) -> str:
+    """Which ablation run the figures come from: its command, seeds, steps and when it finished."""
+    settings = (ablation or {}).get("settings") or {}
+    command = settings.get("command")
+    ran = f"`{command}`" if command else "an ablation run that recorded no command"
+    finished = f", finished {settings['finished']}" if settings.get("finished") else ""
+    return f"from {ran} (seeds {settings.get('seeds')}, {settings.get('max_steps')} steps{finished})"
+
+
 def ablation_claims(ablation: Section) -> list[ClaimCheck]:
     """Video + text beats text alone, CoT helps, thumbnail beats a random frame, more frames help."""
     comparisons = [
@@ -191,6 +191,7 @@ def ablation_claims(ablation: Section) -> list[ClaimCheck]:
         ("6d", "more frames help: 4 frames beat 1 (final recall, CoT)", "video_cot-4f", "video_cot-1f"),
     ]
     rows = {row["arm"]: row for row in (ablation or {}).get("table", [])}
+    provenance = ablation_provenance(ablation)
     checks = []
     for claim_id, claim, better, worse in comparisons:
         a, b = _ablation_arm(rows, better), _ablation_arm(rows, worse)
@@ -201,7 +202,7 @@ def ablation_claims(ablation: Section) -> list[ClaimCheck]:
         status = compare(a, b) if a.defined and b.defined else INCONCLUSIVE
         if not (a.defined and b.defined):
             evidence += "; one seed: no interval"
-        checks.append(ClaimCheck(claim_id, claim, status, evidence, "ablation"))
+        checks.append(ClaimCheck(claim_id, claim, status, f"{evidence}; {provenance}", "ablation"))
     cot_claim = "chain-of-thought helps (reaches a high match rate sooner)"
     found = [f for f in (ablation or {}).get("findings", []) if "CoT" in f.get("finding", "")]
     if not found or found[0].get("verdict") not in (HOLDS, FAILS, INCONCLUSIVE):
@@ -209,45 +210,74 @@ def ablation_claims(ablation: Section) -> list[ClaimCheck]:
             1, _not_measured("6b", cot_claim, "ablation", "the modality experiment of the ablation")
         )
     else:
-        checks.insert(1, ClaimCheck("6b", cot_claim, found[0]["verdict"], found[0]["evidence"], "ablation"))
+        evidence = f"{found[0]['evidence']}; {provenance}"
+        checks.insert(1, ClaimCheck("6b", cot_claim, found[0]["verdict"], evidence, "ablation"))
     return checks
 
 
+def _gate_text(gate: Mapping[str, Any] | None) -> str:
+    if not gate:
+        return ""
+    worse = ", ".join(gate.get("significantly_worse_than") or []) or "no reference"
+    return (
+        f"; publish gate ({gate.get('rule')}, margin {gate.get('margin')}): {gate.get('decision')}, "
+        f"significantly worse than {worse}, serving {gate.get('served_model_version')}"
+    )
+
+
 def finetuned_beats_baseline(finetune: Section) -> ClaimCheck:
-    claim = "the fine-tuned MLLM's recall beats the non-LLM baseline"
+    claim = "the fine-tuned MLLM's served (sibling-constrained) recall beats the non-LLM baseline"
     summary = (finetune or {}).get("summary") or {}
-    final, baseline = summary.get("final_metrics") or {}, summary.get("non_llm_baseline") or {}
-    if "recall" not in final or "recall" not in baseline:
-        return _not_measured("7", claim, "finetune", "the fine-tuning summary with its non-LLM baseline")
+    served, baseline = summary.get("served_metrics") or {}, summary.get("non_llm_baseline") or {}
+    if "recall" not in served or "recall" not in baseline:
+        needs = "the fine-tuning summary with the served (constrained) recall and the non-LLM baseline"
+        return _not_measured("7", claim, "finetune", needs)
     intervals = []
-    for source in (final, baseline):
-        trials = int(source.get("items") or baseline.get("items") or 0)
+    for source in (served, baseline):
+        trials = int(source.get("items") or 0)
         low, high = wilson_interval(float(source["recall"]) * trials, trials)
         intervals.append(Interval(float(source["recall"]), low, high))
     mllm, base = intervals
+    free = (summary.get("final_metrics") or {}).get("recall")
     evidence = (
-        f"recall on {int(baseline.get('items', 0))} held-out items: MLLM {mllm.text(3)} vs best non-LLM "
-        f"sibling guess {base.text(3)} (Wilson 95%)"
+        f"served recall on {int(served.get('items', 0))} held-out items: MLLM {mllm.text(3)} vs best "
+        f"non-LLM sibling guess {base.text(3)} (Wilson 95%); free-decoding recall "
+        f"{'-' if free is None else f'{float(free):.3f}'} (diagnostic, not served)"
     )
-    return ClaimCheck("7", claim, compare(mllm, base), evidence, "finetune")
+    return ClaimCheck("7", claim, compare(mllm, base), evidence + _gate_text(summary.get("gate")), "finetune")
 
 
 def replay_mllm_beats_baseline(replay: Section) -> ClaimCheck:
     claim = "on real next items, the MLLM's cluster is hit more often than the non-LLM baseline's"
-    methods = ((replay or {}).get("subsets", {}).get("all") or {}).get("methods", {})
+    everything = (replay or {}).get("subsets", {}).get("all") or {}
+    methods = everything.get("methods", {})
     if "mllm" not in methods or "non_llm_frequent" not in methods:
         return _not_measured("8", claim, "replay", "the offline replay")
     mllm, base = (interval_of(methods[m]) for m in ("mllm", "non_llm_frequent"))
     random = interval_of(methods["random_sibling"]) if "random_sibling" in methods else None
-    evidence = f"hit rate mllm {mllm.text(3)} vs non-LLM {base.text(3)}"
-    evidence += f" (random sibling {random.text(3)})" if random else ""
+    evidence = f"hit rate on {everything.get('cases')} held-out next items: mllm {mllm.text(3)} vs non-LLM "
+    evidence += f"{base.text(3)}" + (f" (random sibling {random.text(3)})" if random else "")
+    if replay and replay.get("served_model_versions"):
+        evidence += f"; served cluster from {', '.join(replay['served_model_versions'])}"
     return ClaimCheck("8", claim, compare(mllm, base), evidence, "replay")
 
 
-def check_claims(sections: Mapping[str, Section]) -> list[ClaimCheck]:
-    """Every claim, in the paper's order, from the report's section data (``None`` for an absent one)."""
+def _with_command(check: ClaimCheck, commands: Mapping[str, str]) -> ClaimCheck:
+    """A not-measured claim names the command that measures it."""
+    if check.status != NOT_MEASURED or check.source not in commands:
+        return check
+    return replace(check, evidence=f"{check.evidence}; measure it with `{commands[check.source]}`")
+
+
+def check_claims(
+    sections: Mapping[str, Section], commands: Mapping[str, str] | None = None
+) -> list[ClaimCheck]:
+    """Every claim, in the paper's order, from the report's section data (``None`` for an absent one).
+
+    ``commands`` (section name -> the command that writes its input) completes not-measured evidence.
+    """
     experiment = sections.get("experiment")
-    return [
+    checks = [
         serendipitous_satisfy_more(sections.get("aggregates")),
         mllm_highest_novelty(experiment),
         mllm_better_feedback_than_exploration(experiment),
@@ -257,3 +287,4 @@ def check_claims(sections: Mapping[str, Section]) -> list[ClaimCheck]:
         finetuned_beats_baseline(sections.get("finetune")),
         replay_mllm_beats_baseline(sections.get("replay")),
     ]
+    return [_with_command(check, commands or {}) for check in checks]

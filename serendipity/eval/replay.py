@@ -20,10 +20,16 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from serendipity.config import PipelineConfig
-from serendipity.eval.claims import wilson_interval
+from serendipity.intervals import wilson_interval
 from serendipity.io import json_safe, write_json_atomic
 from serendipity.layout import WorkLayout
-from serendipity.schema import INTERACTIONS_FILE, ITEMS_FILE, SERENDIPITOUS_CLUSTER_FEATURE, level_column
+from serendipity.schema import (
+    INTERACTIONS_FILE,
+    ITEMS_FILE,
+    MODEL_VERSION_FEATURE,
+    SERENDIPITOUS_CLUSTER_FEATURE,
+    level_column,
+)
 from serendipity.tree import ClusterTree
 
 METHOD_HELP = {
@@ -149,7 +155,7 @@ def score_cases(cases: pd.DataFrame, tree: ClusterTree) -> dict[str, Any]:
 class ReplayInputs:
     interactions: pd.DataFrame  # validated: user_id, item_id, ts, satisfaction
     item_cluster: pd.Series  # item_id -> level-L cluster (the catalogue)
-    predicted: pd.DataFrame  # the MLLM's batch output: item_id, serendipitous_cluster
+    predicted: pd.DataFrame  # the MLLM's batch output: item_id, serendipitous_cluster, model_version
     pairs: pd.DataFrame  # mined serendipitous pairs: user_id, context_cluster, next_cluster, ts
     tree: ClusterTree
 
@@ -170,7 +176,8 @@ def read_replay_inputs(layout: WorkLayout, level: int) -> ReplayInputs:
         "validated interactions",
     )
     items = _read(layout.catalog_dir() / ITEMS_FILE, ["item_id", column], "catalog items")
-    predicted = _read(layout.serendipity_path, ["item_id", SERENDIPITOUS_CLUSTER_FEATURE], "MLLM predictions")
+    served = ["item_id", SERENDIPITOUS_CLUSTER_FEATURE, MODEL_VERSION_FEATURE]
+    predicted = _read(layout.serendipity_path, served, "MLLM predictions")
     pairs = _read(layout.pairs_path, ["user_id", "context_cluster", "next_cluster", "ts"], "mined pairs")
     tree = ClusterTree.load(layout.catalog_dir())
     return ReplayInputs(interactions, items.set_index("item_id")[column], predicted, pairs, tree)
@@ -232,6 +239,7 @@ def replay_report(config: PipelineConfig, inputs: ReplayInputs, cases: ReplayCas
             "cases whose context item the MLLM did not cover": len(in_catalog) - len(covered),
         },
         "mllm_coverage": len(covered) / len(in_catalog) if len(in_catalog) else math.nan,
+        "served_model_versions": sorted(inputs.predicted[MODEL_VERSION_FEATURE].astype(str).unique()),
         "training_overlap": training_overlap(config, inputs, covered),
         "subsets": {
             "all": score_cases(covered, inputs.tree),

@@ -6,6 +6,8 @@ import html
 from pathlib import Path
 from typing import Any
 
+from serendipity.eval.claims import ablation_provenance
+
 STYLE = (
     "body{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}"
     "table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding:3px 8px;font-size:90%}"
@@ -37,17 +39,42 @@ def _number(value: Any, digits: int = 3) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
 
+def _gate_html(gate: dict[str, Any]) -> str:
+    rows = [["candidate (served recall)", interval_text(_as_interval(gate.get("candidate")), 3)]]
+    for name, figures in (gate.get("references") or {}).items():
+        label = f"{name} {figures.get('model_version', '')}".strip()
+        rows.append([label, interval_text(_as_interval(figures), 3)])
+    worse = ", ".join(gate.get("significantly_worse_than") or []) or "none"
+    return (
+        f"<p>publish gate ({html.escape(str(gate.get('rule')))}, margin {gate.get('margin')}): "
+        f"<b>{html.escape(str(gate.get('decision')))}</b>; significantly worse than: {html.escape(worse)}; "
+        f"serving {html.escape(str(gate.get('served_model_version')))}</p>"
+        + _table(["recall on the validation items", "mean [Wilson 95%]"], rows)
+    )
+
+
+def _as_interval(figures: dict[str, Any] | None) -> dict[str, Any] | None:
+    if not figures:
+        return None
+    return {"mean": figures.get("recall"), "ci_low": figures.get("ci_low"), "ci_high": figures.get("ci_high")}
+
+
 def _finetune_html(data: dict[str, Any]) -> str:
     from serendipity.eval.report_plots import curves_png
 
     parts = [_image(curves_png(data["curves"]), "fine-tuning curves")]
     summary = data.get("summary")
     if summary:
-        final, baseline = summary.get("final_metrics") or {}, summary.get("non_llm_baseline") or {}
-        rows = [[k, _number(final.get(k))] for k in ("match_rate", "recall", "recall_at_k") if k in final]
+        served, final = summary.get("served_metrics") or {}, summary.get("final_metrics") or {}
+        baseline = summary.get("non_llm_baseline") or {}
+        keys = ("match_rate", "recall", "recall_at_k")
+        rows = [[f"served (sibling-constrained) {k}", _number(served.get(k))] for k in keys if k in served]
+        rows += [[f"free decoding {k} (diagnostic)", _number(final.get(k))] for k in keys if k in final]
         rows.append(["non-LLM best sibling guess recall", _number(baseline.get("recall"))])
         parts.append(f"<p>model {summary.get('model_version')}, {summary.get('steps')} steps</p>")
         parts.append(_table(["final metric", "value"], rows))
+        if summary.get("gate"):
+            parts.append(_gate_html(summary["gate"]))
     return "".join(parts)
 
 
@@ -72,7 +99,8 @@ def _ablation_html(data: dict[str, Any], ablation_dir: Path) -> str:
         for f in data.get("findings") or []
     )
     images = [_image(png_file_base64(p), p.stem) for p in sorted(ablation_dir.glob("curves_*.png"))]
-    return _table(header, rows) + f"<ul>{found}</ul>" + "".join(images)
+    provenance = f"<p>{html.escape(ablation_provenance(data))}</p>"
+    return provenance + _table(header, rows) + f"<ul>{found}</ul>" + "".join(images)
 
 
 def _aggregates_html(data: dict[str, Any]) -> str:

@@ -123,14 +123,19 @@ def run_inference(
 ) -> dict[str, Any]:
     """Infer every corpus item not yet done under the current model version; returns run figures.
 
+    Serves the non-LLM guess instead when the publish gate left no published model.
+
     Uses the Ray that is initialised (Ray Data starts a local one otherwise).
     """
+    from serendipity.inference.guess import guess_all
+    from serendipity.mllm.gate import NON_LLM_GUESS_VERSION, serves_guess
     from serendipity.mllm.model import model_version, resolve_model_dir
 
     clock = time.perf_counter()
     layout = WorkLayout.of(config)
+    guess = model_dir is None and serves_guess(layout.finetune_summary_path, layout.latest_model_pointer)
     model_dir = resolve_model_dir(model_dir or layout.models_dir)
-    version = model_version(model_dir)
+    version = NON_LLM_GUESS_VERSION if guess else model_version(model_dir)
     store = InferenceStore.of(layout)
     started = pd.Timestamp.now(tz="UTC")
     items, missing = load_corpus_items(layout, delta_only, version, started)
@@ -139,7 +144,9 @@ def run_inference(
     todo = store.plan(items, version)
     log.info("corpus %d items, %d to infer under model %s", len(items), len(todo), version)
     totals = _nothing_inferred()
-    if len(todo) and _runs_in_process(config.inference, len(todo)):
+    if len(todo) and guess:  # the publish gate held every fine-tuned model back
+        totals = guess_all(config, todo, started)
+    elif len(todo) and _runs_in_process(config.inference, len(todo)):
         totals = _predict_in_process(config, todo, model_dir, started)
     elif len(todo):
         totals = _predict_all(config, todo, model_dir, started)

@@ -14,6 +14,7 @@ import logging
 import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -206,6 +207,21 @@ def _history_frame(summary: dict[str, Any], arm: Arm, seed: int) -> pd.DataFrame
     return frame
 
 
+def ablation_command(
+    config_path: str | Path | None,
+    experiments: Sequence[Experiment],
+    seeds: Sequence[int],
+    steps: int,
+    every: int,
+) -> str:
+    """The command line that reruns this ablation (the provenance the report shows)."""
+    seed_list, names = ",".join(map(str, seeds)), ",".join(e.name for e in experiments)
+    return (
+        f"serendipity experiment ablate --config {config_path or 'CONFIG'} --seeds {seed_list} "
+        f"--max-steps {steps} --eval-every {every} --experiments {names}"
+    )
+
+
 def run_ablation(
     config: PipelineConfig,
     *,
@@ -242,5 +258,7 @@ def run_ablation(
             "max_steps": steps,
             "eval_every": every,
             "work_dir": str(config.work_dir),
+            "command": ablation_command(config_path, experiments, seeds, steps, every),
+            "finished": datetime.now(UTC).isoformat(timespec="seconds"),
         },
     )

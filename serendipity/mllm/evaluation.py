@@ -1,4 +1,8 @@
-"""Evaluate a (published) model on the held-out context items, free and constrained, against the baseline."""
+"""Evaluate a model on the held-out context items, free and constrained, against the non-LLM guess.
+
+The constrained decoding (answers restricted to the siblings of the item's level-L cluster) is what batch
+inference writes to Feast, so its recall is the *served* recall; free decoding stays as a diagnostic.
+"""
 
 from __future__ import annotations
 
@@ -9,43 +13,65 @@ from serendipity.config import PipelineConfig
 from serendipity.io import write_json_atomic
 from serendipity.layout import WorkLayout
 from serendipity.mllm.data import load_validation
-from serendipity.mllm.finetune import best_sibling_guess_recall
 from serendipity.mllm.generation import serendipitous_candidates
+from serendipity.mllm.guess import best_sibling_guess_recall
 from serendipity.mllm.metrics import predict_serendipitous_clusters, score_predictions
 from serendipity.mllm.model import load_model, model_version
+from serendipity.mllm.prompts import ItemMedia
+from serendipity.tree import ClusterTree
 
 EVALUATION_FILE = "evaluation.json"
+Validation = tuple[ClusterTree, list[ItemMedia], dict[int, set[int]]]  # what load_validation returns
 
 
-def evaluate_published(config: PipelineConfig, model_dir: str | Path | None = None) -> dict[str, Any]:
-    """Match rate / recall of free generation, recall of constrained generation, and the non-LLM guess."""
-    layout, level = WorkLayout.of(config), config.mining.level
-    model_dir = Path(model_dir) if model_dir else layout.models_dir
-    model, processor = load_model(model_dir)
-    tree, items, labels = load_validation(config)
-    ids = [item.item_id for item in items]
-    beams = config.mllm.num_beams
-    common = {"style": config.mllm.prompt_style, "level": level, "num_beams": beams, "top_k": beams}
-    free = predict_serendipitous_clusters(
-        model, processor, items, tree, **common, batch_size=config.mllm.eval_batch_size
-    )
+def validation_scores(
+    config: PipelineConfig, model: Any, processor: Any, validation: Validation, *, constrained: bool
+) -> dict[str, float | int]:
+    """Match rate and recall (@k over the beams) of free or sibling-constrained decoding."""
+    tree, items, labels = validation
+    level, beams = config.mining.level, config.mllm.num_beams
     candidates = [serendipitous_candidates(tree, item.cluster_at(level), level) for item in items]
-    constrained = predict_serendipitous_clusters(
+    predictions = predict_serendipitous_clusters(
         model,
         processor,
         items,
         tree,
-        **common,
-        constrained=True,
-        candidates=candidates,
+        style=config.mllm.prompt_style,
+        level=level,
+        num_beams=beams,
+        top_k=beams,
+        constrained=constrained,
+        candidates=candidates if constrained else None,
         batch_size=config.mllm.eval_batch_size,
     )
+    return score_predictions(predictions, [item.item_id for item in items], labels, beams).as_dict()
+
+
+def served_scores(
+    config: PipelineConfig, model: Any, processor: Any, validation: Validation
+) -> dict[str, float | int]:
+    """The served (sibling-constrained) decoding's scores on the validation items."""
+    was_training = model.training
+    model.eval()
+    try:
+        return validation_scores(config, model, processor, validation, constrained=True)
+    finally:
+        model.train(was_training)
+
+
+def evaluate_published(config: PipelineConfig, model_dir: str | Path | None = None) -> dict[str, Any]:
+    """Match rate / recall of free generation, recall of constrained generation, and the non-LLM guess."""
+    layout = WorkLayout.of(config)
+    model_dir = Path(model_dir) if model_dir else layout.models_dir
+    model, processor = load_model(model_dir)
+    validation = load_validation(config)
+    _, items, _ = validation
     report = {
         "model_version": model_version(model_dir),
         "prompt_style": config.mllm.prompt_style,
         "media_fallbacks": sum(item.media_fallback for item in items),
-        "free": score_predictions(free, ids, labels, beams).as_dict(),
-        "constrained_to_siblings": score_predictions(constrained, ids, labels, beams).as_dict(),
+        "free": validation_scores(config, model, processor, validation, constrained=False),
+        "constrained_to_siblings": served_scores(config, model, processor, validation),
         "non_llm_baseline": best_sibling_guess_recall(config),
     }
     write_json_atomic(report, layout.finetune_dir / EVALUATION_FILE)

@@ -1,4 +1,4 @@
-"""Driver side of fine-tuning: base model, Ray Train TorchTrainer, resume, publish, non-LLM baseline."""
+"""Driver side of fine-tuning: base model, Ray Train TorchTrainer, resume, the publish gate, publish."""
 
 from __future__ import annotations
 
@@ -8,23 +8,20 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
-import pyarrow.parquet as pq
-
 from serendipity.config import PipelineConfig
 from serendipity.io import write_json_atomic
 from serendipity.layout import LATEST_MODEL_POINTER, WorkLayout
-from serendipity.mllm.data import load_items, load_sft, load_tree
-from serendipity.mllm.metrics import best_sibling_by_satisfaction
-from serendipity.mllm.model import MODEL_METADATA_FILE, publish_model, resolve_model_dir
-from serendipity.mllm.training import (
+from serendipity.mllm.checkpoints import (
     checkpoint_history,
     checkpoint_step,
-    finetune_worker,
     latest_checkpoint,
     merged_model_from_checkpoint,
 )
-from serendipity.schema import CLUSTERS_FILE, SPLIT_TRAIN, SPLIT_VALIDATION, level_column
+from serendipity.mllm.gate import ALREADY_PUBLISHED, NON_LLM_GUESS_VERSION, PUBLISH, run_gate
+from serendipity.mllm.guess import best_sibling_guess_recall
+from serendipity.mllm.model import MODEL_METADATA_FILE, publish_model, resolve_model_dir
+from serendipity.mllm.training import finetune_worker
+from serendipity.schema import CLUSTERS_FILE
 
 RUN_NAME = "ray_train"
 log = logging.getLogger(__name__)
@@ -47,41 +44,6 @@ def ensure_base_model(config: PipelineConfig) -> Path:
             seed=config.mllm.seed,
         )
     return base
-
-
-def best_sibling_guess_recall(config: PipelineConfig) -> dict[str, float | int]:
-    """Recall of the best non-LLM guess on the validation items (see ``best_sibling_by_satisfaction``)."""
-    layout, level = WorkLayout.of(config), config.mining.level
-    tree, sft = load_tree(layout), load_sft(layout)
-    column = level_column(level)
-    items = load_items(layout, sft["context_item_id"].unique().tolist())
-    own_cluster = items[column].astype("int64")
-    train_ids = set(sft.loc[sft["split"] == SPLIT_TRAIN, "context_item_id"])
-    if layout.pairs_path.exists():
-        pairs = pq.read_table(
-            layout.pairs_path, columns=["context_item_id", "context_cluster", "next_cluster", "satisfaction"]
-        ).to_pandas()
-        pairs = pairs[pairs["context_item_id"].isin(train_ids)]
-        source = str(layout.pairs_path)
-    else:
-        train = sft[(sft["split"] == SPLIT_TRAIN) & sft["context_item_id"].isin(own_cluster.index)]
-        pairs = pd.DataFrame(
-            {
-                "context_cluster": own_cluster.loc[train["context_item_id"]].to_numpy(),
-                "next_cluster": train["target_cluster"].to_numpy(),
-                "satisfaction": train["score"].to_numpy(),
-            }
-        )
-        source = str(layout.sft_path)
-    guess = best_sibling_by_satisfaction(pairs, tree, level)
-    validation = sft[(sft["split"] == SPLIT_VALIDATION) & sft["context_item_id"].isin(own_cluster.index)]
-    labels = validation.groupby("context_item_id")["target_cluster"].agg(set)
-    hits = sum(guess.get(int(own_cluster.loc[item])) in targets for item, targets in labels.items())
-    return {
-        "items": len(labels),
-        "recall": hits / len(labels) if len(labels) else 0.0,
-        "pairs_source": source,
-    }
 
 
 def _run_trainer(config: PipelineConfig, base: Path, resume_from: Path | None) -> None:
@@ -117,8 +79,16 @@ def _published_from(models_dir: Path, metadata: dict[str, Any]) -> Path | None:
     return None
 
 
+def _current_model(models_dir: Path) -> Path | None:
+    """The published model (``latest``), if any."""
+    return resolve_model_dir(models_dir) if (models_dir / LATEST_MODEL_POINTER).is_file() else None
+
+
 def run_finetune(config: PipelineConfig, *, fresh: bool = False) -> dict[str, Any]:
-    """Fine-tune (resuming from the last checkpoint unless ``fresh``), publish the model, write a summary."""
+    """Fine-tune (resuming from the last checkpoint unless ``fresh``), gate, publish, write a summary.
+
+    The model is published as ``latest`` only when the publish gate (``serendipity.mllm.gate``) lets it.
+    """
     import ray
 
     layout = WorkLayout.of(config)
@@ -147,23 +117,36 @@ def run_finetune(config: PipelineConfig, *, fresh: bool = False) -> dict[str, An
         "final_metrics": history[-1] if history else {},
         "checkpoint": str(final),
     }
-    version_dir = _published_from(layout.models_dir, metadata)
-    if version_dir is None:
-        model, processor = merged_model_from_checkpoint(final, config.mllm.lora)
+    already = _published_from(layout.models_dir, metadata)
+    model, processor = merged_model_from_checkpoint(final, config.mllm.lora)
+    current = _current_model(layout.models_dir) if already is None else None
+    gated = run_gate(config, model, processor, baseline, current)
+    gate = gated["gate"]
+    version_dir = already or current
+    if already is not None:
+        gate["decision"] = ALREADY_PUBLISHED
+    elif gate["decision"] == PUBLISH:
         version_dir = publish_model(model, processor, layout.models_dir, metadata)
+    served = version_dir.name if version_dir is not None else NON_LLM_GUESS_VERSION
+    gate["served_model_version"] = served
     summary = {
         **metadata,
         "resumed_from_step": start_step,
-        "model_dir": str(version_dir),
-        "model_version": version_dir.name,
+        "model_dir": str(version_dir) if version_dir is not None else None,
+        "model_version": served,
+        "served_metrics": gated["served_metrics"],
         "non_llm_baseline": baseline,
+        "gate": gate,
         "history": history,
     }
     write_json_atomic(summary, layout.finetune_summary_path)
     log.info(
-        "fine-tuned %s steps: %s; best non-LLM guess recall %.3f",
+        "fine-tuned %s steps: free %s, served recall %.3f; non-LLM guess recall %.3f; gate: %s, serving %s",
         summary["steps"],
         history[-1] if history else {},
+        gated["served_metrics"]["recall"],
         baseline["recall"],
+        gate["decision"],
+        served,
     )
     return summary

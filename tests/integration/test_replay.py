@@ -157,6 +157,26 @@ def test_replay_command_and_report_on_the_chain(retrieval_chain: Path, replay: d
     assert "Offline replay on logged next items" in (reports / "report.html").read_text()
 
 
+def test_replay_is_the_pipeline_stage_of_a_dataset_without_a_simulator(
+    chain_config: PipelineConfig, replay: dict
+) -> None:
+    """The same chain without a `world:`: evaluate is disabled, the replay stage runs and feeds claim 8."""
+    from serendipity.eval.report import build_report
+    from serendipity.pipeline import run_pipeline
+
+    no_world = chain_config.model_copy(update={"world": None})
+    results = run_pipeline(no_world, stages=["evaluate", "replay"], force=True)
+    assert [(r.name, r.status) for r in results] == [("evaluate", "disabled"), ("replay", "ran")]
+    assert json.loads(WorkLayout.of(no_world).replay_path.read_text()) == replay
+    claim = next(c for c in build_report(no_world)["claims"] if c["claim_id"] == "8")
+    assert claim["source"] == "replay" and claim["status"] != "not measured"
+    cases = replay["subsets"]["all"]["cases"]
+    assert f"hit rate on {cases} held-out next items: mllm " in claim["evidence"]
+    served = pq.read_table(WorkLayout.of(no_world).serendipity_path).column("model_version").to_pylist()
+    assert replay["served_model_versions"] == sorted(set(served))
+    assert f"served cluster from {', '.join(sorted(set(served)))}" in claim["evidence"]
+
+
 def test_report_from_the_real_experiment(experiment_config: Path, replay: dict) -> None:
     """The report built on the simulated experiment that ray_jobs/evaluate.py ran on the chain."""
     from serendipity.eval.report import build_report, headline_table

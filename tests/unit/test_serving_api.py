@@ -1,0 +1,130 @@
+"""The API's failure answers (fixed messages, a request id, no replica internals), the token rule, the
+ingress's own fallback and the rate-limited degraded-mode warnings: no Ray needed."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from typing import Any
+
+import httpx
+import pytest
+
+from serendipity.config import ServingConfig
+from serendipity.retrieval.deadline import DeadlineReads, RateLimitedWarning
+from serving.api import Overloaded, RecommendRequest, build_api
+from serving.guard import InsecureBindError, require_token_off_loopback
+from serving.ingress import fallback_payload
+from serving.settings import TOKEN_ENV
+
+LEAKY = "Traceback (most recent call last):\n ray::ServeReplica (pid=48213, ip=10.1.2.3) at 10.1.2.3:6379"
+BODY = {"user_id": 1, "context_item_id": 2, "k": 3}
+
+
+class FailingBackend:
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+    async def recommend(self, request: RecommendRequest) -> dict[str, Any]:
+        raise self.error
+
+    async def readiness(self) -> dict[str, Any]:
+        raise self.error
+
+
+def call(
+    error: Exception, path: str, token: str | None = None, headers: dict | None = None
+) -> httpx.Response:
+    api = build_api(FailingBackend(error), ServingConfig(retry_after_s=3), token=token)
+
+    async def run() -> httpx.Response:
+        transport = httpx.ASGITransport(app=api)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            if path == "/recommend":
+                return await client.post(path, json=BODY, headers=headers or {})
+            return await client.get(path, headers=headers or {})
+
+    return asyncio.run(run())
+
+
+def assert_free_of_internals(response: httpx.Response) -> None:
+    for leak in ("Traceback", "48213", "10.1.2.3", "6379", "ServeReplica", "pid"):
+        assert leak not in response.text, response.text
+    assert response.json()["request_id"] == response.headers["x-request-id"]
+
+
+@pytest.mark.parametrize(
+    ("error", "status"),
+    [(RuntimeError(LEAKY), 500), (ValueError(LEAKY), 422), (Overloaded(LEAKY), 503), (TimeoutError(), 503)],
+)
+def test_recommend_failures_carry_fixed_messages_and_a_request_id(error: Exception, status: int) -> None:
+    response = call(error, "/recommend")
+    assert response.status_code == status
+    assert_free_of_internals(response)
+    if status == 503:
+        assert response.headers["retry-after"] == "3"
+
+
+def test_readiness_failure_hides_the_replica_error(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING, logger="serendipity.serving"):
+        response = call(RuntimeError(LEAKY), "/readyz")
+    assert response.status_code == 503 and response.json()["detail"] == "recommender not reachable"
+    assert_free_of_internals(response)
+    rid = response.headers["x-request-id"]
+    assert any(rid in record.getMessage() and record.exc_info for record in caplog.records)
+
+
+def test_a_plain_client_request_id_is_kept_and_others_replaced() -> None:
+    kept = call(RuntimeError("x"), "/recommend", headers={"X-Request-ID": "abc-123"})
+    assert kept.headers["x-request-id"] == "abc-123"
+    replaced = call(RuntimeError("x"), "/recommend", headers={"X-Request-ID": "<script>"})
+    assert replaced.headers["x-request-id"] != "<script>" and len(replaced.headers["x-request-id"]) == 32
+
+
+def test_docs_and_schema_follow_the_token() -> None:
+    for path in ("/docs", "/openapi.json"):
+        assert call(RuntimeError("x"), path, token="t0k").status_code == 401
+        assert call(RuntimeError("x"), path, token="t0k", headers={"Authorization": "Bearer t0k"}).is_success
+        assert call(RuntimeError("x"), path, token=None).is_success
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "::1", "localhost", "127.0.0.2"])
+def test_loopback_needs_no_token(host: str) -> None:
+    require_token_off_loopback(host, None, TOKEN_ENV)
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "10.0.0.5", "::", "serve.example.com"])
+def test_no_token_beyond_loopback_refuses_to_start_and_names_the_variable(host: str) -> None:
+    with pytest.raises(InsecureBindError, match=TOKEN_ENV):
+        require_token_off_loopback(host, None, TOKEN_ENV)
+    require_token_off_loopback(host, "a-token", TOKEN_ENV)
+
+
+def test_ingress_fallback_skips_named_items_and_stops_at_k() -> None:
+    popular = [{"item_id": item, "score": 0.0, "cluster_id": 1} for item in range(10)]
+    request = RecommendRequest(user_id=1, context_item_id=0, k=3, history=[1, 3])
+    payload = fallback_payload(popular, request)
+    assert [item["item_id"] for item in payload["items"]] == [2, 4, 5]
+    assert payload["degraded"] is True and payload["source"] == "fallback"
+
+
+def test_degraded_warnings_are_rate_limited(caplog: pytest.LogCaptureFixture) -> None:
+    logger = logging.getLogger("test.degraded")
+    warn = RateLimitedWarning(logger, interval_s=60)
+    with caplog.at_level(logging.WARNING, logger="test.degraded"):
+        for _ in range(100):
+            warn("store down")
+        assert [record.getMessage() for record in caplog.records] == ["store down"]
+        warn._last -= 61  # the interval passed
+        warn("store down")
+    assert caplog.records[-1].getMessage() == "store down (99 more like it since the last warning)"
+
+
+def test_a_read_past_its_deadline_raises_timeout_instead_of_hanging() -> None:
+    release = threading.Event()
+    reads = DeadlineReads(timeout_s=0.05)
+    with pytest.raises(TimeoutError):
+        reads.call(release.wait, 30)
+    release.set()
+    assert reads.call(lambda: 7) == 7

@@ -1,0 +1,70 @@
+"""The RayService serves: a reachable proxy, only the Serve port open to others, Redis creds secret."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+from unit.test_infra_manifests import DOCUMENTS, INFRA, REPO_ROOT, containers, documents_of
+
+SERVE_PORT = 8000
+RAY_INTERNAL_PORTS = {6379, 8265, 10001}  # GCS, dashboard, Ray client
+
+
+def test_rayservice_proxy_listens_where_its_service_reaches_it() -> None:
+    (service,) = documents_of("RayService")
+    cluster = yaml.safe_load(service["spec"]["serveConfigV2"])
+    local = yaml.safe_load((REPO_ROOT / "serving" / "config.yaml").read_text())
+    assert cluster["http_options"]["host"] == "0.0.0.0" and cluster["http_options"]["port"] == SERVE_PORT
+    assert local["http_options"]["host"] == "127.0.0.1"
+    head = service["spec"]["rayClusterSpec"]["headGroupSpec"]["template"]["spec"]["containers"][0]
+    assert {"name": "serve", "containerPort": SERVE_PORT} in head["ports"]
+    token = next(variable for variable in head["env"] if variable["name"] == "SERENDIPITY_API_TOKEN")
+    assert "secretKeyRef" in token["valueFrom"]  # beyond loopback the app refuses to start without it
+
+
+def _ray_pod_labels(service: dict[str, Any]) -> list[dict[str, str]]:
+    spec = service["spec"]["rayClusterSpec"]
+    templates = [
+        spec["headGroupSpec"]["template"],
+        *(group["template"] for group in spec["workerGroupSpecs"]),
+    ]
+    return [template["metadata"]["labels"] for template in templates]
+
+
+def test_network_policy_admits_only_the_serve_port_from_outside() -> None:
+    (policy,) = documents_of("NetworkPolicy")
+    (service,) = documents_of("RayService")
+    selector = policy["spec"]["podSelector"]["matchLabels"]
+    assert all(selector.items() <= labels.items() for labels in _ray_pod_labels(service))
+    assert policy["spec"]["policyTypes"] == ["Ingress"]
+    open_to_anyone: set[int] = set()
+    for rule in policy["spec"]["ingress"]:
+        peers = rule.get("from")
+        ports = {port["port"] for port in rule.get("ports", [])}
+        if peers is None:
+            open_to_anyone |= ports or {-1}  # no ports: every port
+        elif all(peer.get("podSelector", {}).get("matchLabels") == selector for peer in peers):
+            assert "namespaceSelector" not in peers[0]  # the Ray pods themselves: any port
+        else:
+            assert ports and not ports & (RAY_INTERNAL_PORTS - {8265}), rule  # the operator: dashboard only
+            assert all("kuberay-operator" in str(peer["podSelector"]) for peer in peers)
+    assert open_to_anyone == {SERVE_PORT}
+
+
+def test_redis_password_and_tls_come_from_a_secret() -> None:
+    (secret,) = documents_of("Secret")
+    connection = secret["stringData"]["redis-connection-string"]
+    assert "password=${REDIS_PASSWORD}" in connection and "ssl=true" in connection
+    assert all(value.startswith("${") or "${" in value for value in secret["stringData"].values())
+    readers = 0
+    for _, document in DOCUMENTS:
+        for container in containers(document):
+            for variable in container.get("env", []):
+                if variable["name"] == "REDIS_CONNECTION_STRING":
+                    reference = variable["valueFrom"]["secretKeyRef"]
+                    assert reference == {"name": secret["metadata"]["name"], "key": "redis-connection-string"}
+                    readers += 1
+    assert readers >= 3  # the RayService (head and workers), the Feast jobs, the evaluation RayJob
+    prod = yaml.safe_load((INFRA / "feast" / "prod" / "feature_store.yaml").read_text())
+    assert prod["online_store"]["connection_string"] == "${REDIS_CONNECTION_STRING}"
