@@ -143,3 +143,13 @@ def experiment_config(retrieval_chain: Path) -> Path:
     config_path = save_config(config, retrieval_chain.parent / "evaluate-config.yaml")
     evaluate.run(config)
     return config_path
+
+
+@pytest.fixture(scope="session")
+def served(retrieval_chain: Path):
+    """One local Serve app over the serving chain, shared by the Serve tests."""
+    from ray import serve
+    from serve_helpers import serve_chain
+
+    yield serve_chain(retrieval_chain)
+    serve.shutdown()
