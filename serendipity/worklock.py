@@ -56,20 +56,25 @@ def read_holder(work_dir: str | Path) -> LockHolder | None:
 
 
 @contextmanager
-def _flock(work_dir: Path, purpose: str) -> Iterator[LockHolder]:
+def _flock(work_dir: Path, purpose: str, shared: bool) -> Iterator[LockHolder]:
     work_dir.mkdir(parents=True, exist_ok=True)
     descriptor = os.open(work_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         try:
-            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(descriptor, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
         except BlockingIOError:
             holder = read_holder(work_dir)
-            named = holder.describe() if holder else "another run (it has not recorded itself yet)"
+            named = (
+                holder.describe() if holder else "running jobs (or a run that has not recorded itself yet)"
+            )
             raise WorkDirBusyError(
                 f"work dir {work_dir} is in use by {named}; wait for it to finish or use another work_dir"
             ) from None
         started = datetime.now(UTC).isoformat(timespec="seconds")
         holder = LockHolder(os.getpid(), socket.gethostname(), started, purpose)
+        if shared:  # several jobs may share the work dir: none of them is *the* holder to name
+            yield holder
+            return
         os.ftruncate(descriptor, 0)
         os.pwrite(descriptor, json.dumps(asdict(holder)).encode(), 0)
         try:
@@ -81,8 +86,11 @@ def _flock(work_dir: Path, purpose: str) -> Iterator[LockHolder]:
 
 
 @contextmanager
-def work_dir_lock(work_dir: str | Path, purpose: str) -> Iterator[None]:
-    """Hold ``work_dir`` for this process while the block runs; WorkDirBusyError when another holds it."""
+def work_dir_lock(work_dir: str | Path, purpose: str, shared: bool = False) -> Iterator[None]:
+    """Hold ``work_dir`` for this process while the block runs; WorkDirBusyError when another holds it.
+
+    A ``shared`` hold (a single job) admits other shared holds (jobs writing disjoint outputs, as a
+    cluster scheduler runs them side by side) but no exclusive one (a pipeline run), and the reverse."""
     key = Path(work_dir).resolve()
     with _held_guard:
         nested = key in _held_depth
@@ -95,7 +103,7 @@ def work_dir_lock(work_dir: str | Path, purpose: str) -> Iterator[None]:
             with _held_guard:
                 _held_depth[key] -= 1
         return
-    with _flock(key, purpose):
+    with _flock(key, purpose, shared):
         with _held_guard:
             _held_depth[key] = 1
         try:
@@ -111,15 +119,16 @@ def holds_work_dir(
     [Callable[Concatenate[PipelineConfig, _Options], _Stats]],
     Callable[Concatenate[PipelineConfig, _Options], _Stats],
 ]:
-    """Decorate a job's ``run(config, ...)`` so it holds ``config.work_dir`` while it runs, however it is
-    called (``main``, the CLI, the pipeline, whose own hold it nests in)."""
+    """Decorate a job's ``run(config, ...)`` so it holds ``config.work_dir`` (shared with other jobs, never
+    with a pipeline run) while it runs, however it is called (``main``, the CLI, or the pipeline, whose own
+    hold it nests in)."""
 
     def decorate(
         run: Callable[Concatenate[PipelineConfig, _Options], _Stats],
     ) -> Callable[Concatenate[PipelineConfig, _Options], _Stats]:
         @wraps(run)
         def locked(config: PipelineConfig, *args: _Options.args, **kwargs: _Options.kwargs) -> _Stats:
-            with work_dir_lock(config.work_dir, f"{job} job"):
+            with work_dir_lock(config.work_dir, f"{job} job", shared=True):
                 return run(config, *args, **kwargs)
 
         return locked

@@ -148,3 +148,30 @@ def test_every_job_refuses_a_work_dir_another_run_holds(
     run = importlib.import_module(job).run
     with pytest.raises(WorkDirBusyError, match=f"pid {other_holder.pid}"):
         run(_config(tmp_path))
+
+
+SHARE = """
+import sys
+from serendipity.worklock import work_dir_lock
+with work_dir_lock(sys.argv[1], "a job", shared=True):
+    print("held", flush=True)
+    sys.stdin.read()
+"""
+
+
+def test_jobs_share_a_work_dir_but_never_with_a_pipeline_run(tmp_path: Path) -> None:
+    job = subprocess.Popen(
+        [sys.executable, "-c", SHARE, str(tmp_path / "work")],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert job.stdout is not None and job.stdout.readline().strip() == "held"
+        with work_dir_lock(tmp_path / "work", "a second job", shared=True):
+            pass  # jobs side by side, as a cluster scheduler runs them
+        with pytest.raises(WorkDirBusyError, match="running jobs"), work_dir_lock(tmp_path / "work", "run"):
+            pytest.fail("a pipeline run got a work dir that a job holds")
+    finally:
+        job.kill()
+        job.wait()
