@@ -151,7 +151,7 @@ def arm(args: argparse.Namespace) -> None:
 def table(args: argparse.Namespace) -> None:
     from serendipity.mllm.ablation import paper_experiments
     from serendipity.mllm.ablation_report import build_report
-    from serendipity.mllm.finetune import best_sibling_guess_recall
+    from serendipity.mllm.guess import best_sibling_guess_recall
 
     rows = [json.loads(line) for path in args.histories for line in Path(path).read_text().splitlines()]
     histories = pd.DataFrame(rows).drop(columns=["seconds"]).sort_values(["arm", "seed", "step"])

@@ -9,20 +9,13 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from serendipity.mllm.curves import pyplot
+
 ARM_COLOURS = {"exploitation": "#7f7f7f", "exploration": "#1f77b4", "bandit": "#ff7f0e", "mllm": "#d62728"}
 
 
-def _pyplot() -> Any:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def _encode(figure: Any) -> str:
-    plt = _pyplot()
+    plt = pyplot()
     buffer = io.BytesIO()
     figure.tight_layout()
     figure.savefig(buffer, format="png", dpi=90)
@@ -50,7 +43,7 @@ def _errors(stats: Sequence[Mapping[str, Any]]) -> list[list[float]]:
 
 
 def curves_png(curves: Mapping[str, Sequence[float]]) -> str:
-    plt = _pyplot()
+    plt = pyplot()
     figure, (loss_axis, metric_axis) = plt.subplots(1, 2, figsize=(9, 3.2))
     loss_axis.plot(curves["step"], curves["loss"], marker="o")
     loss_axis.set(xlabel="step", ylabel="training loss", title="loss")
@@ -63,7 +56,7 @@ def curves_png(curves: Mapping[str, Sequence[float]]) -> str:
 
 
 def aggregates_png(rows: Sequence[Mapping[str, Any]]) -> str:
-    plt = _pyplot()
+    plt = pyplot()
     figure, axis = plt.subplots(figsize=(5, 3.2))
     stats = [{"mean": r["mean_satisfaction"], "ci_low": r["ci_low"], "ci_high": r["ci_high"]} for r in rows]
     axis.bar([r["pair_class"] for r in rows], [s["mean"] for s in stats], yerr=_errors(stats), capsize=4)
@@ -73,7 +66,7 @@ def aggregates_png(rows: Sequence[Mapping[str, Any]]) -> str:
 
 def figure6_png(experiment: Mapping[str, Any]) -> str:
     """Novelty gain % (x) vs positive-feedback change % (y) per arm, with 95% error bars."""
-    plt = _pyplot()
+    plt = pyplot()
     metrics = experiment["metrics"]
     figure, axis = plt.subplots(figsize=(5.5, 4))
     for arm in experiment["arms"]:
@@ -110,7 +103,7 @@ def _arm_bars(axis: Any, experiment: Mapping[str, Any], metric: str, title: str)
 
 
 def figure7_png(experiment: Mapping[str, Any]) -> str:
-    plt = _pyplot()
+    plt = pyplot()
     figure, (users_axis, pairs_axis) = plt.subplots(1, 2, figsize=(9, 3.4))
     _arm_bars(users_axis, experiment, "engaged_user_share", "engaged users (cf. Figure 7a)")
     _arm_bars(pairs_axis, experiment, "unique_engaged_pairs", "unique engaged user-item pairs (Figure 7b)")
@@ -118,7 +111,7 @@ def figure7_png(experiment: Mapping[str, Any]) -> str:
 
 
 def figure8_png(buckets: Sequence[Mapping[str, Any]]) -> str:
-    plt = _pyplot()
+    plt = pyplot()
     ordered = sorted(buckets, key=lambda b: b["richness_low"])
     labels = [f"{b['richness_low']:.2f}-{b['richness_high']:.2f}" for b in ordered]
     gains = [b["relative_gain_pct"] for b in ordered]
@@ -134,7 +127,7 @@ def figure8_png(buckets: Sequence[Mapping[str, Any]]) -> str:
 
 
 def replay_png(methods: Mapping[str, Mapping[str, Any]]) -> str:
-    plt = _pyplot()
+    plt = pyplot()
     names = list(methods)
     stats = [methods[name] for name in names]
     figure, axis = plt.subplots(figsize=(6, 3.2))
