@@ -16,6 +16,7 @@ import multiprocessing
 import os
 import resource
 import shutil
+import sys
 import tempfile
 import threading
 import time
@@ -137,6 +138,7 @@ def run_job(name: str, config: PipelineConfig) -> dict[str, Any]:
     import importlib
 
     module = importlib.import_module(f"spark_jobs.{name}")
+    load_before = os.getloadavg()[0]
     with PeakMemory() as memory:
         clock = time.perf_counter()
         module.run(config)
@@ -151,6 +153,8 @@ def run_job(name: str, config: PipelineConfig) -> dict[str, Any]:
         "peak_rss_driver_python_mb": round(memory.peak_python_bytes / 2**20, 1),
         "peak_rss_jvm_mb": round(memory.peak_jvm_bytes / 2**20, 1),
         "outputs": outputs,
+        "load_average_1min_at_start": round(load_before, 2),
+        "under_load": load_before >= QUIET_LOAD,
     }
 
 
@@ -184,6 +188,16 @@ def run_size(interactions: int, root: Path, master: str, jobs_to_run: list[str])
     }
 
 
+def merged(previous: dict[str, Any], fresh: dict[str, Any]) -> dict[str, Any]:
+    """``previous`` with the jobs ``fresh`` measured replaced (each job row names its command and load)."""
+    for size, measured in fresh["sizes"].items():
+        row = previous["sizes"].setdefault(size, {**measured, "jobs": {}})
+        for name, job in measured["jobs"].items():
+            row["jobs"][name] = {**job, "command": fresh["command"]}
+        row["all_jobs_seconds"] = round(sum(job["seconds"] for job in row["jobs"].values()), 3)
+    return previous
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[1_000_000, 10_000_000])
@@ -191,12 +205,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--keep", action="store_true", help="keep the generated worlds and outputs")
     parser.add_argument("--jobs", nargs="+", default=list(SPARK_JOBS), choices=SPARK_JOBS)
+    parser.add_argument(
+        "--merge", action="store_true", help="replace only these jobs' figures in --out, keep its other rows"
+    )
     args = parser.parse_args(argv)
     root = Path(tempfile.mkdtemp(prefix="bench-spark-"))
     results: dict[str, Any] = {
         "cpu_count": os.cpu_count(),
         "master": args.master,
-        "command": "bench/spark_chain.py --sizes " + " ".join(map(str, args.sizes)),
+        "command": "bench/spark_chain.py " + " ".join(argv if argv is not None else sys.argv[1:]),
         "sizes": {},
     }
     try:
@@ -213,12 +230,15 @@ def main(argv: list[str] | None = None) -> None:
     finally:
         if not args.keep:
             shutil.rmtree(root, ignore_errors=True)
+    if args.merge and args.out.exists():
+        results = merged(json.loads(args.out.read_text()), results)
     sizes = sorted(results["sizes"], key=int)
     if len(sizes) >= 2:
         small, large = results["sizes"][sizes[0]], results["sizes"][sizes[-1]]
         results["time_ratio_largest_to_smallest"] = {
             name: round(large["jobs"][name]["seconds"] / small["jobs"][name]["seconds"], 2)
-            for name in args.jobs
+            for name in large["jobs"]
+            if name in small["jobs"]
         } | {"chain": round(large["chain_seconds"] / max(small["chain_seconds"], 1e-9), 2)}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2))

@@ -18,6 +18,7 @@ from serendipity.config import PipelineConfig, load_config
 from serendipity.inference import run_inference
 from serendipity.io import write_json_atomic
 from serendipity.layout import WorkLayout
+from serendipity.ray_local import init_local_ray
 from serendipity.worklock import holds_work_dir
 
 
@@ -27,10 +28,7 @@ def run(config: PipelineConfig, *, model_dir: Path | None = None, delta_only: bo
 
     Joins the Ray already initialised, else RAY_ADDRESS's cluster, else a private local Ray.
     """
-    import ray
-
-    if not ray.is_initialized():
-        ray.init(log_to_driver=False, configure_logging=False)
+    init_local_ray(config.ray, log_to_driver=False)
     figures = run_inference(config, model_dir, delta_only)
     write_json_atomic(figures, WorkLayout.of(config).job_stats_path("infer"))
     return figures

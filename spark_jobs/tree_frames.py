@@ -18,14 +18,14 @@ from serendipity.treebuild import (
     balance_report,
     cluster_ids,
     clusters_table,
-    describe_tree,
     leaf_levels,
     name_quality,
 )
 from serendipity.treebuild.balanced import splitter
-from serendipity.treebuild.describe import leaf_summary, leaf_term_weight_batches
+from serendipity.treebuild.describe import describe_levels, leaf_summary, leaf_term_weight_batches
 from serendipity.treebuild.embed import embed_item_batches, embed_texts
 from spark_jobs.common import conform, read_parquet
+from spark_jobs.tree_terms import collect_naming_terms
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -99,12 +99,11 @@ def describe(
 
     documents = items.select("item_id", F.concat_ws(". ", "title", "text").alias("document"))
     joined = placed.join(documents, "item_id")
-    term_weights = (
+    leaf_terms = (
         joined.select("path", "traffic", "document")
         .mapInPandas(leaf_term_weight_batches, "path string, term string, weight double")
         .groupBy("path", "term")
         .agg(F.sum("weight").alias("weight"))
-        .toPandas()
     )
     leaves = (
         placed.select("path", "traffic")
@@ -112,7 +111,9 @@ def describe(
         .applyInPandas(leaf_summary, "path string, weight double, traffic double, items long")
         .toPandas()
     )
-    return describe_tree(term_weights, leaves, len(tree.branching), tree.terms_per_label), leaves
+    levels = len(tree.branching)
+    naming = collect_naming_terms(leaf_terms, leaves, levels, tree.terms_per_label)
+    return describe_levels(naming.__getitem__, leaves, levels, tree.terms_per_label), leaves
 
 
 def read_tree_inputs(spark: SparkSession, input_dir: Path) -> tuple[DataFrame, DataFrame]:

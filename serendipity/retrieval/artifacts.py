@@ -81,10 +81,9 @@ def train_and_publish_retriever(config: PipelineConfig, *, use_ray: bool = True)
 
     data = load_training_data(config)
     if use_ray:
-        import ray
+        from serendipity.ray_local import init_local_ray
 
-        if not ray.is_initialized():
-            ray.init(configure_logging=False)
+        init_local_ray(config.ray)
         model = train_with_ray(config)
     else:
         model, _ = fit_sasrec(data, config.retrieval)

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -35,11 +35,14 @@ PATH_SEPARATOR = "."
 DESCRIPTION_SEPARATOR = " / "
 _TERM_PATTERN = re.compile(r"[^\W\d_]+(?:-[^\W\d_]+)*")
 _EXTRA_STOP_WORDS = frozenset({"genres", "genre", "listed", "tags", "tag", "title", "video", "movie", "film"})
-_SMOOTHING = 1e-4
+SMOOTHING = 1e-4
 _NO_TERMS = pd.Series(dtype=float)
 _PHRASE_BREAK = re.compile(r"[.,;:|!?()\[\]/#\"]+")
 # a word pair replaces its word when it covers this share of the word's items (e.g. "High School")
-_PAIR_COVERAGE = 0.8
+PAIR_COVERAGE = 0.8
+# scores and shares are compared at this many decimals: sums of the same item weights taken in another
+# order (Spark's partial sums) differ in the last bits, and exact ties are broken by the term instead
+SCORE_DECIMALS = 12
 TERM_WEIGHT_COLUMNS = ("path", "term", "weight")
 
 
@@ -106,14 +109,34 @@ def describe_tree(
         term_weights: columns path (leaf), term, weight (summed item weight carrying the term).
         leaf_weights: columns path (leaf), weight (summed item weight of the leaf).
     """
+    return describe_levels(
+        lambda level: _rolled_up(term_weights, ["path", "term"], level),
+        leaf_weights,
+        num_levels,
+        terms_per_label,
+    )
+
+
+def describe_levels(
+    cluster_terms: Callable[[int], pd.DataFrame],
+    leaf_weights: pd.DataFrame,
+    num_levels: int,
+    terms_per_label: int = 1,
+) -> dict[str, str]:
+    """:func:`describe_tree` from each level's (cluster path, term, weight) rows, ``cluster_terms(level)``.
+
+    The rows may be limited to those that can decide a name: per cluster, its best single words by the
+    labelling's order (:func:`label_candidates_needed` of them), every sibling's weight of those words
+    and the word pairs that may widen them (``spark_jobs/tree_terms.py`` selects them in Spark).
+    """
     descriptions: dict[str, str] = {}
     used_terms: dict[str, frozenset[str]] = {"": frozenset()}
     for level in range(1, num_levels + 1):
         cluster_weight = _rolled_up(leaf_weights, ["path"], level).set_index("path")["weight"]
-        cluster_terms = _rolled_up(term_weights, ["path", "term"], level)
+        level_terms = cluster_terms(level).sort_values(["path", "term"], ignore_index=True)
         coverage_by_path = {
             path: group.set_index("term")["weight"] / max(float(cluster_weight[path]), 1e-12)
-            for path, group in cluster_terms.groupby("path", sort=True)
+            for path, group in level_terms.groupby("path", sort=True)
         }
         for parent, siblings in _siblings(list(cluster_weight.index), level).items():
             classes = {
@@ -135,6 +158,17 @@ def describe_tree(
                 )
         descriptions = make_unique(descriptions)
     return descriptions
+
+
+def label_candidates_needed(level: int, siblings: int, terms_per_label: int) -> int:
+    """How many of a cluster's single-word candidates, in the labelling's order, can decide its label.
+
+    :func:`_sibling_labels` skips a candidate only when its word is taken: by the ancestors' labels
+    (``level - 1`` labels), the other siblings' labels or the cluster's own, each label up to
+    ``terms_per_label`` terms of up to two words. So the label comes from its first
+    ``2 * terms_per_label * (level + siblings - 1)`` candidates.
+    """
+    return 2 * terms_per_label * (level + siblings - 1)
 
 
 def _siblings(paths: list[str], level: int) -> dict[str, list[str]]:
@@ -176,7 +210,7 @@ def _over_represented(classes: dict[str, TermClass]) -> dict[str, set[str]]:
     """Per sibling, the terms whose coverage exceeds their coverage of all the siblings together."""
     together = _carrying(classes) / max(sum(c.weight for c in classes.values()), 1e-12)
     return {
-        child: set(c.coverage.index[c.coverage > together.reindex(c.coverage.index) + _SMOOTHING])
+        child: set(c.coverage.index[c.coverage > together.reindex(c.coverage.index) + SMOOTHING])
         for child, c in classes.items()
     }
 
@@ -195,7 +229,7 @@ def _sibling_labels(
     """
     over = _over_represented(classes)
     candidates = [
-        (term not in over[child], -float(score), child, term)
+        (term not in over[child], -round(float(score), SCORE_DECIMALS), child, term)
         for child, child_scores in scores.items()
         for term, score in child_scores.items()
         if " " not in term and term not in excluded and score > 0
@@ -214,14 +248,15 @@ def _sibling_labels(
 
 def _widened(word: str, shares: pd.Series, taken: set[str]) -> str:
     """The word pair containing ``word`` that covers most of its items, else ``word``."""
-    best, best_share = word, _PAIR_COVERAGE * float(shares[word])
-    for term, share in shares.items():
-        if " " not in term or word not in term.split(" ") or float(share) < best_share:
+    best, best_share = word, round(PAIR_COVERAGE * float(shares[word]), SCORE_DECIMALS)
+    for term, raw_share in shares.items():
+        share = round(float(raw_share), SCORE_DECIMALS)
+        if " " not in term or word not in term.split(" ") or share < best_share:
             continue
         if any(part in taken for part in term.split(" ") if part != word):
             continue
-        if float(share) > best_share or (float(share) == best_share and term < best):
-            best, best_share = term, float(share)
+        if share > best_share or (share == best_share and term < best):
+            best, best_share = term, share
     return best
 
 

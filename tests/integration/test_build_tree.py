@@ -12,12 +12,15 @@ import pyarrow.parquet as pq
 import pytest
 from sklearn.metrics import adjusted_rand_score
 
-from serendipity.config import PipelineConfig, config_from_dict
+from serendipity.config import PipelineConfig, TreeBuildConfig, config_from_dict
 from serendipity.datasets.movielens import ingest_movielens
 from serendipity.layout import WorkLayout
 from serendipity.schema import CLUSTERS_FILE, ITEMS_FILE, ITEMS_SCHEMA, LEVEL_COLUMNS, TREE_INFO_FILE
 from serendipity.tree import ClusterTree
-from spark_jobs import build_tree
+from serendipity.treebuild import describe_tree, leaf_term_weights
+from serendipity.treebuild.describe import describe_levels, leaf_summary
+from spark_jobs import build_tree, tree_frames
+from spark_jobs.tree_terms import collect_naming_terms
 
 MOVIELENS = "movielens-ml-latest-small"
 MIN_RATINGS = 20  # ~1.3k movies and ~68k ratings: real skewed traffic at a modest embedding cost
@@ -163,3 +166,61 @@ def test_missing_input_column_is_a_clear_error(spark, test_config: PipelineConfi
     with pytest.raises(ValueError, match=r"items\.parquet: missing column\(s\) \['title', 'created_at'\]"):
         build_tree.run(config)
     assert not (tmp_path / "work" / "tree").exists()
+
+
+def _placed_world_items(world_dataset: Path, paths: str) -> pd.DataFrame:
+    """The world's items on 4-level paths: their true clusters' (child indices), or random ones, with
+    skewed random traffic."""
+    items = pq.read_table(world_dataset / ITEMS_FILE).to_pandas()
+    rng = np.random.default_rng(3)
+    if paths == "random":
+        digits = [rng.integers(0, k, len(items)).astype(str) for k in (3, 3, 3, 2)]
+        items["path"] = [".".join(parts) for parts in zip(*digits, strict=True)]
+    else:
+        items["path"] = ""
+        for column in LEVEL_COLUMNS:
+            child = items.groupby("path")[column].rank(method="dense").astype(int) - 1
+            items["path"] = [f"{p}.{c}" if p else str(c) for p, c in zip(items["path"], child, strict=True)]
+    items["traffic"] = np.minimum(rng.zipf(1.6, len(items)), 500).astype(float)
+    return items
+
+
+@pytest.mark.parametrize(("paths", "terms_per_label"), [("random", 1), ("true", 2)])
+def test_names_from_spark_selected_terms_equal_the_pandas_reference(
+    spark, world_dataset: Path, paths: str, terms_per_label: int
+) -> None:
+    items = _placed_world_items(world_dataset, paths)
+    documents = [
+        ". ".join(p for p in parts if isinstance(p, str))
+        for parts in zip(items["title"], items["text"], strict=True)
+    ]
+    reference_terms = leaf_term_weights(items.assign(document=documents))
+    reference_leaves = pd.concat([leaf_summary(group) for _, group in items.groupby("path")])
+    expected = describe_tree(reference_terms, reference_leaves, 4, terms_per_label)
+
+    items_df = spark.createDataFrame(items[["item_id", "title", "text"]])
+    placed_df = spark.createDataFrame(items[["item_id", "path", "traffic"]])
+    tree = TreeBuildConfig(terms_per_label=terms_per_label)
+    descriptions, leaves = tree_frames.describe(items_df, placed_df, tree)
+    assert descriptions == expected
+
+
+def test_a_large_vocabulary_is_cut_to_the_naming_terms_with_the_same_names(spark) -> None:
+    rng = np.random.default_rng(5)
+    words = [f"word{i:04d}" for i in range(1500)]
+    pairs = [f"{a} {b}" for a, b in zip(words[:300], words[1:301], strict=True)]
+    rows = []
+    for path in [f"{a}.{b}" for a in range(3) for b in range(2)]:
+        weights = dict(zip(words, rng.integers(1, 40, len(words)).astype(float), strict=True))  # many ties
+        rows += [(path, word, weight) for word, weight in weights.items()]
+        rows += [
+            (path, pair, min(weights[part] for part in pair.split(" ")) * rng.choice([0.5, 0.8, 1.0]))
+            for pair in pairs
+        ]
+    terms = pd.DataFrame(rows, columns=["path", "term", "weight"])
+    leaves = pd.DataFrame({"path": sorted(terms["path"].unique()), "weight": 40.0})
+
+    expected = describe_tree(terms, leaves, 2, terms_per_label=2)
+    selected = collect_naming_terms(spark.createDataFrame(terms), leaves, 2, terms_per_label=2)
+    assert describe_levels(selected.__getitem__, leaves, 2, terms_per_label=2) == expected
+    assert sum(len(frame) for frame in selected.values()) < len(terms) / 10
