@@ -4,15 +4,17 @@ Prints and saves ``bench/results/decoding.json``: median seconds over repetition
 ``generate_answers`` with ``constrained=False`` and ``True`` (prebuilt trie, same token budget),
 their ratio (target at most 1.3), the trie build time, and per setting one plain ``generate`` call
 of each kind with the generated length and the constraint's own share of the time. Never asserts.
-The model is the tiny default VLM (``serendipity.mllm.tiny``, randomly initialised, one image per
-prompt) or, with ``--model text`` or when that module is missing, a tiny random LlamaForCausalLM
-with a word-level tokenizer. Usage: ``.venv/bin/python bench/decoding.py --repeats 7``.
+The models are tiny VLMs of each family in ``--architectures`` (``serendipity.mllm.tiny``, randomly
+initialised, each with its own tokenizer kind, one image per prompt; figures per family) or, with
+``--model text``, a tiny random LlamaForCausalLM with a word-level tokenizer.
+Usage: ``.venv/bin/python bench/decoding.py --repeats 7 --architectures llava gemma3``.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import time
@@ -72,26 +74,26 @@ def _text_model(tree: ClusterTree) -> tuple[Any, Any]:
     return LlamaForCausalLM(config).eval(), tokenizer
 
 
-def build_workload(kind: str, tree: ClusterTree, batch_size: int) -> tuple[Any, Any, dict, list[int], str]:
+def build_workload(
+    kind: str, tree: ClusterTree, batch_size: int, architecture: str = "llava"
+) -> tuple[Any, Any, dict, list[int], str]:
     """(model, processor, inputs, item level-3 clusters, model name) for one batch of CoT prompts."""
     items = [tree.at_level(LEVEL)[(7 * i) % 100] for i in range(batch_size)]
     if kind == "vlm":
-        try:
-            from serendipity.mllm.data import generation_batch
-            from serendipity.mllm.prompts import ItemMedia, PromptStyle, build_prompt
-            from serendipity.mllm.tiny import build_tiny_model
-        except ImportError:
-            kind = "text"
-        else:
-            model, processor = build_tiny_model(tree.descriptions() + ["Title: a video"])
-            rng = np.random.default_rng(0)
-            images = rng.integers(0, 255, (len(items), 32, 32, 3), dtype=np.uint8)
-            media = [
-                ItemMedia(i, "a video", tuple(tree.path(tree.children(c)[0])), [images[i]])
-                for i, c in enumerate(items)
-            ]
-            prompts = [build_prompt(m, PromptStyle.THUMBNAIL_COT, tree, LEVEL, processor) for m in media]
-            return model.eval(), processor, generation_batch(processor, prompts), items, type(model).__name__
+        from serendipity.mllm.data import generation_batch
+        from serendipity.mllm.prompts import ItemMedia, PromptStyle, build_prompt
+        from serendipity.mllm.tiny import build_tiny_model
+
+        texts = tree.descriptions() + ["Title: a video"]
+        model, processor = build_tiny_model(texts, architecture=architecture)  # type: ignore[arg-type]
+        rng = np.random.default_rng(0)
+        images = rng.integers(0, 255, (len(items), 32, 32, 3), dtype=np.uint8)
+        media = [
+            ItemMedia(i, "a video", tuple(tree.path(tree.children(c)[0])), [images[i]])
+            for i, c in enumerate(items)
+        ]
+        prompts = [build_prompt(m, PromptStyle.THUMBNAIL_COT, tree, LEVEL, processor) for m in media]
+        return model.eval(), processor, generation_batch(processor, prompts), items, type(model).__name__
     model, tokenizer = _text_model(tree)
     prompts = [f"{REASONING_MARKER} {tree.description(c)}" for c in items]
     return (
@@ -148,11 +150,21 @@ def _profile(
     return profile
 
 
-def run(args: argparse.Namespace) -> dict[str, Any]:
-    torch.set_num_threads(args.threads)
+def _tokenizer_kind(tokenizer: Any) -> str:
+    """E.g. ``BPE/ByteLevel`` or ``Unigram/Metaspace``: the model and pre-tokenizer of a fast tokenizer."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is None:
+        return type(tokenizer).__name__
+    pre = type(backend.pre_tokenizer).__name__ if backend.pre_tokenizer is not None else "none"
+    return f"{type(backend.model).__name__}/{pre}"
+
+
+def run_family(args: argparse.Namespace, tree: ClusterTree, architecture: str) -> dict[str, Any]:
+    """The figures of one model family (or of the text model)."""
     torch.manual_seed(0)
-    tree = synthetic_tree()
-    model, processor, inputs, items, model_name = build_workload(args.model, tree, args.batch_size)
+    model, processor, inputs, items, model_name = build_workload(
+        args.model, tree, args.batch_size, architecture
+    )
     tokenizer = getattr(processor, "tokenizer", None) or processor
     started = time.perf_counter()
     trie = DescriptionTrie.for_tree(tokenizer, tree, level=LEVEL)
@@ -185,24 +197,43 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             }
         )
         ratio = settings[-1]["ratio_constrained_over_free"]
-        print(f"beams={num_beams}: free {free:.3f}s, constrained {constrained:.3f}s, ratio {ratio}")
+        print(
+            f"{model_name} beams={num_beams}: free {free:.3f}s, constrained {constrained:.3f}s, ratio {ratio}"
+        )
     return {
         "model": model_name,
+        "tokenizer": _tokenizer_kind(tokenizer),
         "batch_size": args.batch_size,
         "max_new_tokens": max_new_tokens,
         "trie_descriptions": len(trie.cluster_ids),
         "trie_build_s": round(trie_build_s, 4),
+        "settings": settings,
+    }
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    """Per family (``--architectures``; one text model with ``--model text``) the decoding figures."""
+    torch.set_num_threads(args.threads)
+    tree = synthetic_tree()
+    families = args.architectures if args.model == "vlm" else ["text"]
+    return {
+        "families": {family: run_family(args, tree, family) for family in families},
         "repeats": args.repeats,
         "torch_threads": args.threads,
         "machine": platform.platform(),
+        "load_average_at_start": list(os.getloadavg()),
         "target_ratio_at_most": 1.3,
-        "settings": settings,
     }
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    from serendipity.mllm.tiny import ARCHITECTURES
+
     parser.add_argument("--model", choices=("vlm", "text"), default="vlm")
+    parser.add_argument(
+        "--architectures", nargs="+", choices=ARCHITECTURES, default=["llava", "gemma3"], help="families"
+    )
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--beams", type=int, nargs="+", default=[1, 4])
     parser.add_argument("--repeats", type=int, default=7)

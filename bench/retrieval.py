@@ -50,7 +50,15 @@ def latency_us(
 
 
 def run(
-    items: int, dim: int, clusters: int, queries: int, k: int, threads: int, seed: int, flat_max_items: int
+    items: int,
+    dim: int,
+    clusters: int,
+    queries: int,
+    k: int,
+    threads: int,
+    seed: int,
+    flat_max_items: int,
+    use_gpu: bool | None = None,
 ) -> dict:
     rng = np.random.default_rng(seed)
     vectors = rng.standard_normal((items, dim), dtype=np.float32)
@@ -89,6 +97,11 @@ def run(
     for query, cluster in zip(query_vectors[:10], query_clusters[:10], strict=True):
         found, _ = index.search(query, k, int(cluster))
         assert found.tolist() == numpy_cluster(query, int(cluster)).tolist()
+    # On the GPU (when faiss sees one, unless --gpu off) the same answers again.
+    samples = list(zip(query_vectors[:10], query_clusters[:10].tolist(), strict=True))
+    on_cpu = [index.search(query, k, cluster)[0].tolist() for query, cluster in samples]
+    index.to_gpu(use_gpu)
+    assert [index.search(query, k, cluster)[0].tolist() for query, cluster in samples] == on_cpu
 
     faiss.omp_set_num_threads(threads)
     methods = {
@@ -112,6 +125,7 @@ def run(
         "mean_cluster_size": items / clusters,
         "k": k,
         "faiss_threads": threads,
+        "index_device": index.device,
         "flat_max_items": flat_max_items,
         "index_build_s": build_s,
         "latency": figures,
@@ -130,6 +144,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--k", type=int, default=10)
     parser.add_argument("--threads", type=int, default=1, help="faiss OpenMP threads")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--gpu", choices=("auto", "off"), default="auto", help="auto: when faiss sees a GPU")
     parser.add_argument(
         "--flat-max-items",
         type=int,
@@ -146,6 +161,7 @@ def main(argv: list[str] | None = None) -> dict:
         args.threads,
         args.seed,
         args.flat_max_items,
+        use_gpu=None if args.gpu == "auto" else False,
     )
     result["machine"] = {
         "cpus": os.cpu_count(),
@@ -154,7 +170,10 @@ def main(argv: list[str] | None = None) -> dict:
         "faiss": faiss.__version__,
         "numpy": np.__version__,
     }
-    print(f"{args.items:,} items x {args.dim} dims in {args.clusters:,} clusters, k={args.k}")
+    print(
+        f"{args.items:,} items x {args.dim} dims in {args.clusters:,} clusters, k={args.k}, "
+        f"index on {result['index_device']}"
+    )
     print(f"{'method':32s} {'p50 us':>10s} {'p95 us':>10s} {'queries':>8s}")
     for name, figures in result["latency"].items():
         print(f"{name:32s} {figures['p50_us']:10.1f} {figures['p95_us']:10.1f} {figures['queries']:8d}")

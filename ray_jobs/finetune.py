@@ -3,6 +3,7 @@
 In-process: ``python -m ray_jobs.finetune --config configs/demo.yaml``; on a cluster:
 ``ray job submit --working-dir . -- python -m ray_jobs.finetune --config configs/demo.yaml``.
 A killed run resumes from its last checkpoint when started again (``--fresh`` starts over).
+The options override the config's ``mllm`` section (the KubeRay RayJob sets workers, GPUs, bf16, LoRA).
 """
 
 from __future__ import annotations
@@ -29,13 +30,36 @@ def run(config: PipelineConfig, *, max_steps: int | None = None, fresh: bool = F
     return summary
 
 
-def main(argv: list[str] | None = None) -> dict[str, Any]:
+def parse_options(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", required=True, help="pipeline YAML (configs/demo.yaml, ...)")
     parser.add_argument("--max-steps", type=int, default=None, help="overrides mllm.max_steps")
     parser.add_argument("--fresh", action="store_true", help="ignore existing checkpoints and start over")
-    args = parser.parse_args(argv)
-    return run(load_config(args.config), max_steps=args.max_steps, fresh=args.fresh)
+    parser.add_argument("--num-workers", type=int, default=None, help="mllm.num_workers (DDP workers)")
+    parser.add_argument(
+        "--gpus-per-worker", type=float, default=None, help="mllm.gpus_per_worker (sets use_gpu)"
+    )
+    parser.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), default=None)
+    parser.add_argument("--lora", action="store_true", default=None, help="train LoRA adapters (mllm.lora)")
+    return parser.parse_args(argv)
+
+
+def config_of(options: argparse.Namespace) -> PipelineConfig:
+    """The config file with the command line's ``mllm`` overrides."""
+    gpus = options.gpus_per_worker
+    overrides = {
+        "mllm.num_workers": options.num_workers,
+        "mllm.gpus_per_worker": gpus,
+        "mllm.use_gpu": True if gpus else None,
+        "mllm.precision": options.precision,
+        "mllm.lora": options.lora,
+    }
+    return with_overrides(load_config(options.config), overrides)
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    options = parse_options(argv)
+    return run(config_of(options), max_steps=options.max_steps, fresh=options.fresh)
 
 
 if __name__ == "__main__":

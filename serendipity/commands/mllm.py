@@ -19,7 +19,11 @@ def init(
     config: Path = typer.Option(
         None, "--config", help="pipeline YAML supplying defaults for --out/--dataset"
     ),
-    architecture: str = typer.Option(None, "--architecture", help="llava (default) or gemma3"),
+    architecture: str = typer.Option(
+        None,
+        "--architecture",
+        help="llava (default), gemma3, paligemma, smolvlm, qwen2_vl, qwen2_5_vl or llava_onevision",
+    ),
     image_size: int = typer.Option(32, "--image-size"),
 ) -> None:
     """Build the tiny default VLM (tokenizer trained on the dataset's texts) and save it."""

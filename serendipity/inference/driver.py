@@ -14,7 +14,7 @@ from typing import Any
 
 import pandas as pd
 
-from serendipity.config import InferenceConfig, PipelineConfig
+from serendipity.config import InferenceConfig, PipelineConfig, with_overrides
 from serendipity.inference.corpus import content_hashes, load_corpus_items
 from serendipity.inference.predict import (
     SUMMARY_PEAK_RSS,
@@ -31,13 +31,20 @@ from serendipity.schema import CONTENT_HASH_COLUMN
 log = logging.getLogger("serendipity.infer")
 
 
-def decode_tasks(settings: InferenceConfig, cluster_cpus: float) -> int:
+def actor_gpus(settings: InferenceConfig, cluster_gpus: float) -> float:
+    """GPUs each predictor actor requests: the configured number, else one when the cluster has GPUs."""
+    if settings.num_gpus_per_actor is not None:
+        return settings.num_gpus_per_actor
+    return 1.0 if cluster_gpus > 0 else 0.0
+
+
+def decode_tasks(settings: InferenceConfig, cluster_cpus: float, gpus_per_actor: float = 0.0) -> int:
     """Concurrent decode tasks: a CPU stage of its own, unless CPU actors leave it no CPU.
 
     With as many decode tasks as actors (and no GPUs) Ray Data fuses decoding into the actors, which
     is what we want when the actors take every CPU: a separate stage would wait forever for one.
     """
-    if settings.num_gpus_per_actor == 0 and settings.num_actors >= cluster_cpus:
+    if gpus_per_actor == 0 and settings.num_actors >= cluster_cpus:
         return settings.num_actors
     return settings.decode_concurrency
 
@@ -65,6 +72,10 @@ def _predict_all(
     from ray.data import ActorPoolStrategy, TaskPoolStrategy
 
     settings = config.inference
+    resources = ray.cluster_resources()
+    gpus = actor_gpus(settings, resources.get("GPU", 0.0))
+    # The actors get the resolved count, so their predictors pick the device Ray gave them.
+    actor_config = with_overrides(config, {"inference.num_gpus_per_actor": gpus})
     summaries = (
         ray.data.from_pandas(_chunks(todo, settings.batch_size))
         .map_batches(
@@ -72,17 +83,17 @@ def _predict_all(
             fn_kwargs=decode_settings(config),
             batch_format="pandas",
             batch_size=settings.batch_size,
-            compute=TaskPoolStrategy(size=decode_tasks(settings, ray.cluster_resources().get("CPU", 1.0))),
+            compute=TaskPoolStrategy(size=decode_tasks(settings, resources.get("CPU", 1.0), gpus)),
         )
         .map_batches(
             PredictBatch,
-            fn_constructor_kwargs=_predictor_arguments(config, model_dir, started),
+            fn_constructor_kwargs=_predictor_arguments(actor_config, model_dir, started),
             batch_format="pandas",
             batch_size=settings.batch_size,
             compute=ActorPoolStrategy(
                 size=settings.num_actors, max_tasks_in_flight_per_actor=settings.tasks_in_flight_per_actor
             ),
-            num_gpus=settings.num_gpus_per_actor or None,
+            num_gpus=gpus or None,
         )
     )
     totals = _nothing_inferred()
@@ -106,7 +117,8 @@ def _predict_all(
 def _predict_in_process(
     config: PipelineConfig, todo: pd.DataFrame, model_dir: Path, started: pd.Timestamp
 ) -> dict[str, Any]:
-    """A small delta in the driver: the same decode and predictor code, without actor startup."""
+    """A small delta in the driver: the same decode and predictor code, without actor startup (and
+    without Ray: on a GPU machine the predictor runs on its GPU, see ``precision.inference_device``)."""
     predictor = PredictBatch(**_predictor_arguments(config, model_dir, started))
     decoding = decode_settings(config)
     chunks = _chunks(todo, config.inference.batch_size)

@@ -18,6 +18,8 @@ from serendipity.layout import WorkLayout
 from serendipity.schema import CONTENT_HASH_COLUMN, ITEM_JOIN_KEY, MEDIA_FALLBACK_COLUMN
 
 MEDIA = "media"  # decoded ItemMedia, between the decode and predict steps
+# Prompt tokens the start-up memory check assumes: a real VLM's frames take up to about 2k tokens.
+PROMPT_TOKENS_BUDGET = 2048
 SUMMARY_OK = "ok"
 SUMMARY_PEAK_RSS = "actor_peak_rss_mb"
 
@@ -48,6 +50,23 @@ def decode_settings(config: PipelineConfig) -> dict[str, Any]:
     }
 
 
+def check_gpu_memory(predictor: Any) -> None:
+    """On a GPU, fail at start-up when a batch of prompts and its beams cannot fit (``precision.py``)."""
+    from serendipity.mllm.precision import check_inference_memory
+
+    parameter = next(predictor.model.parameters())
+    if parameter.device.type != "cuda":
+        return
+    check_inference_memory(
+        predictor.model,
+        batch_size=predictor.batch_size,
+        num_beams=predictor.num_beams,
+        sequence_length=PROMPT_TOKENS_BUDGET + predictor.max_new_tokens,
+        device=parameter.device,
+        precision={"torch.bfloat16": "bf16", "torch.float16": "fp16"}.get(str(parameter.dtype), "fp32"),
+    )
+
+
 class PredictBatch:
     """Actor: loads the model once, predicts a batch, commits it as a part file, returns a summary.
 
@@ -59,6 +78,7 @@ class PredictBatch:
 
         self.config = PipelineConfig.model_validate(config)
         self.predictor = predictor_from_config(self.config, model_dir)
+        check_gpu_memory(self.predictor)
         self.store = InferenceStore.of(WorkLayout.of(self.config))
         self.started = pd.Timestamp(started)
 

@@ -1,4 +1,4 @@
-"""Constrained decoding of the final answer: a token trie over cluster descriptions and a LogitsProcessor.
+"""Constrained decoding of the final answer: a LogitsProcessor over the description trie (``trie.py``).
 
 Only the tokens after the answer marker are constrained; reasoning before it stays free. When a token
 budget is given, the marker is forced just early enough that the longest description still fits.
@@ -6,168 +6,14 @@ budget is given, the marker is forced just early enough that the longest descrip
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Sequence
 
 import torch
 from transformers import LogitsProcessor
 
-from serendipity.mllm.constants import ANSWER_MARKER
-from serendipity.tree import ClusterTree
+from serendipity.mllm.trie import DescriptionTrie
 
-# Contexts the marker may follow in a target text; each gives the marker's own token sequence there.
-_MARKER_CONTEXTS = ("", "\n", " ", ".\n")
-
-
-@dataclass
-class _TrieNode:
-    children: dict[int, _TrieNode] = field(default_factory=dict)
-    cluster_id: int | None = None
-    subtree_clusters: frozenset[int] = frozenset()
-
-
-def _encode(tokenizer: Any, text: str) -> list[int]:
-    return list(tokenizer(text, add_special_tokens=False)["input_ids"])
-
-
-def _eos_ids(tokenizer: Any) -> tuple[int, ...]:
-    eos = tokenizer.eos_token_id
-    if eos is None:
-        raise ValueError("the tokenizer has no eos_token_id; constrained decoding needs one to end answers")
-    return tuple(eos) if isinstance(eos, list) else (int(eos),)
-
-
-def _marker_variants(tokenizer: Any, marker: str) -> tuple[tuple[int, ...], ...]:
-    variants: list[tuple[int, ...]] = []
-    for context in _MARKER_CONTEXTS:
-        context_ids = _encode(tokenizer, context) if context else []
-        full = _encode(tokenizer, context + marker)
-        if full[: len(context_ids)] == context_ids and len(full) > len(context_ids):
-            variant = tuple(full[len(context_ids) :])
-            if variant not in variants:
-                variants.append(variant)
-    if not variants:
-        raise ValueError(f"cannot tokenise the answer marker {marker!r} stably")
-    return tuple(variants)
-
-
-class DescriptionTrie:
-    """Prefix tree over the token sequences of cluster descriptions as they appear after the marker."""
-
-    def __init__(
-        self,
-        token_ids_by_cluster: Mapping[int, tuple[int, ...]],
-        *,
-        marker_variants: tuple[tuple[int, ...], ...],
-        forced_marker: tuple[int, ...],
-        eos_token_ids: tuple[int, ...],
-    ) -> None:
-        self.root = _TrieNode()
-        self.token_ids_by_cluster = dict(token_ids_by_cluster)
-        self.marker_variants = marker_variants
-        self.forced_marker = forced_marker
-        self.eos_token_ids = eos_token_ids
-        owner_by_tokens: dict[tuple[int, ...], int] = {}
-        for cluster_id, tokens in self.token_ids_by_cluster.items():
-            if tokens in owner_by_tokens:
-                raise ValueError(
-                    f"clusters {owner_by_tokens[tokens]} and {cluster_id} tokenise alike: {list(tokens)}"
-                )
-            owner_by_tokens[tokens] = cluster_id
-            node = self.root
-            for token in tokens:
-                node = node.children.setdefault(token, _TrieNode())
-            node.cluster_id = cluster_id
-        self._fill_subtrees(self.root)
-        self.max_length = max((len(t) for t in self.token_ids_by_cluster.values()), default=0)
-
-    @classmethod
-    def build(
-        cls,
-        tokenizer: Any,
-        descriptions_by_cluster: Mapping[int, str],
-        *,
-        marker: str = ANSWER_MARKER,
-    ) -> DescriptionTrie:
-        """Tokenise each description as ``marker + " " + description``; keep the tokens after the marker."""
-        if not descriptions_by_cluster:
-            raise ValueError("no descriptions to build the answer trie from")
-        marker_ids = _encode(tokenizer, marker)
-        unk = getattr(tokenizer, "unk_token_id", None)
-        token_ids: dict[int, tuple[int, ...]] = {}
-        for cluster_id, description in descriptions_by_cluster.items():
-            full = _encode(tokenizer, f"{marker} {description}")
-            if full[: len(marker_ids)] != marker_ids:
-                raise ValueError(
-                    f"the marker {marker!r} merges with the description of cluster {cluster_id} "
-                    f"({description!r}) when tokenised; use a tokenizer that splits at the space after it"
-                )
-            tokens = tuple(full[len(marker_ids) :])
-            if not tokens:
-                raise ValueError(
-                    f"the description of cluster {cluster_id} tokenises to nothing: {description!r}"
-                )
-            if unk is not None and unk in tokens:
-                raise ValueError(
-                    f"cluster {cluster_id}'s description {description!r} has tokens unknown to the tokenizer"
-                )
-            token_ids[int(cluster_id)] = tokens
-        return cls(
-            token_ids,
-            marker_variants=_marker_variants(tokenizer, marker),
-            forced_marker=tuple(_encode(tokenizer, "\n" + marker)),
-            eos_token_ids=_eos_ids(tokenizer),
-        )
-
-    @classmethod
-    def for_tree(
-        cls, tokenizer: Any, tree: ClusterTree, *, level: int | None = None, marker: str = ANSWER_MARKER
-    ) -> DescriptionTrie:
-        """A trie over the clusters at ``level`` of ``tree`` (all clusters when ``level`` is None)."""
-        cluster_ids = sorted(tree.clusters) if level is None else tree.at_level(level)
-        return cls.build(tokenizer, {c: tree.description(c) for c in cluster_ids}, marker=marker)
-
-    def _fill_subtrees(self, node: _TrieNode) -> frozenset[int]:
-        clusters = {node.cluster_id} if node.cluster_id is not None else set()
-        for child in node.children.values():
-            clusters |= self._fill_subtrees(child)
-        node.subtree_clusters = frozenset(clusters)
-        return node.subtree_clusters
-
-    @property
-    def cluster_ids(self) -> frozenset[int]:
-        return self.root.subtree_clusters
-
-    def walk(self, tokens: Sequence[int]) -> _TrieNode | None:
-        node: _TrieNode | None = self.root
-        for token in tokens:
-            node = node.children.get(token) if node is not None else None
-            if node is None:
-                return None
-        return node
-
-    def cluster_for_tokens(self, tokens: Sequence[int]) -> int | None:
-        """The cluster whose description is exactly ``tokens`` (a trailing EOS is ignored)."""
-        if tokens and tokens[-1] in self.eos_token_ids:
-            tokens = tokens[:-1]
-        node = self.walk(tokens)
-        return node.cluster_id if node is not None else None
-
-    def allowed_next(
-        self, tokens: Sequence[int], allowed_clusters: frozenset[int] | None = None
-    ) -> list[int]:
-        """Token ids that continue ``tokens`` towards an allowed description; EOS only at a complete one."""
-        node = self.walk(tokens)
-        if node is None:
-            return list(self.eos_token_ids)
-        if allowed_clusters is None:
-            allowed = list(node.children)
-            complete = node.cluster_id is not None
-        else:
-            allowed = [t for t, child in node.children.items() if child.subtree_clusters & allowed_clusters]
-            complete = node.cluster_id in allowed_clusters
-        return allowed + list(self.eos_token_ids) if complete else allowed
+__all__ = ["AnswerConstraintProcessor", "DescriptionTrie"]
 
 
 class AnswerConstraintProcessor(LogitsProcessor):

@@ -2,7 +2,8 @@
 
 Besides the curated (context item -> serendipitous cluster) examples, every cluster description gets
 a short recitation example, so the model learns to generate each description verbatim (the paper's
-controlled generation). Labels mask the prompt: the loss is on the target tokens only.
+controlled generation). Labels mask the prompt: the loss is on the target tokens only, for every
+family (PaliGemma also marks the target with ``token_type_ids`` = 1, as its processor does a suffix).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import pyarrow.parquet as pq
 from serendipity.config import PipelineConfig
 from serendipity.io import parquet_schema
 from serendipity.layout import WorkLayout
+from serendipity.mllm.model import answer_token_type
 from serendipity.mllm.prompts import (
     ItemMedia,
     Prompt,
@@ -164,28 +166,67 @@ def finetune_examples(
     return data
 
 
+def _text_only_prefix(processor: Any, text: str) -> dict[str, Any]:
+    """A text-only prompt laid out as PaliGemma's processor lays out a prefix (BOS, text, newline); its
+    processor refuses calls without images."""
+    import torch
+
+    tokenizer = processor.tokenizer
+    ids = tokenizer(f"{tokenizer.bos_token}{text}\n", add_special_tokens=False, return_tensors="pt")
+    input_ids = ids["input_ids"]
+    zeros = torch.zeros_like(input_ids)
+    return {"input_ids": input_ids, "attention_mask": zeros + 1, "token_type_ids": zeros}
+
+
+def prompt_inputs(processor: Any, prompt: Prompt) -> dict[str, Any]:
+    """What the processor makes of a prompt: tokens, and the images' or the video's pixel values."""
+    import numpy as np
+
+    kwargs: dict[str, Any] = {"text": prompt.text, "return_tensors": "pt"}
+    if prompt.as_video:
+        kwargs["videos"] = [np.stack(prompt.images)]
+    elif prompt.images:
+        kwargs["images"] = prompt.images
+    elif answer_token_type(processor):
+        return _text_only_prefix(processor, prompt.text)
+    encoded = dict(processor(**kwargs))
+    encoded.pop("labels", None)  # PaliGemma labels every call; ours come from the target below
+    return encoded
+
+
 def encode(processor: Any, prompt: Prompt, target: str | None = None) -> dict[str, Any]:
     """Processor inputs for one prompt; with a target, the target tokens + EOS follow, labelled."""
     import torch
 
-    kwargs: dict[str, Any] = {"text": prompt.text, "return_tensors": "pt"}
-    if prompt.images:
-        kwargs["images"] = prompt.images
-    encoded = dict(processor(**kwargs))
+    encoded = prompt_inputs(processor, prompt)
     if target is None:
         return encoded
     tokenizer = processor.tokenizer
     prompt_length = encoded["input_ids"].shape[1]
     target_ids = tokenizer(target, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
     extra = torch.tensor([target_ids], dtype=encoded["input_ids"].dtype)
+    fills = {"input_ids": extra, "attention_mask": 1, "token_type_ids": answer_token_type(processor)}
     for key in SEQUENCE_KEYS:
         if key in encoded:
-            fill = (
-                extra if key == "input_ids" else torch.full_like(extra, 1 if key == "attention_mask" else 0)
-            )
-            encoded[key] = torch.cat([encoded[key], fill], dim=1)
+            fill = fills.get(key, 0)
+            filler = fill if isinstance(fill, torch.Tensor) else torch.full_like(extra, fill)
+            encoded[key] = torch.cat([encoded[key], filler.to(encoded[key].dtype)], dim=1)
     encoded["labels"] = torch.cat([torch.full((1, prompt_length), IGNORE_INDEX), extra], dim=1)
     return encoded
+
+
+def _stack_media(tensors: Sequence[Any]) -> Any:
+    """Concatenate per-image tensors along dim 0, zero-padding the other dims to the largest (Idefics3
+    pads missing images, LLaVA-OneVision missing tiles, with zeros that the model drops)."""
+    import torch
+    import torch.nn.functional as F
+
+    shape = [max(t.shape[d] for t in tensors) for d in range(1, tensors[0].dim())]
+    padded = []
+    for tensor in tensors:
+        pads = [p for d in reversed(range(1, tensor.dim())) for p in (0, shape[d - 1] - tensor.shape[d])]
+        padded.append(F.pad(tensor, pads) if any(pads) else tensor)
+    return torch.cat(padded, dim=0)
 
 
 def collate(
@@ -208,7 +249,7 @@ def collate(
                 rows.append(torch.cat(parts, dim=1))
             batch[key] = torch.cat(rows, dim=0)
         else:
-            batch[key] = torch.cat(present, dim=0)
+            batch[key] = _stack_media(present)
     return batch
 
 

@@ -8,7 +8,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from serendipity.config import PipelineConfig
+from serendipity.config import MllmConfig, PipelineConfig
 from serendipity.io import write_json_atomic
 from serendipity.layout import LATEST_MODEL_POINTER, WorkLayout
 from serendipity.mllm.checkpoints import (
@@ -21,6 +21,7 @@ from serendipity.mllm.gate import ALREADY_PUBLISHED, NON_LLM_GUESS_VERSION, PUBL
 from serendipity.mllm.guess import best_sibling_guess_recall
 from serendipity.mllm.model import MODEL_METADATA_FILE, publish_model, resolve_model_dir
 from serendipity.mllm.training import finetune_worker
+from serendipity.ray_local import init_local_ray
 from serendipity.schema import CLUSTERS_FILE
 
 RUN_NAME = "ray_train"
@@ -57,7 +58,11 @@ def _run_trainer(config: PipelineConfig, base: Path, resume_from: Path | None) -
             "base_model_dir": str(base),
             "resume_from": str(resume_from) if resume_from else None,
         },
-        scaling_config=ScalingConfig(num_workers=config.mllm.num_workers, use_gpu=config.mllm.use_gpu),
+        scaling_config=ScalingConfig(
+            num_workers=config.mllm.num_workers,
+            use_gpu=config.mllm.use_gpu,
+            resources_per_worker=_worker_resources(config.mllm),
+        ),
         run_config=RunConfig(
             storage_path=str(WorkLayout.of(config).finetune_dir),
             name=RUN_NAME,
@@ -66,6 +71,14 @@ def _run_trainer(config: PipelineConfig, base: Path, resume_from: Path | None) -
         ),
     )
     trainer.fit()
+
+
+def _worker_resources(settings: MllmConfig) -> dict[str, float]:
+    """What each Ray Train worker reserves: its CPUs, and its GPUs when training on GPUs."""
+    resources = {"CPU": settings.cpus_per_worker}
+    if settings.use_gpu:
+        resources["GPU"] = settings.gpus_per_worker
+    return resources
 
 
 def _published_from(models_dir: Path, metadata: dict[str, Any]) -> Path | None:
@@ -89,8 +102,6 @@ def run_finetune(config: PipelineConfig, *, fresh: bool = False) -> dict[str, An
 
     The model is published as ``latest`` only when the publish gate (``serendipity.mllm.gate``) lets it.
     """
-    import ray
-
     layout = WorkLayout.of(config)
     run_dir = layout.finetune_dir / RUN_NAME
     if fresh:
@@ -99,8 +110,7 @@ def run_finetune(config: PipelineConfig, *, fresh: bool = False) -> dict[str, An
     resume_from = latest_checkpoint(run_dir) if run_dir.exists() else None
     start_step = checkpoint_step(resume_from) if resume_from else 0
     if start_step < config.mllm.max_steps:
-        if not ray.is_initialized():
-            ray.init(configure_logging=False)
+        init_local_ray(config.ray)
         _run_trainer(config, base, resume_from)
     final = latest_checkpoint(run_dir)
     if final is None:

@@ -1,8 +1,9 @@
 """Loading and publishing Hugging Face image-text-to-text model directories.
 
-Any directory written by ``save_pretrained`` (model + processor) works: the tiny default built by
-``serendipity.mllm.tiny`` or a real pretrained VLM such as Qwen2-VL or LLaVA. Fine-tuned models are
-published as versioned directories next to a ``latest`` pointer file.
+Any directory written by ``save_pretrained`` (model + processor) works: the tiny models built by
+``serendipity.mllm.tiny`` or a real pretrained VLM (Qwen2-VL, Qwen2.5-VL, SmolVLM, LLaVA-OneVision,
+PaliGemma, Gemma 3, LLaVA). What cannot work through this code is refused at load time, saying why.
+Fine-tuned models are published as versioned directories next to a ``latest`` pointer file.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ MODEL_DIR_PREFIX = "mllm-"
 MODEL_METADATA_FILE = "serendipity_model.json"
 MODEL_CONFIG_FILE = "config.json"  # what save_pretrained writes first: its presence marks a model directory
 _PROCESSOR_FILES = ("processor_config.json", "preprocessor_config.json")
+_VIDEO_PROCESSOR_FILE = "video_preprocessor_config.json"
 _WEIGHT_SUFFIXES = (".safetensors", ".bin")
 
 
@@ -59,6 +61,28 @@ def _check_directory(path: Path) -> None:
         raise MllmLoadError(f"model directory {path} is incomplete: missing {', '.join(missing)}")
 
 
+def _check_runnable(path: Path) -> None:
+    """Refuse what this code cannot run: custom modelling code, or a video processor without torchvision."""
+    from transformers.utils import is_torchvision_available
+
+    raw = json.loads((path / MODEL_CONFIG_FILE).read_text())
+    if "auto_map" in raw:
+        raise MllmLoadError(
+            f"model directory {path} needs custom modelling code (config.json has auto_map), which "
+            "serendipity does not run (no trust_remote_code); convert it to a transformers architecture"
+        )
+    processor_config = path / _PROCESSOR_FILES[0]
+    has_video = (path / _VIDEO_PROCESSOR_FILE).is_file() or (
+        processor_config.is_file() and "video_processor" in json.loads(processor_config.read_text())
+    )
+    if has_video and not is_torchvision_available():
+        raise MllmLoadError(
+            f"model directory {path} holds a {raw.get('model_type')!r} model whose processor takes video, "
+            "and transformers' video processors need torchvision, which is not installed: install the "
+            "torchvision build matching your torch"
+        )
+
+
 def _model_class(path: Path, config: Any) -> Any:
     import transformers
     from transformers import AutoModelForImageTextToText
@@ -81,6 +105,7 @@ def load_model(model_dir: str | Path, *, device: str | None = None, dtype: Any =
 
     path = resolve_model_dir(Path(model_dir).expanduser())
     _check_directory(path)
+    _check_runnable(path)
     try:
         config = AutoConfig.from_pretrained(path)
     except (ValueError, KeyError, OSError) as error:
@@ -95,6 +120,9 @@ def load_model(model_dir: str | Path, *, device: str | None = None, dtype: Any =
             f"model directory {path}: the processor {type(processor).__name__} has no image processor "
             f"and tokenizer; an image-text-to-text model needs both"
         )
+    tokenizer = processor.tokenizer
+    if tokenizer.pad_token is None:  # batches need padding; the answer ends at EOS anyway
+        tokenizer.pad_token = tokenizer.eos_token
     kwargs = {"dtype": dtype} if dtype is not None else {}
     try:
         model = model_class.from_pretrained(path, **kwargs)
@@ -104,6 +132,22 @@ def load_model(model_dir: str | Path, *, device: str | None = None, dtype: Any =
         model = model.to(device)
     model.eval()
     return model, processor
+
+
+def takes_video(processor: Any) -> bool:
+    """Whether the processor takes a video natively (a video processor and a video token: Qwen2-VL,
+    LLaVA-OneVision); others get a video's frames as images."""
+    return getattr(processor, "video_processor", None) is not None and bool(
+        getattr(processor, "video_token", None)
+    )
+
+
+def answer_token_type(processor: Any) -> int:
+    """The ``token_type_ids`` value of answer tokens: PaliGemma's processor marks its ``suffix`` (the
+    answer) with 1, which makes the prompt prefix attend bidirectionally; every other family uses 0."""
+    import inspect
+
+    return 1 if "suffix" in inspect.signature(type(processor).__call__).parameters else 0
 
 
 def image_placeholder(processor: Any) -> str:

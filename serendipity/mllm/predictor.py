@@ -36,10 +36,11 @@ class MllmPredictor:
         restrict_to_siblings: bool = True,
         batch_size: int = 16,
         device: str | None = None,
+        dtype: Any = None,
     ) -> None:
         if not 1 <= top_k <= num_beams:
             raise ValueError(f"top_k must be between 1 and num_beams={num_beams}, got {top_k}")
-        self.model, self.processor = load_model(model_dir, device=device)
+        self.model, self.processor = load_model(model_dir, device=device, dtype=dtype)
         self.model_version = model_version(model_dir)
         self.tree = tree
         self.style = PromptStyle(prompt_style)
@@ -84,8 +85,10 @@ def predictor_from_config(config: Any, model_dir: str | Path | None = None) -> M
     """A predictor with the pipeline config's settings; ``model_dir`` defaults to the published model."""
     from serendipity.layout import WorkLayout
     from serendipity.mllm.data import load_tree
+    from serendipity.mllm.precision import inference_device, resolve_precision, torch_dtype
 
     layout = WorkLayout.of(config)
+    device = inference_device(config.inference.num_gpus_per_actor)
     return MllmPredictor(
         model_dir or layout.models_dir,
         load_tree(layout),
@@ -96,5 +99,7 @@ def predictor_from_config(config: Any, model_dir: str | Path | None = None) -> M
         num_beams=max(config.mllm.num_beams, config.inference.top_k),
         top_k=config.inference.top_k,
         restrict_to_siblings=config.inference.restrict_to_siblings,
-        device="cuda" if config.inference.num_gpus_per_actor > 0 else None,
+        batch_size=config.inference.batch_size,
+        device=device,
+        dtype=torch_dtype(resolve_precision(config.mllm.precision, device)) if device else None,
     )

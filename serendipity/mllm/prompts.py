@@ -1,8 +1,10 @@
 """Prompts of the paper's offline study: what goes in (text, frames, a thumbnail) and the target text.
 
 Media are decoded in a separate CPU step (``item_media_from_row``) into an ``ItemMedia``; a prompt is
-then built from it for any processor: with the model's chat template when it has one, else as image
-placeholders followed by the text. Missing or corrupt media fall back to the text prompt.
+then built from it for any processor: with the model's chat template when it has one (content parts
+image/video/text), else as image placeholders followed by the text. The sampled frames of the video
+styles go in as ONE video when the processor takes video (Qwen2-VL, LLaVA-OneVision), else as images.
+Missing or corrupt media fall back to the text prompt.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from serendipity.mllm.constants import ANSWER_MARKER, REASONING_MARKER
-from serendipity.mllm.model import image_placeholder
+from serendipity.mllm.model import image_placeholder, takes_video
 from serendipity.schema import LEVEL_COLUMNS
 from serendipity.tree import ClusterTree
 
@@ -38,6 +40,11 @@ class PromptStyle(StrEnum):
             PromptStyle.VIDEO_COT,
             PromptStyle.FRAME_COT,
         )
+
+    @property
+    def samples_frames(self) -> bool:
+        """N frames sampled across the video (the styles a video-taking processor gets as one video)."""
+        return self in (PromptStyle.VIDEO, PromptStyle.VIDEO_TEXT, PromptStyle.VIDEO_COT)
 
     @property
     def uses_media(self) -> bool:
@@ -77,12 +84,13 @@ class ItemMedia:
 
 @dataclass(frozen=True)
 class Prompt:
-    """A rendered prompt: text with one image placeholder per image, ready for the processor."""
+    """A rendered prompt: text with one placeholder per image (or one for the video), for the processor."""
 
     text: str
     images: list[np.ndarray]
     style: PromptStyle  # the style actually used (TEXT after a media fallback)
     media_fallback: bool
+    as_video: bool = False  # ``images`` are the frames of one video (``videos=`` for the processor)
 
 
 def _row_value(row: Mapping[str, Any], key: str) -> Any:
@@ -158,12 +166,15 @@ def _prompt_body(media: ItemMedia, style: PromptStyle, tree: ClusterTree, level:
     return "\n".join(lines) + "\n"
 
 
-def render(processor: Any, body: str, num_images: int) -> str:
-    """Prompt text for ``body`` after ``num_images`` images, with the model's chat template if any."""
+def render(processor: Any, body: str, num_images: int, *, video: bool = False) -> str:
+    """Prompt text for ``body`` after ``num_images`` images (or one video), with the model's chat
+    template if any; without one, image placeholders then the text (LLaVA-1.5, PaliGemma)."""
     if getattr(processor, "chat_template", None):
-        content = [{"type": "image"} for _ in range(num_images)] + [{"type": "text", "text": body}]
-        messages = [{"role": "user", "content": content}]
+        media = [{"type": "video"}] if video else [{"type": "image"} for _ in range(num_images)]
+        messages = [{"role": "user", "content": [*media, {"type": "text", "text": body}]}]
         return str(processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False))
+    if video:
+        raise ValueError(f"processor {type(processor).__name__} has no chat template to place a video in")
     return image_placeholder(processor) * num_images + ("\n" if num_images else "") + body
 
 
@@ -184,8 +195,9 @@ def build_prompt(
     used = PromptStyle.TEXT if fallback else style
     images = [] if used is PromptStyle.TEXT else list(media.images)
     title = truncate_to_tokens(media.title, processor, max_title_tokens) if used.shows_title else ""
-    text = render(processor, _prompt_body(media, used, tree, level, title), len(images))
-    return Prompt(text=text, images=images, style=used, media_fallback=fallback)
+    as_video = bool(images) and used.samples_frames and takes_video(processor)
+    text = render(processor, _prompt_body(media, used, tree, level, title), len(images), video=as_video)
+    return Prompt(text=text, images=images, style=used, media_fallback=fallback, as_video=as_video)
 
 
 def reasoning_text(tree: ClusterTree, own_cluster: int) -> str:

@@ -3,19 +3,16 @@
 Each worker trains on its shard of the examples (DDP when there are several); rank 0 evaluates match
 rate and recall on the held-out items every ``eval_every`` steps, writes the curves and reports a
 checkpoint (weights or LoRA adapter + optimizer state). A restarted run resumes from the checkpoint.
-The training steps themselves (``train_steps``) need no Ray: the in-process ablation runner uses them too.
+The training steps themselves (``steps.train_steps``) need no Ray: the in-process runners use them too.
 """
 
 from __future__ import annotations
 
 import logging
 import tempfile
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-import numpy as np
 
 from serendipity.config import PipelineConfig
 from serendipity.layout import WorkLayout
@@ -28,15 +25,12 @@ from serendipity.mllm.checkpoints import (
     save_checkpoint,
 )
 from serendipity.mllm.curves import write_curves
-from serendipity.mllm.data import (
-    FinetuneData,
-    SftExample,
-    build_finetune_data,
-    training_batch,
-    write_quarantine,
-)
+from serendipity.mllm.data import FinetuneData, build_finetune_data, write_quarantine
 from serendipity.mllm.metrics import evaluate_model
 from serendipity.mllm.model import load_model
+from serendipity.mllm.steps import longest_sequence, train_steps, training_optimizer
+
+__all__ = ["evaluate_validation", "finetune_worker", "train_steps", "training_optimizer"]
 
 log = logging.getLogger(__name__)
 
@@ -57,12 +51,6 @@ def _model_for_training(base_dir: str, resume_dir: Path | None, lora: bool) -> t
     return model, processor
 
 
-def batch_indices(size: int, batch_size: int, seed: int, rank: int, step: int) -> np.ndarray:
-    """The examples of one worker's batch at ``step``: a seeded draw, so a resumed run repeats it."""
-    rng = np.random.default_rng([seed, rank, step])
-    return rng.choice(size, size=min(batch_size, size), replace=False)
-
-
 def evaluate_validation(
     model: Any, processor: Any, data: FinetuneData, config: PipelineConfig
 ) -> dict[str, float]:
@@ -79,48 +67,6 @@ def evaluate_validation(
         batch_size=config.mllm.eval_batch_size,
     )
     return {k: float(v) for k, v in result.as_dict().items()}
-
-
-def training_optimizer(model: Any, learning_rate: float) -> Any:
-    """AdamW over the trainable parameters (all of them, or the LoRA adapters)."""
-    import torch
-
-    return torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=learning_rate)
-
-
-def train_steps(
-    model: Any,
-    processor: Any,
-    optimizer: Any,
-    examples: Sequence[SftExample],
-    *,
-    device: Any,
-    seed: int,
-    batch_size: int,
-    max_steps: int,
-    eval_every: int,
-    on_evaluation: Callable[[int, float], None],
-    rank: int = 0,
-    start_step: int = 0,
-) -> None:
-    """Train from ``start_step`` to ``max_steps`` on seeded batches of ``examples`` (see ``batch_indices``).
-
-    After every ``eval_every``-th step and after the last one, ``on_evaluation(step, loss)`` gets the
-    mean training loss of the steps since the previous call. Ray-free: the Ray Train worker and the
-    in-process ablation runner (bench/ablation_in_process.py) share it.
-    """
-    window_losses: list[float] = []
-    for step in range(start_step + 1, max_steps + 1):
-        indices = batch_indices(len(examples), batch_size, seed, rank, step - 1)
-        batch = training_batch(processor, [examples[i] for i in indices])
-        loss = model(**{key: value.to(device) for key, value in batch.items()}).loss
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        window_losses.append(float(loss.detach()))
-        if step % eval_every == 0 or step == max_steps:
-            on_evaluation(step, float(np.mean(window_losses)))
-            window_losses = []
 
 
 def _resume_dir(loop_config: dict[str, Any]) -> Path | None:
@@ -151,6 +97,10 @@ class _WorkerRun:
     data: FinetuneData
     base_model_dir: str
     history: list[dict[str, float]] = field(default_factory=list)
+    worker_losses: list[float] = field(default_factory=list)
+
+    def keep_worker_losses(self, losses: list[float]) -> None:
+        self.worker_losses = losses
 
     def restore(self, resume_dir: Path) -> int:
         """Load the optimizer state and history of a checkpoint; the step to continue from."""
@@ -163,6 +113,8 @@ class _WorkerRun:
         import ray.train
 
         metrics: dict[str, float] = {"step": step, "loss": loss}
+        if len(self.worker_losses) > 1:
+            metrics.update({f"loss_worker_{rank}": value for rank, value in enumerate(self.worker_losses)})
         with tempfile.TemporaryDirectory() as tmp:
             checkpoint = None
             if self.rank == 0:
@@ -189,6 +141,8 @@ def finetune_worker(loop_config: dict[str, Any]) -> None:
     import ray.train.torch
     import torch
 
+    from serendipity.mllm.precision import check_training_memory, resolve_precision
+
     config = PipelineConfig.model_validate(loop_config["config"])
     context = ray.train.get_context()
     rank, world = context.get_world_rank(), context.get_world_size()
@@ -198,6 +152,18 @@ def finetune_worker(loop_config: dict[str, Any]) -> None:
     data = build_finetune_data(config, processor)
     if rank == 0:
         write_quarantine(data.quarantined, WorkLayout.of(config).finetune_quarantine_path)
+    device = ray.train.torch.get_device()
+    precision = resolve_precision(config.mllm.precision, str(device))
+    if device.type == "cuda":
+        per_worker = -(-config.mllm.batch_size // world)
+        check_training_memory(
+            model,
+            batch_size=config.mllm.batch_size,
+            num_workers=world,
+            sequence_length=longest_sequence(processor, data.train, per_worker),
+            device=device,
+            precision=precision,
+        )
     # Text-only batches leave the vision tower unused, which DDP must be told about.
     model = ray.train.torch.prepare_model(
         model, parallel_strategy_kwargs={"find_unused_parameters": world > 1}
@@ -205,17 +171,21 @@ def finetune_worker(loop_config: dict[str, Any]) -> None:
     optimizer = training_optimizer(model, config.mllm.learning_rate)
     run = _WorkerRun(config, rank, model, processor, optimizer, data, loop_config["base_model_dir"])
     start_step = run.restore(resume_dir) if resume_dir is not None else 0
+    log.info("worker %d/%d trains on %s in %s", rank, world, device, precision)
     train_steps(
         model,
         processor,
         optimizer,
-        data.train[rank::world],
-        device=ray.train.torch.get_device(),
+        data.train,
+        device=device,
         seed=config.mllm.seed,
-        batch_size=max(1, config.mllm.batch_size // world),
+        batch_size=config.mllm.batch_size,
         max_steps=config.mllm.max_steps,
         eval_every=config.mllm.eval_every,
         on_evaluation=run.report,
         rank=rank,
+        world_size=world,
+        precision=precision,
         start_step=start_step,
+        on_worker_losses=run.keep_worker_losses,
     )
