@@ -158,8 +158,9 @@ def deploy(config_path: Path, port: int) -> None:
     from ray import serve
 
     from serving.app import build_noop_app, compose
-    from serving.settings import AppArgs
+    from serving.settings import AppArgs, use_throughput_env
 
+    use_throughput_env()
     ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False)
     serve.start(http_options={"host": "127.0.0.1", "port": port})
     args = AppArgs(config_path=str(config_path), token_env="SERENDIPITY_BENCH_NO_TOKEN")
@@ -254,6 +255,7 @@ def main(argv: list[str] | None = None) -> None:
             print(f"overload: {results['overload']}")
             print(f"recovery p99 change: {results['recovery']['p99_change']}")
     results["load_average_after"] = [round(value, 2) for value in os.getloadavg()]
+    results["under_load"] = results["load_average_before"][0] > 1.0
     results["generator_cpu_s"] = round(
         sum(row[name]["generator_cpu_s"] or 0 for row in results["rates"] for name in ("recommend", "noop")),
         3,

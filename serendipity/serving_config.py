@@ -18,8 +18,8 @@ class ServingConfig(BaseModel):
     request_timeout_s: float = Field(10.0, gt=0)
     max_batch_size: int = Field(16, ge=1)  # requests the recommender deployment answers together
     batch_wait_timeout_s: float = Field(0.005, ge=0)  # how long a batch waits to fill up
-    # load shedding: requests each ingress replica works on, and how many more may wait for it; past
-    # that Serve answers 503 at once, with Retry-After
+    # load shedding: requests each ingress replica works on (more get 503 + Retry-After from the ingress
+    # before their body is read), and how many more Serve hands it or queues (past that the proxy's 503)
     max_in_flight: int = Field(32, ge=1)
     max_queued_requests: int = Field(16, ge=1)
     retry_after_s: int = Field(1, ge=0)

@@ -18,7 +18,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from serendipity.config import ServingConfig
-from serving.guard import RequestGuard, request_id
+from serving.guard import OVERLOADED, RequestGuard, request_id
 
 log = logging.getLogger("serendipity.serving")
 
@@ -103,11 +103,12 @@ def build_api(backend: RecommenderBackend, serving: ServingConfig, token: str | 
             return failure(http, 422, f"invalid request: k must be between 1 and {serving.max_k}")
         except (Overloaded, TimeoutError):
             log.warning("request %s: shed (recommender overloaded or past the deadline)", rid, exc_info=True)
-            return failure(http, 503, "overloaded, retry later", retry_after)
+            return failure(http, 503, OVERLOADED, retry_after)
         except Exception:  # noqa: BLE001 - logged with its traceback; the client gets a fixed message
             log.exception("request %s: recommend failed", rid)
             return failure(http, 500, "internal error")
-        return RecommendResponse.model_validate(payload)
+        # the replica built the payload to RecommendResponse's schema: encoded once, not validated again
+        return JSONResponse(payload)
 
     async def healthz() -> dict[str, str]:
         return {"status": "alive"}
@@ -129,5 +130,14 @@ def build_api(backend: RecommenderBackend, serving: ServingConfig, token: str | 
     )
     api.add_api_route("/healthz", healthz, methods=["GET"])
     api.add_api_route("/readyz", readyz, methods=["GET"])
-    api.add_middleware(RequestGuard, token=token, max_body_bytes=serving.max_body_bytes)
+    from serving.explorer import include_explorer_routes  # imports this module: not at its top
+
+    include_explorer_routes(api, backend)
+    api.add_middleware(
+        RequestGuard,
+        token=token,
+        max_body_bytes=serving.max_body_bytes,
+        max_in_flight=serving.max_in_flight,
+        retry_after_s=serving.retry_after_s,
+    )
     return api

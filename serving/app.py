@@ -20,10 +20,12 @@ from serving.settings import AppArgs, optional_path, pipeline_config_path
 
 
 def ingress_limits(serving: ServingConfig) -> dict[str, Any]:
-    """Serve's own load shedding on the ingress: ``max_in_flight`` requests worked on per replica, up to
-    ``max_queued_requests`` more waiting at the proxy; past that the proxy answers 503 + Retry-After."""
+    """Load shedding in front of the ingress. Each ingress replica works on ``max_in_flight`` requests and
+    answers more at once with 503 + Retry-After (``RequestGuard``, before reading the body); Serve sends
+    it up to ``max_queued_requests`` beyond that, so no request waits in the proxy's queue while the
+    ingress could refuse it, and the proxy itself refuses (503 + Retry-After) when even that is full."""
     return {
-        "max_ongoing_requests": serving.max_in_flight,
+        "max_ongoing_requests": serving.max_in_flight + serving.max_queued_requests,
         "max_queued_requests": serving.max_queued_requests,
         "backpressure_config": BackpressureConfig(status_code=503, retry_after_s=serving.retry_after_s),
     }

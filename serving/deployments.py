@@ -162,6 +162,10 @@ class RecommenderDeployment:
         items = self._loaded.recommender.popular_items(k)
         return [{"item_id": item.item_id, "score": 0.0, "cluster_id": item.cluster_id} for item in items]
 
+    def pipeline_source(self) -> dict[str, Any]:
+        """What the loaded recommender was built from (config path, overrides): the explorer loads it too."""
+        return self._loaded.source.model_dump()
+
     def pid(self) -> int:
         """This replica's process id (fault tests kill it)."""
         return os.getpid()
@@ -177,7 +181,14 @@ class NoOpRecommender:
     """Answers every request with an empty recommendation: the Serve overhead, for benchmarks."""
 
     async def recommend(self, request: dict[str, Any]) -> dict[str, Any]:
-        return {"items": [], "cluster": None, "reasoning": None, "source": "fallback", "degraded": False}
+        return {
+            "items": [],
+            "cluster": None,
+            "reasoning": None,
+            "source": "fallback",
+            "degraded": False,
+            "cold_start": False,
+        }
 
     def popular_items(self, k: int) -> list[dict[str, Any]]:
         return []

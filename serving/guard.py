@@ -4,7 +4,9 @@ Every request gets an id (the client's ``X-Request-ID`` when it is a plain token
 kept in ``scope["state"]["request_id"]`` for the logs and sent back as the ``X-Request-ID`` header.
 The token check runs first, so an unauthenticated client never gets its body read. The body is
 buffered up to the limit (bodies are small JSON documents) and replayed to the application; a
-request that declares or sends more than the limit gets 413 without reaching a route.
+request that declares or sends more than the limit gets 413 without reaching a route. With
+``max_in_flight`` set, a request to a gated path (/recommend) beyond that many in progress gets 503 with
+Retry-After before its body is read: overload is refused before it costs the replica anything.
 ``require_token_off_loopback`` is the rule the app starts under: no token, loopback only.
 """
 
@@ -25,6 +27,8 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 PUBLIC_PATHS = frozenset({"/healthz"})
+GATED_PATHS = frozenset({"/recommend"})
+OVERLOADED = "overloaded, retry later"
 REQUEST_ID_HEADER = b"x-request-id"
 CLIENT_REQUEST_ID = re.compile(rb"[A-Za-z0-9._-]{1,64}")
 
@@ -65,8 +69,10 @@ def _with_request_id(send: Send, rid: str) -> Send:
     return send_with_id
 
 
-async def _reject(send: Send, status: int, detail: str, headers: list[tuple[bytes, bytes]] = ()) -> None:
-    body = json.dumps({"detail": detail}).encode()
+async def _reject(
+    scope: Scope, send: Send, status: int, detail: str, headers: list[tuple[bytes, bytes]] = ()
+) -> None:
+    body = json.dumps({"detail": detail, "request_id": request_id(scope)}).encode()
     await send(
         {
             "type": "http.response.start",
@@ -99,10 +105,21 @@ def _header(scope: Scope, name: bytes) -> bytes | None:
 class RequestGuard:
     """Wraps an ASGI app; ``token`` None disables authentication."""
 
-    def __init__(self, app: ASGIApp, *, token: str | None, max_body_bytes: int) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        token: str | None,
+        max_body_bytes: int,
+        max_in_flight: int | None = None,
+        retry_after_s: int = 1,
+    ) -> None:
         self.app = app
         self.expected = f"Bearer {token}".encode() if token else None
         self.max_body_bytes = max_body_bytes
+        self.max_in_flight = max_in_flight
+        self.retry_after = [(b"retry-after", str(retry_after_s).encode())]
+        self.in_flight = 0  # gated requests in progress (one event loop: no lock needed)
 
     def _authorized(self, scope: Scope) -> bool:
         if self.expected is None or _route_path(scope) in PUBLIC_PATHS:
@@ -119,12 +136,27 @@ class RequestGuard:
         scope.setdefault("state", {})["request_id"] = rid
         send = _with_request_id(send, rid)
         if not self._authorized(scope):
-            await _reject(send, 401, "missing or invalid bearer token", [(b"www-authenticate", b"Bearer")])
+            await _reject(
+                scope, send, 401, "missing or invalid bearer token", [(b"www-authenticate", b"Bearer")]
+            )
             return
         declared = _header(scope, b"content-length")
         if declared is not None and (not declared.isdigit() or int(declared) > self.max_body_bytes):
-            await _reject(send, 413, f"request body larger than {self.max_body_bytes} bytes")
+            await _reject(scope, send, 413, f"request body larger than {self.max_body_bytes} bytes")
             return
+        if self.max_in_flight is None or _route_path(scope) not in GATED_PATHS:
+            await self._read_and_call(scope, receive, send)
+            return
+        if self.in_flight >= self.max_in_flight:
+            await _reject(scope, send, 503, OVERLOADED, self.retry_after)
+            return
+        self.in_flight += 1
+        try:
+            await self._read_and_call(scope, receive, send)
+        finally:
+            self.in_flight -= 1
+
+    async def _read_and_call(self, scope: Scope, receive: Receive, send: Send) -> None:
         chunks: list[bytes] = []
         size = 0
         while True:
@@ -135,7 +167,7 @@ class RequestGuard:
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > self.max_body_bytes:
-                await _reject(send, 413, f"request body larger than {self.max_body_bytes} bytes")
+                await _reject(scope, send, 413, f"request body larger than {self.max_body_bytes} bytes")
                 return
             chunks.append(chunk)
             if not message.get("more_body", False):

@@ -33,7 +33,14 @@ def fallback_payload(popular: list[dict[str, Any]], request: RecommendRequest) -
     """The ingress's own answer: popular items the request did not name, degraded."""
     named = {request.context_item_id, *(request.history or [])}
     items = [item for item in popular if item["item_id"] not in named][: request.k]
-    return {"items": items, "cluster": None, "reasoning": None, "source": "fallback", "degraded": True}
+    return {
+        "items": items,
+        "cluster": None,
+        "reasoning": None,
+        "source": "fallback",
+        "degraded": True,
+        "cold_start": False,
+    }
 
 
 @serve.deployment(ray_actor_options={"num_cpus": 0.1}, max_ongoing_requests=32)

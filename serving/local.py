@@ -63,11 +63,12 @@ def run_foreground(config_path: Path) -> None:
 
     from serving.app import compose
     from serving.guard import require_token_off_loopback
-    from serving.settings import TOKEN_ENV, AppArgs
+    from serving.settings import TOKEN_ENV, AppArgs, use_throughput_env
 
     config = load_config(config_path)
     serving = config.serving
     require_token_off_loopback(serving.host, os.environ.get(TOKEN_ENV), TOKEN_ENV)
+    use_throughput_env()
     ray.init(include_dashboard=False, configure_logging=False)
     backstop_s = serving.request_timeout_s * 3
     serve.start(http_options={"host": serving.host, "port": serving.port, "request_timeout_s": backstop_s})

@@ -18,6 +18,24 @@ TOKEN_ENV = "SERENDIPITY_API_TOKEN"
 DEFAULT_CONFIG = "configs/demo.yaml"
 
 
+# Ray Serve's request-path settings for few cores (read when Ray starts its processes, so they are set
+# before ``ray.init``; on a cluster they belong in the Ray pods' environment). Measured on 2 cores
+# (bench/results/serve_profile/): user code on the replica's own event loop, the router on the caller's
+# loop (no thread hop per request), gRPC between deployments, request logs written in buffered batches.
+THROUGHPUT_ENV = {
+    "RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD": "0",
+    "RAY_SERVE_RUN_ROUTER_IN_SEPARATE_LOOP": "0",
+    "RAY_SERVE_USE_GRPC_BY_DEFAULT": "1",
+    "RAY_SERVE_REQUEST_PATH_LOG_BUFFER_SIZE": "1000",
+}
+
+
+def use_throughput_env() -> None:
+    """``THROUGHPUT_ENV`` in this process's environment (values already set win), before Ray starts."""
+    for name, value in THROUGHPUT_ENV.items():
+        os.environ.setdefault(name, value)
+
+
 class AppArgs(BaseModel):
     """``args`` of ``serving.app:build_app`` in a serve config YAML or a KubeRay RayService."""
 

@@ -10,8 +10,6 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Any, Protocol, TypeVar
 
-import pandas as pd
-
 Result = TypeVar("Result")
 READ_THREADS = 4
 
@@ -55,9 +53,9 @@ class RateLimitedWarning:
 class FeatureReader(Protocol):
     """What the recommender needs of the feature store (``serendipity.feature_store.ServingFeatures``)."""
 
-    def online_features(
+    def online_columns(
         self, item_ids: Sequence[int], user_ids: Sequence[int], now: datetime | None = None
-    ) -> pd.DataFrame: ...
+    ) -> dict[str, list]: ...
 
 
 class GuardedFeatureReads:
@@ -81,7 +79,7 @@ class GuardedFeatureReads:
             self.warn("feature store not open: serving degraded answers")
             return [{} for _ in user_ids], True
         try:
-            frame = self.deadline.call(features.online_features, list(item_ids), list(user_ids), now=now)
+            columns = self.deadline.call(features.online_columns, list(item_ids), list(user_ids), now=now)
         except TimeoutError:
             self.warn(
                 "feature read took over %.0f ms: serving degraded answers", self.deadline.timeout_s * 1e3
@@ -92,4 +90,6 @@ class GuardedFeatureReads:
             return [{} for _ in user_ids], True
         if not store_holds_features:
             self.warn("online store holds no serving features: serving degraded answers")
-        return frame.to_dict("records"), not store_holds_features
+        names = list(columns)  # plain lists, no DataFrame: this is every request's path
+        rows = [dict(zip(names, values, strict=True)) for values in zip(*columns.values(), strict=True)]
+        return rows, not store_holds_features

@@ -16,7 +16,7 @@ import yaml
 from cluster_helpers import free_port
 from serve_helpers import AUTH, TOKEN, UNKNOWN_USER, ServedChain, known_pairs, post, reconfigure
 
-from serendipity.config import PipelineConfig
+from serendipity.config import PipelineConfig, ServingConfig
 from serendipity.layout import WorkLayout
 from serving.api import build_api
 
@@ -239,3 +239,33 @@ def test_serve_config_is_valid_and_builds(repo_root: Path, test_config_path: Pat
     assert isinstance(call_user_app_builder_with_args_if_necessary(build_app, args), Application)
     with pytest.raises(Exception, match="Extra inputs"):  # args are validated as AppArgs, as `serve run` does
         call_user_app_builder_with_args_if_necessary(build_app, {"config": "x"})
+
+
+def test_requests_past_max_in_flight_are_refused_before_their_body_is_read() -> None:
+    release = asyncio.Event()
+
+    class SlowBackend:
+        async def recommend(self, request):
+            await release.wait()
+            return {"items": [], "cluster": None, "reasoning": None, "source": "fallback", "degraded": False}
+
+        async def readiness(self):
+            return {"ready": True}
+
+    api = build_api(SlowBackend(), ServingConfig(max_in_flight=2, retry_after_s=4), token=None)
+    body = {"user_id": 1, "context_item_id": 2, "k": 3}
+
+    async def call() -> list[httpx.Response]:
+        transport = httpx.ASGITransport(app=api)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            held = [asyncio.create_task(client.post("/recommend", json=body)) for _ in range(2)]
+            await asyncio.sleep(0.2)
+            refused = await client.post("/recommend", json=body)
+            ready = await client.get("/readyz")  # not gated
+            release.set()
+            return [refused, ready, *await asyncio.gather(*held)]
+
+    refused, ready, *held = asyncio.run(call())
+    assert refused.status_code == 503 and refused.headers["retry-after"] == "4"
+    assert refused.json()["request_id"] == refused.headers["x-request-id"]
+    assert ready.status_code == 200 and [response.status_code for response in held] == [200, 200]

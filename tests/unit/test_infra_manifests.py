@@ -169,6 +169,20 @@ def test_ray_job_entrypoints_run_repository_mains() -> None:
     assert modules >= EXPECTED_RAY_JOB_MODULES
 
 
+def test_finetune_rayjob_runs_ddp_workers_on_gpus_in_bf16_with_lora() -> None:
+    from ray_jobs import finetune
+
+    (job,) = [d for d in documents_of("RayJob") if d["metadata"]["name"] == "serendipity-finetune"]
+    argv = shlex.split(job["spec"]["entrypoint"])[3:]  # after python -m ray_jobs.finetune
+    at = argv.index("--config") + 1
+    argv[at] = str(REPO_ROOT / argv[at].removeprefix(f"{IMAGE_ROOT}/"))
+    mllm = finetune.config_of(finetune.parse_options(argv)).mllm
+    assert mllm.use_gpu and mllm.num_workers == 2 and mllm.precision == "bf16" and mllm.lora
+    (group,) = job["spec"]["rayClusterSpec"]["workerGroupSpecs"]
+    pod_gpus = int(group["template"]["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"])
+    assert mllm.num_workers * mllm.gpus_per_worker <= group["replicas"] * pod_gpus
+
+
 def test_spark_applications_run_repository_jobs() -> None:
     render = _load_render()
     applications = documents_of("SparkApplication")
@@ -197,6 +211,15 @@ def test_rayservice_serves_serving_config_verbatim() -> None:
     for application in yaml.safe_load(serve_config_text)["applications"]:
         module_name, attribute = application["import_path"].split(":")
         assert callable(getattr(importlib.import_module(module_name), attribute)), application["import_path"]
+
+
+def test_ray_pods_take_serves_throughput_environment() -> None:
+    from serving.settings import THROUGHPUT_ENV
+
+    (service,) = documents_of("RayService")
+    for container in containers(service):
+        environment = {entry["name"]: entry.get("value") for entry in container.get("env", [])}
+        assert {name: environment.get(name) for name in THROUGHPUT_ENV} == THROUGHPUT_ENV, container["name"]
 
 
 def test_generated_manifests_are_up_to_date() -> None:
