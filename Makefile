@@ -20,6 +20,7 @@ demo: $(STAMP)
 	$(BIN)/serendipity pipeline run --config $(CONFIG)
 	$(BIN)/serendipity serve start --config $(CONFIG)
 	$(BIN)/serendipity serve query --config $(CONFIG)
+	@$(BIN)/serendipity explore address --config $(CONFIG)
 	@echo "The endpoint keeps running; stop it with: $(BIN)/serendipity serve stop --config $(CONFIG)"
 
 stop:

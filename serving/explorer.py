@@ -1,0 +1,204 @@
+"""The serendipity explorer: ``GET /explore`` (a self-contained page) and the JSON and media routes it calls.
+
+The routes join the API's FastAPI app (``include_explorer_routes``), so they sit behind the same guard
+(bearer token, body limit). What the page shows is read, on the first explorer request, from the work
+directory of the pipeline config the recommender deployment serves (``ExplorerState``); the slate is the
+ingress's own answer (``backend.recommend``: deadline, retry, fallback, as /recommend gives it), the
+baseline the exploitation arm on the same request. Media are addressed by item id only.
+No ``from __future__ import annotations``: FastAPI reads the route annotations.
+"""
+
+import asyncio
+import html
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Query, Response
+from fastapi.responses import HTMLResponse, JSONResponse
+
+from serendipity.config import PipelineConfig, load_config
+from serving.api import RecommenderBackend, RecommendRequest
+from serving.settings import RecommenderUserConfig
+
+log = logging.getLogger("serendipity.serving")
+
+PAGE_DIR = Path(__file__).resolve().parent / "explorer_page"
+ASSETS = {"explorer.js": "text/javascript", "explorer.css": "text/css"}
+PAGE_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; object-src 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Cache-Control": "no-store",
+}
+ANONYMOUS_USER = 2**63 - 1  # no stored history: the context item alone decides (cold start)
+SLATE_K = 10
+NO_ICON = '<link rel="icon" href="data:,">'
+CLUSTER_MEMBERS = 8
+SEARCH_LIMIT = 30
+ItemId = int  # path and query parameters are validated integers, never paths
+
+SourceProvider = Callable[[], Awaitable[dict[str, Any]]]
+
+
+@dataclass(frozen=True)
+class ExplorerState:
+    config: PipelineConfig
+    catalog: Any  # serendipity.explorer.catalog.ExplorerCatalog
+    media: Any  # serendipity.explorer.media.ExplorerMedia
+    recommender: Any  # serendipity.retrieval.recommend.Recommender, for the exploitation baseline
+
+
+def load_state(source: dict[str, Any]) -> ExplorerState:
+    """Catalogue, media and a recommender for the baseline, from what the recommender deployment loaded."""
+    from serendipity.explorer.catalog import ExplorerCatalog
+    from serendipity.explorer.media import ExplorerMedia
+    from serendipity.retrieval.recommend import Recommender
+
+    loaded = RecommenderUserConfig.model_validate(source)
+    assert loaded.config_path is not None
+    config = load_config(loaded.config_path, overrides=dict(loaded.overrides))
+    catalog = ExplorerCatalog.load(config)
+    recommender = Recommender.load(config, loaded.feature_store_yaml, cold_start=True)
+    return ExplorerState(config, catalog, ExplorerMedia(catalog, config), recommender)
+
+
+async def served_recommender_source() -> dict[str, Any]:
+    """The pipeline source of this application's recommender deployment (inside a Serve replica)."""
+    from ray import serve
+
+    app_name = serve.get_replica_context().app_name
+    handle = serve.get_deployment_handle("RecommenderDeployment", app_name)
+    return await handle.pipeline_source.remote()
+
+
+class StateLoader:
+    """Loads the explorer's state once, on first use, off the event loop."""
+
+    def __init__(self, source: SourceProvider) -> None:
+        self._source = source
+        self._state: ExplorerState | None = None
+        self._lock = asyncio.Lock()
+
+    async def get(self) -> ExplorerState:
+        async with self._lock:
+            if self._state is None:
+                self._state = await asyncio.to_thread(load_state, await self._source())
+        return self._state
+
+
+def _tiles(state: ExplorerState, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Slate items with their titles, cluster descriptions and whether they have a thumbnail."""
+    catalog = state.catalog
+    return [
+        {**catalog.item_summary(item["item_id"]), **item} if item["item_id"] in catalog else dict(item)
+        for item in items
+    ]
+
+
+async def _served(backend: RecommenderBackend, request: RecommendRequest) -> dict[str, Any]:
+    try:
+        return await backend.recommend(request)
+    except Exception:  # noqa: BLE001 - the page shows a fixed message; the details are logged
+        log.warning("explorer: recommend failed", exc_info=True)
+        return {"items": [], "cluster": None, "reasoning": None, "source": "error", "degraded": True}
+
+
+async def explore_item(
+    state: ExplorerState, backend: RecommenderBackend, item_id: int, user_id: int | None, k: int
+) -> dict[str, Any]:
+    """Everything the page shows for one request: the item, the model's answer, both slates, the cluster."""
+    from serendipity.explorer.slates import exploitation_baseline
+
+    catalog, k = state.catalog, max(1, min(k, state.config.serving.max_k))
+    user = ANONYMOUS_USER if user_id is None else user_id
+    request = RecommendRequest(user_id=user, context_item_id=item_id, k=k)
+    served = await _served(backend, request)
+    baseline = await asyncio.to_thread(exploitation_baseline, state.recommender, user, item_id, k)
+    answer = catalog.answer(item_id)
+    nominated = (served.get("cluster") or {}).get("id") or (answer or {}).get("cluster_id")
+    item = None
+    if item_id in catalog:
+        item = {**catalog.item_detail(item_id), "frame_count": state.media.frame_count(item_id)}
+    shared = {i["item_id"] for i in served["items"]} & {i["item_id"] for i in baseline["items"]}
+    return {
+        "request": {"user_id": user_id, "context_item_id": item_id, "k": k},
+        "item": item,
+        "answer": answer,
+        "served": {**served, "items": _tiles(state, served["items"])},
+        "baseline": {**baseline, "items": _tiles(state, baseline["items"])},
+        "cluster": None if nominated is None else catalog.cluster(int(nominated), CLUSTER_MEMBERS),
+        "shared_items": sorted(shared),
+    }
+
+
+def _jpeg(image: bytes | None) -> Response:
+    if image is None:
+        return JSONResponse({"detail": "no usable media for this item"}, 404)
+    return Response(image, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=3600"})
+
+
+def include_explorer_routes(
+    api: FastAPI, backend: RecommenderBackend, source: SourceProvider = served_recommender_source
+) -> StateLoader:
+    """Add the explorer's routes to ``api`` (under its guard); returns the loader of their state."""
+    loader = StateLoader(source)
+
+    async def page() -> HTMLResponse:
+        return HTMLResponse((PAGE_DIR / "index.html").read_text(), headers=PAGE_HEADERS)
+
+    async def asset(name: str) -> Response:
+        if name not in ASSETS:
+            return JSONResponse({"detail": "not found"}, 404)
+        return Response((PAGE_DIR / name).read_text(), media_type=ASSETS[name], headers=PAGE_HEADERS)
+
+    async def search(q: str = Query("", max_length=200), limit: int = Query(SEARCH_LIMIT, ge=1, le=100)):
+        return {"items": (await loader.get()).catalog.search(q, limit)}
+
+    async def roots():
+        return {"clusters": (await loader.get()).catalog.roots()}
+
+    async def cluster(cluster_id: int, members: int = Query(CLUSTER_MEMBERS, ge=0, le=100)):
+        found = (await loader.get()).catalog.cluster(cluster_id, members)
+        return found if found is not None else JSONResponse({"detail": "unknown cluster"}, 404)
+
+    async def item(
+        item_id: ItemId,
+        user_id: int | None = Query(None, ge=0, le=2**63 - 1),
+        k: int = Query(SLATE_K, ge=1),
+    ):
+        return await explore_item(await loader.get(), backend, item_id, user_id, k)
+
+    async def thumbnail(item_id: ItemId) -> Response:
+        state = await loader.get()
+        return _jpeg(await asyncio.to_thread(state.media.thumbnail, item_id))
+
+    async def frame(item_id: ItemId, index: int) -> Response:
+        state = await loader.get()
+        return _jpeg(await asyncio.to_thread(state.media.frame, item_id, index))
+
+    async def report() -> HTMLResponse:
+        from serendipity.layout import WorkLayout
+
+        path = WorkLayout.of((await loader.get()).config).report_html_path
+        if not path.exists():
+            command = html.escape("serendipity report --config <pipeline.yaml>")
+            return HTMLResponse(f"<p>No report yet: write it with <code>{command}</code></p>", 404)
+        # the report has no icon: without one the browser asks for /favicon.ico, which this app has not
+        return HTMLResponse(path.read_text().replace("<head>", f"<head>{NO_ICON}", 1))
+
+    routes = [
+        ("/explore", page),
+        ("/explore/static/{name}", asset),
+        ("/explore/api/search", search),
+        ("/explore/api/roots", roots),
+        ("/explore/api/cluster/{cluster_id}", cluster),
+        ("/explore/api/item/{item_id}", item),
+        ("/explore/media/{item_id}/thumbnail.jpg", thumbnail),
+        ("/explore/media/{item_id}/frame/{index}.jpg", frame),
+        ("/explore/report", report),
+    ]
+    for path, endpoint in routes:
+        api.add_api_route(path, endpoint, methods=["GET"], include_in_schema=False)
+    return loader
