@@ -176,8 +176,8 @@ def test_emptied_store_is_noticed_and_refilled_by_materialize(faults: FaultApp) 
     wait_for(lambda: answers_serendipity(faults))
     faults.redis.flushall()
     wait_for(lambda: ready(faults) == 503, timeout_s=15)
-    degraded = post(faults.chain, body_of(faults))
-    assert degraded.status_code == 200 and degraded.json()["degraded"] is True
+    # /readyz asked one replica; each replica's monitor notices within its own check interval
+    wait_for(lambda: answered_degraded(faults), timeout_s=15)
     arguments = ["materialize", "--config", str(faults.chain.config_path)]
     result = CliRunner().invoke(
         features_cli, [*arguments, "--feature-store-yaml", str(faults.feature_store_yaml)]
@@ -187,6 +187,12 @@ def test_emptied_store_is_noticed_and_refilled_by_materialize(faults: FaultApp) 
     wait_for(lambda: answers_serendipity(faults))
     cold = post(faults.chain, {**body_of(faults), "user_id": UNKNOWN_USER}).json()
     assert cold["cold_start"] is True and cold["source"] == "serendipity"
+
+
+def answered_degraded(app: FaultApp) -> bool:
+    answer = post(app.chain, body_of(app))
+    assert answer.status_code == 200, answer.text
+    return answer.json()["degraded"] is True
 
 
 def replica_pids() -> set[int]:
