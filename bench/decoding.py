@@ -214,6 +214,7 @@ def run_family(args: argparse.Namespace, tree: ClusterTree, architecture: str) -
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """Per family (``--architectures``; one text model with ``--model text``) the decoding figures."""
     torch.set_num_threads(args.threads)
+    load_at_start = list(os.getloadavg())
     tree = synthetic_tree()
     families = args.architectures if args.model == "vlm" else ["text"]
     return {
@@ -221,7 +222,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "repeats": args.repeats,
         "torch_threads": args.threads,
         "machine": platform.platform(),
-        "load_average_at_start": list(os.getloadavg()),
+        "load_average_at_start": load_at_start,
+        "load_average_at_end": list(os.getloadavg()),
+        "under_load": load_at_start[0] > 1.0,
         "target_ratio_at_most": 1.3,
     }
 

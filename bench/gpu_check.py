@@ -154,6 +154,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     from serendipity.mllm.precision import resolve_precision
     from serendipity.mllm.tiny import TinySize, build_tiny_model
 
+    load_at_start = list(os.getloadavg())
     device = "cuda" if torch.cuda.is_available() and args.device != "cpu" else "cpu"
     precision = resolve_precision(args.precision, device)
     tree = _tree()
@@ -176,7 +177,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         }
     figures["faiss"] = _faiss(args)
     figures["torch"] = torch.__version__
-    figures["load_average_at_start"] = list(os.getloadavg())
+    figures["load_average_at_start"] = load_at_start
+    figures["load_average_at_end"] = list(os.getloadavg())
+    figures["under_load"] = load_at_start[0] > 1.0
     return figures
 
 

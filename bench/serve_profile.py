@@ -176,6 +176,7 @@ def main(argv: list[str] | None = None) -> None:
             loadavg = [round(value, 2) for value in os.getloadavg()]
             report = profile_rate(url, bodies, rate, args.duration, Path(scratch))
             report["load_average_before"] = loadavg
+            report["under_load"] = loadavg[0] > 1.0
             report["command"] = " ".join(["python", "bench/serve_profile.py", *(argv or sys.argv[1:])])
             path = args.out / f"{args.label}rate_{rate:g}.json"
             path.write_text(json.dumps(report, indent=2))
