@@ -26,6 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -153,19 +154,29 @@ def request_bodies(config_path: Path, k: int, count: int = 200, seed: int = 0) -
     ]
 
 
-def deploy(config_path: Path, port: int) -> None:
+def deploy(config_path: Path, port: int, admission: bool, stack: ExitStack) -> None:
+    """Both apps on one local Serve; with ``admission``, the front (serving/admission.py, the config's
+    ``serving.admission`` limits) on ``port`` and Serve on another loopback port behind it."""
     import ray
     from ray import serve
 
+    from serendipity.config import load_config
+    from serving.admission import run_front
     from serving.app import build_noop_app, compose
     from serving.settings import AppArgs, use_throughput_env
 
+    serving = load_config(config_path).serving
+    front = serving.admission.model_copy(update={"enabled": admission, "upstream_port": _free_port()})
+    serving = serving.model_copy(update={"host": "127.0.0.1", "port": port, "admission": front})
     use_throughput_env()
     ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False)
-    serve.start(http_options={"host": "127.0.0.1", "port": port})
+    serve.start(http_options={"host": "127.0.0.1", "port": serving.serve_port})
     args = AppArgs(config_path=str(config_path), token_env="SERENDIPITY_BENCH_NO_TOKEN")
     serve.run(compose(args), name="serendipity", route_prefix="/")
     serve.run(build_noop_app(args), name="noop", route_prefix="/noop")
+    if admission:
+        scratch = Path(stack.enter_context(tempfile.TemporaryDirectory()))
+        stack.enter_context(run_front(serving, scratch / "admission.cfg"))
 
 
 def measure(base: str, bodies_path: Path, rate: float, duration: float) -> dict[str, Any]:
@@ -225,14 +236,22 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--duration", type=float, default=10.0)
     parser.add_argument("--k", type=int, default=10)
     parser.add_argument("--out", type=Path, default=RESULTS_PATH)
+    parser.add_argument(
+        "--no-admission", action="store_true", help="Serve's proxy on the port itself, no admission front"
+    )
     args = parser.parse_args(argv)
     os.environ.pop("SERENDIPITY_BENCH_NO_TOKEN", None)
+    with ExitStack() as stack:
+        run(args, argv, stack)
 
+
+def run(args: argparse.Namespace, argv: list[str], stack: ExitStack) -> None:
     port = _free_port()
-    deploy(args.config.resolve(), port)
+    deploy(args.config.resolve(), port, not args.no_admission, stack)
     base = f"http://127.0.0.1:{port}"
     results: dict[str, Any] = {
         "command": " ".join(["python", "bench/serve_load.py", *argv]),
+        "front": "Serve's proxy only" if args.no_admission else "admission front (HAProxy) -> Serve's proxy",
         "duration_s": args.duration,
         "k": args.k,
         "cpus": os.cpu_count(),

@@ -20,6 +20,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -163,12 +164,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--duration", type=float, default=12.0)
     parser.add_argument("--label", default="")
     parser.add_argument("--out", type=Path, default=OUT_DIR)
+    parser.add_argument("--no-admission", action="store_true", help="profile Serve without the front")
     args = parser.parse_args(argv)
     port = _free_port()
-    deploy(args.config.resolve(), port)
     url = f"http://127.0.0.1:{port}/recommend"
     args.out.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory() as scratch:
+    with ExitStack() as stack, tempfile.TemporaryDirectory() as scratch:
+        deploy(args.config.resolve(), port, not args.no_admission, stack)
         bodies = Path(scratch) / "bodies.json"
         bodies.write_text(json.dumps(request_bodies(args.config.resolve(), 10)))
         run_load(url, bodies, rate=10, duration=1)

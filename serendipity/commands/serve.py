@@ -35,6 +35,29 @@ def start(config: Path = ConfigOption) -> None:
     console.print(f"log: {endpoint.log_path}; stop it with: {endpoint.stop_command()}")
 
 
+@app.command("admission")
+def admission(
+    config: Path = ConfigOption,
+    listen: str | None = typer.Option(None, "--listen", help="address to listen on; default: serving.host"),
+    config_out: Path = typer.Option(
+        Path("/tmp/serendipity-admission.cfg"), "--config-out", help="where the HAProxy config is written"
+    ),
+) -> None:
+    """Become the admission front (HAProxy) of a Serve proxy on loopback: a RayService's sidecar."""
+    from serendipity.config import load_config
+    from serving.admission import exec_front
+    from serving.guard import require_token_off_loopback
+    from serving.settings import TOKEN_ENV
+
+    serving = load_config(config).serving
+    try:
+        require_token_off_loopback(listen or serving.host, os.environ.get(TOKEN_ENV), TOKEN_ENV)
+        exec_front(serving, config_out, listen)
+    except RuntimeError as error:  # AdmissionError, InsecureBindError
+        console.print(f"[red]{error}[/red]")
+        raise typer.Exit(1) from None
+
+
 @app.command("query")
 def query(
     config: Path = ConfigOption,

@@ -19,7 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 import redis
-from cluster_helpers import redis_feature_store_yaml, redis_server
+from cluster_helpers import free_port, redis_feature_store_yaml, redis_server
 from serve_helpers import AUTH, TOKEN, UNKNOWN_USER, ServedChain, known_pairs, post
 
 from serendipity.config import PipelineConfig, save_config, with_overrides
@@ -150,6 +150,36 @@ def test_overload_is_shed_fast_with_retry_after_and_recovers(faults: FaultApp) -
     assert max(elapsed for *_, elapsed in shed) < 2.0
     assert max(elapsed for *_, elapsed in accepted) < ANSWER_BOUND_S
     assert all(post(faults.chain, body).status_code == 200 for _ in range(5))  # recovered
+
+
+def test_admission_front_refuses_a_burst_before_it_reaches_serve(faults: FaultApp, tmp_path: Path) -> None:
+    """One request at a time through the front (the ingress would take two): every 503 is the front's."""
+    from serendipity.serving_config import AdmissionConfig
+    from serving.admission import run_front
+    from serving.guard import OVERLOADED
+
+    serve_port = int(faults.chain.url.rsplit(":", 1)[1].split("/")[0])
+    limits = AdmissionConfig(upstream_port=serve_port, max_active=1, max_waiting=2, max_wait_ms=30_000)
+    serving = faults.chain.config.serving.model_copy(update={"port": free_port(), "admission": limits})
+    body = body_of(faults)
+
+    async def burst(url: str) -> list[httpx.Response]:
+        async with httpx.AsyncClient(base_url=url, timeout=60) as client:
+            calls = [client.post("/recommend", json=body, headers=AUTH) for _ in range(30)]
+            return await asyncio.gather(*calls)
+
+    url = f"http://127.0.0.1:{serving.port}/faults"
+    with run_front(serving, tmp_path / "admission.cfg"):
+        wait_for(lambda: answers_serendipity(replace(faults, chain=replace(faults.chain, url=url))))
+        results = asyncio.run(burst(url))
+        after = [httpx.post(f"{url}/recommend", json=body, headers=AUTH, timeout=60) for _ in range(3)]
+    shed = [response for response in results if response.status_code == 503]
+    accepted = [response for response in results if response.status_code == 200]
+    assert shed and accepted and len(shed) + len(accepted) == len(results)
+    for response in shed:
+        assert response.headers["retry-after"] == str(serving.retry_after_s)
+        assert response.json() == {"detail": OVERLOADED, "request_id": response.headers["x-request-id"]}
+    assert all(response.json()["source"] == "serendipity" for response in accepted + after)
 
 
 def test_hung_store_answers_degraded_within_the_deadline_then_recovers(faults: FaultApp) -> None:

@@ -26,7 +26,8 @@ def _cli(*args: str) -> subprocess.CompletedProcess[str]:
 
 def test_start_query_stop(retrieval_chain: Path, tmp_path: Path) -> None:
     data = yaml.safe_load(retrieval_chain.read_text())
-    data["serving"] = {**data.get("serving", {}), "port": free_port()}
+    front = {"upstream_port": free_port()}  # Serve's proxy, on loopback behind the admission front
+    data["serving"] = {**data.get("serving", {}), "port": free_port(), "admission": front}
     config_path = tmp_path / "serve.yaml"
     config_path.write_text(yaml.safe_dump(data))
     config = load_config(config_path)
@@ -51,5 +52,6 @@ def test_start_query_stop(retrieval_chain: Path, tmp_path: Path) -> None:
         stopped = _cli("serve", "stop", "--config", str(config_path))
     assert stopped.returncode == 0 and "stopped" in stopped.stdout
     assert read_endpoint(config) is None and not endpoint_file(config).exists()
-    with socket.socket() as probe:
-        assert probe.connect_ex(("127.0.0.1", config.serving.port)) != 0
+    for port in (config.serving.port, config.serving.serve_port):
+        with socket.socket() as probe:
+            assert probe.connect_ex(("127.0.0.1", port)) != 0

@@ -207,7 +207,7 @@ def test_rayservice_serves_serving_config_verbatim() -> None:
     serve_config_text = (REPO_ROOT / "serving" / "config.yaml").read_text()
     assert service["spec"]["serveConfigV2"] == _load_render().cluster_serve_config()
     changed = set(service["spec"]["serveConfigV2"].splitlines()) ^ set(serve_config_text.splitlines())
-    assert changed == {"  host: 0.0.0.0", "  host: 127.0.0.1"}  # the proxy's host, nothing else
+    assert changed == {"  port: 8000", "  port: 8001"}  # the proxy's port (behind the front), nothing else
     for application in yaml.safe_load(serve_config_text)["applications"]:
         module_name, attribute = application["import_path"].split(":")
         assert callable(getattr(importlib.import_module(module_name), attribute)), application["import_path"]
@@ -218,6 +218,8 @@ def test_ray_pods_take_serves_throughput_environment() -> None:
 
     (service,) = documents_of("RayService")
     for container in containers(service):
+        if not container["name"].startswith("ray-"):
+            continue  # the admission sidecar runs no Ray
         environment = {entry["name"]: entry.get("value") for entry in container.get("env", [])}
         assert {name: environment.get(name) for name in THROUGHPUT_ENV} == THROUGHPUT_ENV, container["name"]
 
@@ -227,7 +229,7 @@ def test_generated_manifests_are_up_to_date() -> None:
         assert path.read_text() == text, f"{path} is stale: run python infra/render.py"
 
 
-def test_feast_commands_exist_in_the_cli() -> None:
+def test_manifest_commands_exist_in_the_cli() -> None:
     from typer.testing import CliRunner
 
     from serendipity.cli import app
@@ -239,7 +241,7 @@ def test_feast_commands_exist_in_the_cli() -> None:
         if container.get("command", [""])[0] == "serendipity"
     ]
     subcommands = {tuple(container["command"][1:3]) for container in commands}
-    assert subcommands == {("features", "apply"), ("features", "materialize")}
+    assert subcommands == {("features", "apply"), ("features", "materialize"), ("serve", "admission")}
     for container in commands:
         result = CliRunner().invoke(app, [*container["command"][1:3], "--help"])
         assert result.exit_code == 0, result.output

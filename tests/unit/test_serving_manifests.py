@@ -11,16 +11,27 @@ SERVE_PORT = 8000
 RAY_INTERNAL_PORTS = {6379, 8265, 10001}  # GCS, dashboard, Ray client
 
 
-def test_rayservice_proxy_listens_where_its_service_reaches_it() -> None:
+def test_rayservice_front_listens_where_its_service_reaches_it_and_reaches_serve() -> None:
+    from serendipity.config import load_config
+
     (service,) = documents_of("RayService")
     cluster = yaml.safe_load(service["spec"]["serveConfigV2"])
     local = yaml.safe_load((REPO_ROOT / "serving" / "config.yaml").read_text())
-    assert cluster["http_options"]["host"] == "0.0.0.0" and cluster["http_options"]["port"] == SERVE_PORT
-    assert local["http_options"]["host"] == "127.0.0.1"
-    head = service["spec"]["rayClusterSpec"]["headGroupSpec"]["template"]["spec"]["containers"][0]
-    assert {"name": "serve", "containerPort": SERVE_PORT} in head["ports"]
-    token = next(variable for variable in head["env"] if variable["name"] == "SERENDIPITY_API_TOKEN")
-    assert "secretKeyRef" in token["valueFrom"]  # beyond loopback the app refuses to start without it
+    serving = load_config(INFRA / "configs" / "cluster.yaml").serving
+    assert serving.port == SERVE_PORT and serving.admission.enabled
+    # Serve's proxy: loopback, on the port the admission sidecar of the same pod forwards to
+    assert cluster["http_options"] == {**local["http_options"], "port": serving.serve_port}
+    assert local["http_options"]["host"] == "127.0.0.1" and serving.serve_port != SERVE_PORT
+    ray_head, admission = service["spec"]["rayClusterSpec"]["headGroupSpec"]["template"]["spec"]["containers"]
+    assert ray_head["name"] == "ray-head" and "ports" not in ray_head
+    assert {"name": "serve", "containerPort": SERVE_PORT} in admission["ports"]
+    command = admission["command"]
+    assert command[:3] == ["serendipity", "serve", "admission"]
+    assert command[command.index("--listen") + 1] == "0.0.0.0"
+    assert command[command.index("--config") + 1] == "/app/infra/configs/cluster.yaml"
+    for container in (ray_head, admission):  # beyond loopback both refuse to start without the token
+        token = next(variable for variable in container["env"] if variable["name"] == "SERENDIPITY_API_TOKEN")
+        assert "secretKeyRef" in token["valueFrom"]
 
 
 def _ray_pod_labels(service: dict[str, Any]) -> list[dict[str, str]]:
