@@ -4,8 +4,8 @@ Generates the test world (configs/test.yaml, with media), builds each family's t
 (``serendipity.mllm.tiny``), and times ``train_steps`` (the training loop of Ray Train and the in-process
 runner) on batches of video-CoT prompts (``--frames`` frames per item, one video for video-taking
 families) mixed with description recitations, after one warm-up step. Families that need torchvision
-(native video) are reported as skipped where it is absent. Prints and saves
-``bench/results/vlm_families.json`` with the machine's load average at start. Never asserts.
+(native video) are reported as skipped where it does not work. Prints and saves
+``bench/results/vlm_families.json`` with the machine's load average at start and at the end. Never asserts.
 Usage: ``flock /tmp/serendipity-tests.lock .venv/bin/python bench/vlm_families.py --steps 5``.
 """
 
@@ -55,7 +55,7 @@ def _seconds_per_step(
 ) -> dict[str, Any]:
     try:
         model, processor = build_tiny_model(dataset_texts(dataset), architecture=name)  # type: ignore[arg-type]
-    except RuntimeError as error:  # a video family without torchvision
+    except RuntimeError as error:  # a video family without a working torchvision
         return {"skipped": str(error)}
     examples = _examples(dataset, tree, processor, args.frames, args.batch_size)
     optimizer = training_optimizer(model, 1e-3)
@@ -117,6 +117,7 @@ def main() -> None:
         "torch_threads": torch.get_num_threads(),
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs",
         "load_average_at_start": [round(x, 2) for x in load_start],
+        "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
         "under_load": load_start[0] > 1.0,
         "families": families,
     }

@@ -63,7 +63,7 @@ def _check_directory(path: Path) -> None:
 
 def _check_runnable(path: Path) -> None:
     """Refuse what this code cannot run: custom modelling code, or a video processor without torchvision."""
-    from transformers.utils import is_torchvision_available
+    from serendipity.mllm.torchvision_compat import torchvision_problem
 
     raw = json.loads((path / MODEL_CONFIG_FILE).read_text())
     if "auto_map" in raw:
@@ -75,11 +75,12 @@ def _check_runnable(path: Path) -> None:
     has_video = (path / _VIDEO_PROCESSOR_FILE).is_file() or (
         processor_config.is_file() and "video_processor" in json.loads(processor_config.read_text())
     )
-    if has_video and not is_torchvision_available():
+    problem = torchvision_problem() if has_video else None
+    if problem is not None:
         raise MllmLoadError(
             f"model directory {path} holds a {raw.get('model_type')!r} model whose processor takes video, "
-            "and transformers' video processors need torchvision, which is not installed: install the "
-            "torchvision build matching your torch"
+            f"and transformers' video processors need torchvision: {problem}; install the torchvision "
+            "release paired with your torch (constraints.txt pins it)"
         )
 
 

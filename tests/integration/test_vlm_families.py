@@ -12,7 +12,6 @@ from typing import Any
 
 import pandas as pd
 import pytest
-from transformers.utils import is_torchvision_available
 
 from serendipity.config import PipelineConfig, with_overrides
 from serendipity.layout import WorkLayout
@@ -30,6 +29,7 @@ from serendipity.mllm.data import (
 from serendipity.mllm.model import MllmLoadError, load_model
 from serendipity.mllm.prompts import PromptStyle
 from serendipity.mllm.tiny import FAMILIES, init_tiny_model
+from serendipity.mllm.torchvision_compat import torchvision_problem
 from serendipity.mllm.training import evaluate_validation, train_steps, training_optimizer
 
 pytestmark = pytest.mark.slow
@@ -43,11 +43,14 @@ MODEL_CLASSES = {
     "qwen2_5_vl": "Qwen2_5_VLForConditionalGeneration",
     "llava_onevision": "LlavaOnevisionForConditionalGeneration",
 }
-NO_TORCHVISION = "transformers' video processors need torchvision, which is not installed here"
+# torchvision is a dependency (constraints.txt pins the release paired with torch); absent or broken, the
+# video families are skipped saying why.
+TORCHVISION_PROBLEM = torchvision_problem()
+NO_TORCHVISION = f"transformers' video processors need torchvision: {TORCHVISION_PROBLEM}"
 
 
 def _runnable(name: str) -> bool:
-    return not FAMILIES[name].native_video or is_torchvision_available()
+    return not FAMILIES[name].native_video or TORCHVISION_PROBLEM is None
 
 
 FAMILY_PARAMS = [
@@ -193,7 +196,7 @@ def test_unrunnable_directories_are_refused_at_load_time(
     (remote / "config.json").write_text(json.dumps({**config, "auto_map": {"AutoModel": "x.Model"}}))
     with pytest.raises(MllmLoadError, match="custom modelling code"):
         load_model(remote)
-    if not is_torchvision_available():
+    if TORCHVISION_PROBLEM is not None:
         video = shutil.copytree(family_dirs["llava"], tmp_path / "video")
         (video / "video_preprocessor_config.json").write_text('{"video_processor_type": "X"}')
         with pytest.raises(MllmLoadError, match="torchvision"):

@@ -3,7 +3,8 @@ prefix space), SentencePiece-style BPE and Unigram (Metaspace ``▁``, prepended
 Gemma-style SentencePiece (spaces normalised to ``▁``, no pre-tokenizer), with and without a space
 between the marker and the description, under greedy search and beam search.
 
-Each tokenizer is trained offline on the tree's texts with the ``tokenizers`` library.
+Each tokenizer is trained offline on the tree's texts with the ``tokenizers`` library; the last test also
+takes the tokenizer of every tiny family as its builder makes it (``serendipity.mllm.tiny``).
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 from serendipity.mllm.constants import ANSWER_MARKER
 from serendipity.mllm.constrained import AnswerConstraintProcessor, DescriptionTrie
 from serendipity.mllm.generation import generate_answers
+from serendipity.mllm.tiny import FAMILIES, build_tiny_model
+from serendipity.mllm.torchvision_compat import torchvision_problem
 from serendipity.tree import ClusterTree
 
 SPECIAL = {"pad_token": "<pad>", "unk_token": "<unk>", "eos_token": "</s>", "bos_token": "<s>"}
@@ -183,10 +186,14 @@ def _tiny_language_model(tokenizer: PreTrainedTokenizerFast, seed: int) -> Llama
 def test_generation_names_only_candidate_clusters(tree, tokenizer, prompt_end: str, num_beams: int) -> None:
     """A random model under the constraint: every beam ends on a candidate, mapped back from its tokens."""
     model = _tiny_language_model(tokenizer, seed=len(prompt_end) + num_beams)
+    trie = DescriptionTrie.for_tree(tokenizer, tree, level=3)
+    _assert_only_candidates_named(model, tokenizer, tree, trie, prompt_end, num_beams)
+
+
+def _assert_only_candidates_named(model, tokenizer, tree, trie, prompt_end: str, num_beams: int) -> None:
     prompts = [f"Title: {tree.description(c)}\n{prompt_end}" for c in (100, 104)]
     inputs = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
     candidates = [[100, 101, 102], [104, 105]]
-    trie = DescriptionTrie.for_tree(tokenizer, tree, level=3)
     results = generate_answers(
         model,
         tokenizer,
@@ -211,3 +218,30 @@ def test_a_tokenizer_merging_marker_and_answer_is_refused_with_a_reason(tree) ->
     glued = _gemma_style(tree, separator="")
     with pytest.raises(ValueError, match="merges the marker with cluster"):
         DescriptionTrie.for_tree(glued, tree, level=3, separator="")
+
+
+@pytest.fixture(scope="module", params=sorted(FAMILIES))
+def family_tokenizer(request: pytest.FixtureRequest, tree: ClusterTree) -> PreTrainedTokenizerFast:
+    """The tokenizer a tiny family's builder trains (its special tokens, kind and chat template)."""
+    if FAMILIES[request.param].native_video and (problem := torchvision_problem()) is not None:
+        pytest.skip(f"the {request.param} processor needs torchvision: {problem}")
+    _, processor = build_tiny_model(_corpus(tree), architecture=request.param)
+    tokenizer = processor.tokenizer
+    tokenizer.padding_side = "left"
+    if tokenizer.pad_token is None:  # as load_model does
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+@pytest.mark.parametrize("separator", SEPARATORS)
+def test_family_tokenizers_decode_only_candidate_descriptions(
+    tree: ClusterTree, family_tokenizer: PreTrainedTokenizerFast, separator: str
+) -> None:
+    """Each family's own tokenizer, the answer with and without a space after the marker: the trie
+    spells every description, and constrained beam search names only the candidates."""
+    tokenizer = family_tokenizer
+    trie = DescriptionTrie.for_tree(tokenizer, tree, level=3, separator=separator)
+    for cluster_id, tokens in trie.token_ids_by_cluster.items():
+        assert tokenizer.decode(list(tokens)).strip() == tree.description(cluster_id)
+    model = _tiny_language_model(tokenizer, seed=len(separator))
+    _assert_only_candidates_named(model, tokenizer, tree, trie, "Video:", num_beams=3)

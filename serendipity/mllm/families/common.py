@@ -169,10 +169,11 @@ def token_id(tokenizer: Any, token: str) -> int:
 
 def needs_torchvision(family: str) -> None:
     """Raise a clear error when transformers' video processors (which need torchvision) are unavailable."""
-    from transformers.utils import is_torchvision_available
+    from serendipity.mllm.torchvision_compat import torchvision_problem
 
-    if not is_torchvision_available():
+    problem = torchvision_problem()
+    if problem is not None:
         raise RuntimeError(
-            f"the {family} processor takes video, and transformers' video processors need torchvision; "
-            "install the torchvision build that matches your torch (pip install torchvision)"
+            f"the {family} processor takes video, and transformers' video processors need torchvision: "
+            f"{problem}; install the torchvision release paired with your torch (constraints.txt pins it)"
         )
