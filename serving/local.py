@@ -66,7 +66,7 @@ def run_foreground(config_path: Path) -> None:
     import ray
     from ray import serve
 
-    from serving.admission import LOOPBACK, run_front
+    from serving.admission import LOOPBACK, AdmissionError, run_front
     from serving.app import compose
     from serving.guard import require_token_off_loopback
     from serving.settings import TOKEN_ENV, AppArgs, use_throughput_env
@@ -84,8 +84,10 @@ def run_foreground(config_path: Path) -> None:
     if not serving.admission.enabled:
         serve.run(app, name=APP_NAME, route_prefix="/", blocking=True)
         return
-    with run_front(serving, admission_config_file(config)):
-        serve.run(app, name=APP_NAME, route_prefix="/", blocking=True)
+    with run_front(serving, admission_config_file(config)) as front:
+        serve.run(app, name=APP_NAME, route_prefix="/")
+        returncode = front.wait()  # serve as long as the front does: without it nothing reaches the app
+    raise AdmissionError(f"the admission front (HAProxy) exited with {returncode}; the app stops with it")
 
 
 def _port_in_use(host: str, port: int) -> bool:

@@ -6,8 +6,10 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import psutil
 import pytest
 import yaml
 from cluster_helpers import free_port
@@ -24,12 +26,17 @@ def _cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(command, capture_output=True, text=True, timeout=900, env={**os.environ})
 
 
-def test_start_query_stop(retrieval_chain: Path, tmp_path: Path) -> None:
+def _config_on_free_ports(retrieval_chain: Path, tmp_path: Path) -> Path:
     data = yaml.safe_load(retrieval_chain.read_text())
     front = {"upstream_port": free_port()}  # Serve's proxy, on loopback behind the admission front
     data["serving"] = {**data.get("serving", {}), "port": free_port(), "admission": front}
     config_path = tmp_path / "serve.yaml"
     config_path.write_text(yaml.safe_dump(data))
+    return config_path
+
+
+def test_start_query_stop(retrieval_chain: Path, tmp_path: Path) -> None:
+    config_path = _config_on_free_ports(retrieval_chain, tmp_path)
     config = load_config(config_path)
     try:
         started = _cli("serve", "start", "--config", str(config_path))
@@ -55,3 +62,24 @@ def test_start_query_stop(retrieval_chain: Path, tmp_path: Path) -> None:
     for port in (config.serving.port, config.serving.serve_port):
         with socket.socket() as probe:
             assert probe.connect_ex(("127.0.0.1", port)) != 0
+
+
+def test_the_app_ends_when_its_admission_front_does(retrieval_chain: Path, tmp_path: Path) -> None:
+    """Nothing reaches the app without its front: a front that dies takes the app down (to be restarted)."""
+    config_path = _config_on_free_ports(retrieval_chain, tmp_path)
+    config = load_config(config_path)
+    try:
+        started = _cli("serve", "start", "--config", str(config_path))
+        assert started.returncode == 0, started.stdout + started.stderr
+        endpoint = read_endpoint(config)
+        assert endpoint is not None
+        (front,) = [child for child in psutil.Process(endpoint.pid).children() if child.name() == "haproxy"]
+        front.kill()
+        deadline = time.monotonic() + 120
+        while read_endpoint(config) is not None:
+            assert time.monotonic() < deadline, "the app outlived its front"
+            time.sleep(1)
+        log = Path(endpoint.log_path).read_text()
+        assert "the admission front (HAProxy) exited" in log, log[-2000:]
+    finally:
+        _cli("serve", "stop", "--config", str(config_path))
