@@ -130,13 +130,19 @@ backend passthrough
 
 def write_config(serving: ServingConfig, path: Path, listen_host: str | None = None) -> Path:
     """Write ``render_config`` to ``path`` and have HAProxy check it (a clear error if it refuses)."""
+    _write_checked(serving, path, listen_host)
+    return path
+
+
+def _write_checked(serving: ServingConfig, path: Path, listen_host: str | None) -> list[str]:
+    """``write_config``; the HAProxy command line that runs the written config in the foreground."""
     path.parent.mkdir(parents=True, exist_ok=True)
     write_text_atomic(render_config(serving, listen_host), path)
     binary = haproxy_binary(serving.admission.haproxy_binary)
     checked = subprocess.run([binary, "-c", "-q", "-f", str(path)], capture_output=True, text=True)
     if checked.returncode != 0:
         raise AdmissionError(f"HAProxy refused {path}: {(checked.stderr or checked.stdout).strip()}")
-    return path
+    return [binary, "-db", "-f", str(path)]
 
 
 def _accepting(host: str, port: int) -> bool:
@@ -150,19 +156,18 @@ def run_front(
     serving: ServingConfig, config_path: Path, listen_host: str | None = None, startup_timeout_s: float = 10.0
 ) -> Iterator[subprocess.Popen]:
     """HAProxy in front of Serve, as a child process for the ``with`` block (ended when it exits)."""
-    write_config(serving, config_path, listen_host)
-    binary = haproxy_binary(serving.admission.haproxy_binary)
-    process = subprocess.Popen([binary, "-db", "-f", str(config_path)], stdout=subprocess.DEVNULL)
+    command = _write_checked(serving, config_path, listen_host)
+    address = f"{listen_host or serving.host}:{serving.port}"
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + startup_timeout_s
         while not _accepting(listen_host or serving.host, serving.port):
             if process.poll() is not None:
                 raise AdmissionError(
-                    f"HAProxy exited with {process.returncode} on start ({config_path}); is "
-                    f"{serving.host}:{serving.port} free?"
+                    f"HAProxy exited with {process.returncode} on start ({config_path}); is {address} free?"
                 )
             if time.monotonic() > deadline:
-                raise AdmissionError(f"HAProxy did not listen on {serving.host}:{serving.port} in time")
+                raise AdmissionError(f"HAProxy did not listen on {address} in time")
             time.sleep(0.05)
         yield process
     finally:
@@ -175,6 +180,5 @@ def run_front(
 
 def exec_front(serving: ServingConfig, config_path: Path, listen_host: str | None = None) -> None:
     """Become HAProxy in the foreground (a container's main process): never returns."""
-    write_config(serving, config_path, listen_host)
-    binary = haproxy_binary(serving.admission.haproxy_binary)
-    os.execv(binary, [binary, "-db", "-f", str(config_path)])
+    command = _write_checked(serving, config_path, listen_host)
+    os.execv(command[0], command)

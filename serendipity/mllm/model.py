@@ -63,7 +63,7 @@ def _check_directory(path: Path) -> None:
 
 def _check_runnable(path: Path) -> None:
     """Refuse what this code cannot run: custom modelling code, or a video processor without torchvision."""
-    from serendipity.mllm.torchvision_compat import torchvision_problem
+    from serendipity.mllm.torchvision_compat import INSTALL_HINT, torchvision_problem
 
     raw = json.loads((path / MODEL_CONFIG_FILE).read_text())
     if "auto_map" in raw:
@@ -79,8 +79,7 @@ def _check_runnable(path: Path) -> None:
     if problem is not None:
         raise MllmLoadError(
             f"model directory {path} holds a {raw.get('model_type')!r} model whose processor takes video, "
-            f"and transformers' video processors need torchvision: {problem}; install the torchvision "
-            "release paired with your torch (constraints.txt pins it)"
+            f"and transformers' video processors need torchvision: {problem}; {INSTALL_HINT}"
         )
 
 

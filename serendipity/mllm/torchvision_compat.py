@@ -99,6 +99,9 @@ def install_import_hook() -> None:
     sys.meta_path.insert(0, _BeforeTorchvision())
 
 
+INSTALL_HINT = "install the torchvision release paired with your torch (constraints.txt pins it)"
+
+
 def torchvision_problem() -> str | None:
     """Why torchvision cannot serve transformers' video processors here, or None when it can."""
     if importlib.util.find_spec("torchvision") is None:

@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -158,7 +159,7 @@ def test_admission_front_refuses_a_burst_before_it_reaches_serve(faults: FaultAp
     from serving.admission import run_front
     from serving.guard import OVERLOADED
 
-    serve_port = int(faults.chain.url.rsplit(":", 1)[1].split("/")[0])
+    serve_port = urlsplit(faults.chain.url).port
     limits = AdmissionConfig(upstream_port=serve_port, max_active=1, max_waiting=2, max_wait_ms=30_000)
     serving = faults.chain.config.serving.model_copy(update={"port": free_port(), "admission": limits})
     body = body_of(faults)

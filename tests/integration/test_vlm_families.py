@@ -15,6 +15,7 @@ import pytest
 
 from serendipity.config import PipelineConfig, with_overrides
 from serendipity.layout import WorkLayout
+from serendipity.mllm import torchvision_compat
 from serendipity.mllm.data import (
     IGNORE_INDEX,
     build_finetune_data,
@@ -189,18 +190,19 @@ def test_video_families_receive_one_video(
 
 
 def test_unrunnable_directories_are_refused_at_load_time(
-    family_dirs: dict[str, Path], tmp_path: Path
+    family_dirs: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     remote = shutil.copytree(family_dirs["llava"], tmp_path / "remote")
     config = json.loads((remote / "config.json").read_text())
     (remote / "config.json").write_text(json.dumps({**config, "auto_map": {"AutoModel": "x.Model"}}))
     with pytest.raises(MllmLoadError, match="custom modelling code"):
         load_model(remote)
-    if TORCHVISION_PROBLEM is not None:
-        video = shutil.copytree(family_dirs["llava"], tmp_path / "video")
-        (video / "video_preprocessor_config.json").write_text('{"video_processor_type": "X"}')
-        with pytest.raises(MllmLoadError, match="torchvision"):
-            load_model(video)
+    video = shutil.copytree(family_dirs["llava"], tmp_path / "video")
+    (video / "video_preprocessor_config.json").write_text('{"video_processor_type": "X"}')
+    # a machine whose torchvision is absent or broken, whatever this one has
+    monkeypatch.setattr(torchvision_compat, "torchvision_problem", lambda: "torchvision is not installed")
+    with pytest.raises(MllmLoadError, match="torchvision is not installed"):
+        load_model(video)
 
 
 class _FamiliesPredict:

@@ -169,11 +169,11 @@ def token_id(tokenizer: Any, token: str) -> int:
 
 def needs_torchvision(family: str) -> None:
     """Raise a clear error when transformers' video processors (which need torchvision) are unavailable."""
-    from serendipity.mllm.torchvision_compat import torchvision_problem
+    from serendipity.mllm.torchvision_compat import INSTALL_HINT, torchvision_problem
 
     problem = torchvision_problem()
     if problem is not None:
         raise RuntimeError(
             f"the {family} processor takes video, and transformers' video processors need torchvision: "
-            f"{problem}; install the torchvision release paired with your torch (constraints.txt pins it)"
+            f"{problem}; {INSTALL_HINT}"
         )
