@@ -5,12 +5,12 @@ script runs the same training (the library's examples, batches, optimizer settin
 in one process from a pack of already decoded media, so many arms can run side by side on one GPU:
 
     # here: decode the curated set's media once (all frames + thumbnail of every context item)
-    .venv/bin/python bench/ablation_in_process.py pack --config configs/demo.yaml --out .exp/abl40
+    .venv/bin/python -m bench.ablation_in_process pack --config configs/demo.yaml --out .exp/abl40
     # there: one process per arm x seed (bench/ablation_in_process.sh starts all of them)
-    python3 bench/ablation_in_process.py arm --pack .exp/abl40 --style video_cot --frames 4 --seed 0 \
+    python3 -m bench.ablation_in_process arm --pack .exp/abl40 --style video_cot --frames 4 --seed 0 \
         --steps 800 --eval-every 100 --out abl/video_cot-4f_s0.jsonl
     # here: the table of the complete arms (the library's ablation report)
-    .venv/bin/python bench/ablation_in_process.py table --histories abl/*.jsonl --config configs/demo.yaml \
+    .venv/bin/python -m bench.ablation_in_process table --histories abl/*.jsonl --config configs/demo.yaml \
         --out bench/results/ablation_in_process
 
 Differences from the command: no checkpoints, and batches are drawn by the same seeded rule as a
@@ -22,20 +22,16 @@ from __future__ import annotations
 import argparse
 import json
 import pickle
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-
-from serendipity.config import load_config  # noqa: E402
-from serendipity.layout import WorkLayout  # noqa: E402
-from serendipity.mllm.prompts import ItemMedia, PromptStyle  # noqa: E402
-from serendipity.schema import LEVEL_COLUMNS  # noqa: E402
+from serendipity.config import load_config
+from serendipity.layout import WorkLayout
+from serendipity.mllm.prompts import ItemMedia, PromptStyle
+from serendipity.schema import LEVEL_COLUMNS
 
 
 def pack(args: argparse.Namespace) -> None:

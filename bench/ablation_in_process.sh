@@ -5,7 +5,7 @@ pack=$1 out=$2 steps=${3:-800} every=${4:-100} limit=${5:-600}
 mkdir -p "$out"
 run() {
   name=$1; shift
-  timeout "$limit" python3 bench/ablation_in_process.py arm --pack "$pack" --steps "$steps" \
+  timeout "$limit" python3 -m bench.ablation_in_process arm --pack "$pack" --steps "$steps" \
     --eval-every "$every" --out "$out/$name.jsonl" "$@" > "$out/$name.log" 2>&1 &
 }
 for seed in 0 1 2; do

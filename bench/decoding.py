@@ -7,7 +7,7 @@ of each kind with the generated length and the constraint's own share of the tim
 The models are tiny VLMs of each family in ``--architectures`` (``serendipity.mllm.tiny``, randomly
 initialised, each with its own tokenizer kind, one image per prompt; figures per family) or, with
 ``--model text``, a tiny random LlamaForCausalLM with a word-level tokenizer.
-Usage: ``.venv/bin/python bench/decoding.py --repeats 7 --architectures llava gemma3``.
+Usage: ``.venv/bin/python -m bench.decoding --repeats 7 --architectures llava gemma3``.
 """
 
 from __future__ import annotations

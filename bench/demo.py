@@ -1,6 +1,6 @@
 """The main job's wall time and peak memory: `make demo` from an empty work dir (targets 15 min, 8 GiB).
 
-    .venv/bin/python bench/demo.py [--config CONFIG] [--keep-dataset] [--out bench/results/demo.json]
+    .venv/bin/python -m bench.demo [--config CONFIG] [--keep-dataset] [--out bench/results/demo.json]
 
 Peak memory is the largest sum of RSS over the whole process tree (Spark's JVM, Ray workers, the Serve
 replicas included), sampled every half second. The endpoint is stopped afterwards.
@@ -22,8 +22,7 @@ from pathlib import Path
 
 import psutil
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+from bench.common import REPO
 
 
 def process_label(process: psutil.Process) -> str:
@@ -175,7 +174,7 @@ def main() -> None:
         targets={"minutes": 15, "peak_gib": 8},
         world_reused=args.keep_dataset,
         under_load=load_at_start[0] > 1.0,
-        command=" ".join(["bench/demo.py", *sys.argv[1:]]),
+        command=" ".join(["python -m bench.demo", *sys.argv[1:]]),
         stages=stage_seconds(args.config),
         machine={
             "cpus": os.cpu_count(),

@@ -4,7 +4,7 @@ infra/feast/prod/feature_store.yaml; here on local Spark) into Redis.
 
 Synthetic sources (contract schemas) for ``--items`` items and ``--users`` users under a temporary
 work_dir (rows = 2 x items + users). Prints a table and writes bench/results/feast_online.json; never
-asserts on time. E.g. 1M rows: ``bench/feast_online.py --items 450000 --users 100000``.
+asserts on time. E.g. 1M rows: ``python -m bench.feast_online --items 450000 --users 100000``.
 """
 
 from __future__ import annotations
@@ -145,7 +145,7 @@ def main(argv: list[str] | None = None) -> None:
     results: dict = {
         "items": args.items,
         "users": args.users,
-        "command": f"bench/feast_online.py --items {args.items} --users {args.users} --stores "
+        "command": f"python -m bench.feast_online --items {args.items} --users {args.users} --stores "
         + " ".join(args.stores),
         "load_average_1min_before": round(os.getloadavg()[0], 2),
         "stores": {},

@@ -8,8 +8,8 @@ Prints and saves JSON figures: device name, dtype, seconds per step, items per s
 second. The model is a tiny random VLM of ``--architecture`` unless ``--model-dir`` names a real one
 (with ``--model-dir`` the texts of its tokenizer must cover the synthetic tree's words).
 
-    .venv/bin/python bench/gpu_check.py                      # on this machine's GPU, or its CPU
-    .venv/bin/python bench/gpu_check.py --steps 2 --items 2  # a quick CPU smoke run
+    .venv/bin/python -m bench.gpu_check                      # on this machine's GPU, or its CPU
+    .venv/bin/python -m bench.gpu_check --steps 2 --items 2  # a quick CPU smoke run
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ import argparse
 import json
 import os
 import platform
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -26,17 +25,14 @@ from typing import Any
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parent.parent
-for path in (REPO, REPO / "bench"):
-    if str(path) not in sys.path:
-        sys.path.insert(0, str(path))
+from bench.common import REPO
 
 RESULTS = REPO / "bench" / "results" / "gpu_check.json"
 LEVEL = 3
 
 
 def _tree() -> Any:
-    from decoding import synthetic_tree  # bench/decoding.py: 100 level-3 clusters
+    from bench.decoding import synthetic_tree  # 100 level-3 clusters
 
     return synthetic_tree()
 

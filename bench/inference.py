@@ -9,7 +9,7 @@ decode, predict, commit, compaction) and of a plain loop over the same model, ba
 with one actor) end to end and after startup (job: after its first batch; loop: after model load);
 1 vs 2 actors; the full run's time over the incremental run's (target >= 10); peak RSS of the
 driver and of the predictor actors.
-Usage: ``.venv/bin/python bench/inference.py --items 300``.
+Usage: ``.venv/bin/python -m bench.inference --items 300``.
 """
 
 from __future__ import annotations

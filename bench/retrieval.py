@@ -4,8 +4,8 @@ ID-filtered scan of the whole corpus (numpy, and faiss with an IDSelector).
 Random unit vectors (``--items`` x ``--dim``) in ``--clusters`` clusters; one query at a time, as the
 online service searches. Prints a table and writes bench/results/retrieval.json; never asserts on time.
 
-    .venv/bin/python bench/retrieval.py                      # 1M items x 64 dims, 1,000 clusters
-    .venv/bin/python bench/retrieval.py --items 100000 --queries 500
+    .venv/bin/python -m bench.retrieval                      # 1M items x 64 dims, 1,000 clusters
+    .venv/bin/python -m bench.retrieval --items 100000 --queries 500
 """
 
 from __future__ import annotations

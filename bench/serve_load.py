@@ -1,6 +1,6 @@
 """Serve load benchmark: /recommend vs a no-op deployment behind the same ingress, at fixed request rates.
 
-    python bench/serve_load.py --config PIPELINE.yaml [--rates 20 50 100] [--duration 10]
+    python -m bench.serve_load --config PIPELINE.yaml [--rates 20 50 100] [--duration 10]
 
 The pipeline config must point at a work_dir where the chain has run (retriever trained, Feast store
 materialised), e.g. the one tests/integration/test_serve.py builds. Both apps run on one local Serve
@@ -21,7 +21,6 @@ import json
 import os
 import random
 import resource
-import socket
 import subprocess
 import sys
 import tempfile
@@ -32,14 +31,10 @@ from typing import Any
 
 import numpy as np
 
+from bench.common import REPO, free_port
+
 RESULTS_PATH = Path(__file__).resolve().parent / "results" / "serve_load.json"
 REQUEST_TIMEOUT_S = 10.0
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 async def _open_loop(url: str, bodies: list[dict], rate: float, duration: float) -> dict[str, Any]:
@@ -112,12 +107,19 @@ def generate_load(argv: list[str]) -> None:
     print(json.dumps(asyncio.run(_open_loop(args.url, bodies, args.rate, args.duration))))
 
 
+def load_command(url: str, bodies_path: Path, rate: float, duration: float) -> list[str]:
+    """The load process's command line (``main``'s ``load`` mode), to run with ``cwd=REPO``."""
+    command = [sys.executable, "-m", "bench.serve_load", "load", "--url", url, "--bodies", str(bodies_path)]
+    return command + ["--rate", str(rate), "--duration", str(duration)]
+
+
 def run_load(url: str, bodies_path: Path, rate: float, duration: float) -> dict[str, Any]:
-    command = [sys.executable, __file__, "load", "--url", url, "--bodies", str(bodies_path)]
-    command += ["--rate", str(rate), "--duration", str(duration)]
+    command = load_command(url, bodies_path, rate, duration)
     limit = 3 * duration + 6 * REQUEST_TIMEOUT_S
     try:
-        finished = subprocess.run(command, capture_output=True, text=True, check=True, timeout=limit)
+        finished = subprocess.run(
+            command, cwd=REPO, capture_output=True, text=True, check=True, timeout=limit
+        )
     except subprocess.TimeoutExpired:
         sent = int(rate * duration)
         errors = {f"load process over {limit:.0f} s": sent}
@@ -166,7 +168,7 @@ def deploy(config_path: Path, port: int, admission: bool, stack: ExitStack) -> N
     from serving.settings import AppArgs, use_throughput_env
 
     serving = load_config(config_path).serving
-    front = serving.admission.model_copy(update={"enabled": admission, "upstream_port": _free_port()})
+    front = serving.admission.model_copy(update={"enabled": admission, "upstream_port": free_port()})
     serving = serving.model_copy(update={"host": "127.0.0.1", "port": port, "admission": front})
     use_throughput_env()
     ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False)
@@ -246,11 +248,11 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def run(args: argparse.Namespace, argv: list[str], stack: ExitStack) -> None:
-    port = _free_port()
+    port = free_port()
     deploy(args.config.resolve(), port, not args.no_admission, stack)
     base = f"http://127.0.0.1:{port}"
     results: dict[str, Any] = {
-        "command": " ".join(["python", "bench/serve_load.py", *argv]),
+        "command": " ".join(["python", "-m", "bench.serve_load", *argv]),
         "front": "Serve's proxy only" if args.no_admission else "admission front (HAProxy) -> Serve's proxy",
         "duration_s": args.duration,
         "k": args.k,

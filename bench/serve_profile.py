@@ -1,8 +1,8 @@
 """Where one /recommend request's time goes: CPU per process and py-spy samples under a steady load.
 
-    python bench/serve_profile.py --config configs/demo.yaml --rates 100 300 [--duration 12]
+    python -m bench.serve_profile --config configs/demo.yaml --rates 100 300 [--duration 12]
 
-Deploys the app like bench/serve_load.py, then at each rate runs the open-loop load generator and,
+Deploys the app like bench.serve_load, then at each rate runs the open-loop load generator and,
 from 2 s in, samples the Serve proxy, the ingress replica and the recommender replica with
 ``py-spy record --format raw --nonblocking`` while it measures every process's CPU seconds.
 Writes bench/results/serve_profile/<rate>.json: CPU seconds per process (and per answered request),
@@ -26,8 +26,8 @@ from typing import Any
 
 import psutil
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from serve_load import _free_port, deploy, request_bodies, run_load  # noqa: E402
+from bench.common import REPO, free_port
+from bench.serve_load import deploy, load_command, request_bodies, run_load
 
 OUT_DIR = Path(__file__).resolve().parent / "results" / "serve_profile"
 PY_SPY = Path(sys.executable).parent / "py-spy"
@@ -122,9 +122,8 @@ def _file_of(frame: str) -> str:
 
 def profile_rate(url: str, bodies: Path, rate: float, duration: float, scratch: Path) -> dict[str, Any]:
     processes = find_processes()
-    command = [sys.executable, str(Path(__file__).parent / "serve_load.py"), "load", "--url", url]
-    command += ["--bodies", str(bodies), "--rate", str(rate), "--duration", str(duration)]
-    load = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+    command = load_command(url, bodies, rate, duration)
+    load = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, text=True)
     time.sleep(2.0)
     window = max(1, int(duration - 4))
     before = cpu_snapshot()
@@ -166,7 +165,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=OUT_DIR)
     parser.add_argument("--no-admission", action="store_true", help="profile Serve without the front")
     args = parser.parse_args(argv)
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}/recommend"
     args.out.mkdir(parents=True, exist_ok=True)
     with ExitStack() as stack, tempfile.TemporaryDirectory() as scratch:
@@ -179,7 +178,7 @@ def main(argv: list[str] | None = None) -> None:
             report = profile_rate(url, bodies, rate, args.duration, Path(scratch))
             report["load_average_before"] = loadavg
             report["under_load"] = loadavg[0] > 1.0
-            report["command"] = " ".join(["python", "bench/serve_profile.py", *(argv or sys.argv[1:])])
+            report["command"] = " ".join(["python", "-m", "bench.serve_profile", *(argv or sys.argv[1:])])
             path = args.out / f"{args.label}rate_{rate:g}.json"
             path.write_text(json.dumps(report, indent=2))
             load = {key: report["load"][key] for key in ("ok", "shed", "p50_ms", "p99_ms", "shed_p99_ms")}

@@ -5,7 +5,7 @@ it then). Prints and saves ``bench/results/spark_chain.json``: seconds, rows/s a
 driver's Python process and of its Spark JVM (with the JVM's Python workers) per job, the peak of both
 together per size, the time ratio between the sizes, and the load average (figures taken with a 1-min
 load >= 1.5 are marked ``under_load``). Never asserts.
-Usage: ``.venv/bin/python bench/spark_chain.py --sizes 1000000 10000000``.
+Usage: ``.venv/bin/python -m bench.spark_chain --sizes 1000000 10000000``.
 """
 
 from __future__ import annotations
@@ -213,7 +213,7 @@ def main(argv: list[str] | None = None) -> None:
     results: dict[str, Any] = {
         "cpu_count": os.cpu_count(),
         "master": args.master,
-        "command": "bench/spark_chain.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "command": "python -m bench.spark_chain " + " ".join(argv if argv is not None else sys.argv[1:]),
         "sizes": {},
     }
     try:

@@ -1,6 +1,6 @@
 """The Spark chain through `infra/spark/submit.sh` (spark-submit), job by job, as a cluster user runs it.
 
-    .venv/bin/python bench/spark_submit_chain.py --config configs/demo.yaml [--master 'local[2]']
+    .venv/bin/python -m bench.spark_submit_chain --config configs/demo.yaml [--master 'local[2]']
         [--work-dir /tmp/submit-demo] [--out bench/results/spark_submit_demo.json]
 
 The work dir defaults to a fresh one beside the config's, so the pipeline's own outputs are untouched.
@@ -14,12 +14,10 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+from bench.common import REPO
 
 
 def main() -> None:

@@ -6,7 +6,7 @@ both namings describe the SAME clusters from the same term weights. The older na
 ``serendipity/treebuild/describe.py`` taken from git, imported from the path given on the command line:
 
     git show HEAD:serendipity/treebuild/describe.py > /tmp/old_describe.py
-    flock /tmp/serendipity-tests.lock .venv/bin/python bench/tree_names.py \
+    flock /tmp/serendipity-tests.lock .venv/bin/python -m bench.tree_names \
         --old-describe /tmp/old_describe.py --old-revision "$(git rev-parse HEAD)"
 
 Reported per naming: ``name_quality`` (serendipity.treebuild.quality) per level and overall, and 10
@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from bench.common import REPO
 from serendipity.config import TreeBuildConfig
 from serendipity.io import write_json_atomic
 from serendipity.schema import INTERACTIONS_FILE, ITEMS_FILE
@@ -39,7 +40,8 @@ from serendipity.treebuild.embed import embed_items
 from serendipity.treebuild.quality import name_quality
 
 RESULTS = Path(__file__).resolve().parent / "results" / "tree_names.json"
-DEFAULT_SOURCE = Path("/work/shared/datasets/movielens-ml-latest-small")
+# beside the repository, where the tests look for it too (tests/conftest.py)
+DEFAULT_SOURCE = REPO.parent / "shared" / "datasets" / "movielens-ml-latest-small"
 EXAMPLES_PER_LEVEL = 10
 
 

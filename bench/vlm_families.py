@@ -6,7 +6,7 @@ runner) on batches of video-CoT prompts (``--frames`` frames per item, one video
 families) mixed with description recitations, after one warm-up step. Families that need torchvision
 (native video) are reported as skipped where it does not work. Prints and saves
 ``bench/results/vlm_families.json`` with the machine's load average at start and at the end. Never asserts.
-Usage: ``flock /tmp/serendipity-tests.lock .venv/bin/python bench/vlm_families.py --steps 5``.
+Usage: ``flock /tmp/serendipity-tests.lock .venv/bin/python -m bench.vlm_families --steps 5``.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from typing import Any
 import pandas as pd
 import torch
 
+from bench.common import REPO
 from serendipity.config import load_config
 from serendipity.io import write_json_atomic
 from serendipity.mllm.data import SftExample, description_examples
@@ -30,8 +31,7 @@ from serendipity.mllm.tiny import FAMILIES, build_tiny_model, dataset_texts
 from serendipity.mllm.training import train_steps, training_optimizer
 from serendipity.tree import ClusterTree
 
-ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / "bench" / "results" / "vlm_families.json"
+RESULTS = REPO / "bench" / "results" / "vlm_families.json"
 LEVEL = 3
 
 
@@ -106,7 +106,7 @@ def main() -> None:
         from serendipity.world import generate_world
 
         dataset = Path(tmp) / "dataset"
-        generate_world(dataset, load_config(ROOT / "configs" / "test.yaml").world)
+        generate_world(dataset, load_config(REPO / "configs" / "test.yaml").world)
         tree = ClusterTree.load(dataset)
         families = {name: _seconds_per_step(name, dataset, tree, args) for name in args.families}
     result = {

@@ -2,8 +2,8 @@
 
 Prints the figures and saves them as JSON under bench/results/; never asserts.
 
-    .venv/bin/python bench/world_gen.py                       # 10M interactions, 100k items, --media popular
-    .venv/bin/python bench/world_gen.py --interactions 1000000
+    .venv/bin/python -m bench.world_gen                       # 10M interactions, 100k items, --media popular
+    .venv/bin/python -m bench.world_gen --interactions 1000000
 """
 
 from __future__ import annotations

@@ -6,9 +6,11 @@ run the in-process training steps, predictor and faiss index on a real GPU and a
 
 from __future__ import annotations
 
-import importlib.util
+import json
+import subprocess
+import sys
 from pathlib import Path
-from types import ModuleType
+from typing import Any
 
 import numpy as np
 import pytest
@@ -28,7 +30,7 @@ from serendipity.mllm.precision import (
 )
 from serendipity.retrieval.index import ClusterIndex, faiss_gpus
 
-BENCH = Path(__file__).resolve().parents[2] / "bench" / "gpu_check.py"
+REPO = Path(__file__).resolve().parents[2]
 SEVEN_B = ModelShape(
     parameters=7_000_000_000, trainable_parameters=7_000_000_000, hidden_size=4096, num_layers=32
 )
@@ -105,18 +107,17 @@ def test_without_faiss_gpus_the_index_stays_on_the_cpu_unchanged(tmp_path: Path)
         ClusterIndex.load(tmp_path, use_gpu=True)
 
 
-def _gpu_check() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("gpu_check", BENCH)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def _gpu_check(args: list[str], output: Path) -> dict[str, Any]:
+    """``python -m bench.gpu_check ARGS --output OUTPUT`` run from the repository root, as documented."""
+    command = [sys.executable, "-m", "bench.gpu_check", *args, "--output", str(output)]
+    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-4000:]
+    return json.loads(output.read_text())
 
 
-def test_gpu_check_runs_in_process_on_the_cpu(tmp_path: Path) -> None:
-    bench = _gpu_check()
+def test_gpu_check_runs_on_the_cpu(tmp_path: Path) -> None:
     args = ["--device", "cpu", "--steps", "1", "--items", "2", "--batch-size", "2", "--index-items", "500"]
-    figures = bench.main([*args, "--output", str(tmp_path / "gpu_check.json")])
+    figures = _gpu_check(args, tmp_path / "gpu_check.json")
     assert figures["precision"] == "fp32" and figures["training"]["s_per_step"] > 0
     assert figures["inference"]["named_clusters"] > 0 and figures["faiss"]["same_results_as_cpu"]
     assert (tmp_path / "gpu_check.json").is_file()
@@ -125,7 +126,7 @@ def test_gpu_check_runs_in_process_on_the_cpu(tmp_path: Path) -> None:
 @pytest.mark.gpu
 @needs_cuda
 def test_training_steps_and_predictor_run_on_the_gpu_in_half_precision(tmp_path: Path) -> None:
-    figures = _gpu_check().main(["--steps", "3", "--items", "8", "--output", str(tmp_path / "gpu.json")])
+    figures = _gpu_check(["--steps", "3", "--items", "8"], tmp_path / "gpu.json")
     assert figures["precision"] in ("bf16", "fp16")
     assert np.isfinite(figures["training"]["losses"]).all() and figures["training"]["peak_gpu_gib"] > 0
     assert figures["inference"]["named_clusters"] > 0
