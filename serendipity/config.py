@@ -78,9 +78,20 @@ class MiningConfig(_Section):
     min_support: int = Field(2, ge=1)
     smoothing: float = Field(2.0, ge=0)  # pseudo-count pulling s(v, c) towards the global mean
     top_k_per_cluster: int = Field(10, ge=1)
+    # Time split of the serendipitous pairs: the latest ``validation_fraction`` of them validate (the gate),
+    # the ``calibration_fraction`` before those calibrate (the nominator's weight), the earlier ones train.
     validation_fraction: Fraction = 0.2
+    calibration_fraction: Fraction = 0.15
+    max_holdout_items: int = Field(1000, ge=1)  # context items per held-out split (a hash-ordered sample)
     corpus_coverage: Fraction = 0.8
     split_seed: int = 0
+
+
+class PriorConfig(_Section):
+    """The logged transition prior P(next cluster | context), learnt from the training-period pairs."""
+
+    smoothing: float = Field(1.0, gt=0)  # additive pseudo-count per sibling of P(next | context cluster)
+    min_item_transitions: int = Field(3, ge=1)  # an item with this many gets P(next | item), shrunk
 
 
 class MllmConfig(_Section):
@@ -103,6 +114,7 @@ class MllmConfig(_Section):
     lora: bool = False
     seed: int = 0
     eval_batch_size: int = Field(16, ge=1)
+    curve_items: int = Field(200, ge=1)  # validation items of the periodic evaluation while training
     max_failures: int = Field(2, ge=0)  # worker-group restarts (from the last checkpoint) before giving up
     # of the tiny model `serendipity mllm init` builds (serendipity.mllm.tiny.FAMILIES)
     architecture: Literal[
@@ -118,6 +130,8 @@ class InferenceConfig(_Section):
     decode_concurrency: int = Field(2, ge=1)
     top_k: int = Field(3, ge=1)
     constrained: bool = True
+    # Sibling sets up to this size are scored whole (teacher forcing); larger ones use constrained beams.
+    score_all_max_siblings: int = Field(64, ge=1)
     restrict_to_siblings: bool = True
     tasks_in_flight_per_actor: int = Field(2, ge=1)  # batches queued per actor: bounds decoded frames held
     audit_log: str | None = None  # when set, each actor appends "item_id<TAB>model_version" per inference
@@ -208,6 +222,7 @@ class PipelineConfig(_Section):
     spark: SparkConfig = SparkConfig()
     ray: RayConfig = RayConfig()  # the local Ray of a one-machine run
     mining: MiningConfig = MiningConfig()
+    prior: PriorConfig = PriorConfig()
     mllm: MllmConfig = MllmConfig()
     inference: InferenceConfig = InferenceConfig()
     features: FeaturesConfig = FeaturesConfig()

@@ -80,6 +80,23 @@ class WorkLayout:
         return self.work_dir / "pairs" / "context_cluster_scores.parquet"
 
     @property
+    def prior_dir(self) -> Path:
+        return self.work_dir / "prior"
+
+    @property
+    def cluster_prior_path(self) -> Path:
+        return self.prior_dir / "cluster_prior.parquet"
+
+    @property
+    def item_prior_path(self) -> Path:
+        return self.prior_dir / "item_prior.parquet"
+
+    @property
+    def prior_info_path(self) -> Path:
+        """The time cuts of the split, the fitted shrinkage and the snapshot id (``PriorInfo``)."""
+        return self.prior_dir / "prior_info.json"
+
+    @property
     def sft_path(self) -> Path:
         return self.work_dir / "sft" / "examples.parquet"
 

@@ -100,7 +100,28 @@ CONTEXT_CLUSTER_SCORES_SCHEMA = pa.schema(
 )
 
 SPLIT_TRAIN = "train"
-SPLIT_VALIDATION = "validation"
+SPLIT_CALIBRATION = "calibration"  # later pairs: fit the nominator's prior weight, never judged by the gate
+SPLIT_VALIDATION = "validation"  # the latest pairs: what the publish gate judges
+SPLITS: tuple[str, ...] = (SPLIT_TRAIN, SPLIT_CALIBRATION, SPLIT_VALIDATION)
+
+# The logged transition prior (training-period serendipitous pairs, satisfaction-weighted).
+CLUSTER_PRIOR_SCHEMA = pa.schema(
+    [
+        pa.field("context_cluster", pa.int64()),
+        pa.field("next_cluster", pa.int64()),  # every sibling of context_cluster, logged or not
+        pa.field("weight", pa.float64()),  # summed satisfaction of the logged transitions
+        pa.field("probability", pa.float64()),  # (weight + smoothing) / (total + smoothing * siblings)
+    ]
+)
+ITEM_PRIOR_SCHEMA = pa.schema(
+    [
+        pa.field("context_item_id", pa.int64()),
+        pa.field("context_cluster", pa.int64()),
+        pa.field("next_cluster", pa.int64()),
+        pa.field("weight", pa.float64()),
+        pa.field("probability", pa.float64()),  # (weight + beta * cluster prior) / (total + beta)
+    ]
+)
 
 # The curated fine-tuning set: one row per (context item, target cluster) example.
 SFT_SCHEMA = pa.schema(
@@ -109,7 +130,7 @@ SFT_SCHEMA = pa.schema(
         pa.field("target_cluster", pa.int64()),
         pa.field("score", pa.float64()),
         pa.field("rank", pa.int32()),  # rank of the context item within the target cluster
-        pa.field("split", pa.string()),  # SPLIT_TRAIN | SPLIT_VALIDATION
+        pa.field("split", pa.string()),  # one of SPLITS
     ]
 )
 

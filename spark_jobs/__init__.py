@@ -5,5 +5,5 @@ and sorted writes, job stats), ``corpus_commit`` (the corpus manifest's Parquet 
 DataFrame transforms (``mining``, ``snapshots``, ``tree_frames``, ``validation_*``).
 """
 
-MINING_JOBS: tuple[str, ...] = ("aggregates", "pairs", "curate", "corpus")
+MINING_JOBS: tuple[str, ...] = ("aggregates", "pairs", "prior", "curate", "corpus")
 SPARK_JOBS: tuple[str, ...] = ("validate", "build_tree", *MINING_JOBS, "user_history")

@@ -1,6 +1,10 @@
-"""Diversified curation: the top-K context items of every next cluster, split by context item.
+"""Diversified curation: the top-K context items of every next cluster, and the held-out items by time.
 
-Writes the SFT examples (``SFT_SCHEMA``) and the table of every cluster description.
+The training examples come from the training-period pairs only (the prior job's time cuts): s(v, c)
+over them, then the top-K context items of every next cluster. The calibration and validation examples
+are every context item of the later periods (up to ``mining.max_holdout_items`` each), labelled with
+the next cluster its viewers went to with the most satisfaction. Writes the SFT examples
+(``SFT_SCHEMA``) and the table of every cluster description.
 """
 
 from __future__ import annotations
@@ -13,7 +17,15 @@ import pyarrow.parquet as pq
 
 from serendipity.config import PipelineConfig
 from serendipity.io import write_parquet_atomic
-from serendipity.schema import CLUSTERS_FILE, CLUSTERS_SCHEMA, SFT_SCHEMA
+from serendipity.nomination.prior import PriorInfo
+from serendipity.schema import (
+    CLUSTERS_FILE,
+    CLUSTERS_SCHEMA,
+    SFT_SCHEMA,
+    SPLIT_CALIBRATION,
+    SPLIT_TRAIN,
+    SPLIT_VALIDATION,
+)
 from serendipity.worklock import holds_work_dir
 from spark_jobs.common import (
     config_from_argv,
@@ -24,7 +36,8 @@ from spark_jobs.common import (
     write_dataframe_atomic,
     write_job_stats,
 )
-from spark_jobs.mining import assign_split, cluster_descriptions, top_context_items_per_cluster
+from spark_jobs.mining import cluster_descriptions, context_cluster_scores, top_context_items_per_cluster
+from spark_jobs.transitions import holdout_labels, period
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -42,30 +55,49 @@ def run(config: PipelineConfig, spark: SparkSession | None = None) -> dict[str, 
 
     layout, spark = start_job(config, spark)
     mining = config.mining
-    scores = read_parquet(spark, layout.scores_path, "context-cluster scores (pairs job output)")
+    pairs = read_parquet(spark, layout.pairs_path, "serendipitous pairs (pairs job output)")
     clusters = read_parquet(spark, layout.catalog_dir() / CLUSTERS_FILE, "catalog clusters")
-    examples = assign_split(
-        top_context_items_per_cluster(scores, mining.top_k_per_cluster),
-        mining.validation_fraction,
-        mining.split_seed,
+    cuts = PriorInfo.read(layout.prior_info_path).cuts
+    split = pairs.withColumn("split", period(cuts)).persist()
+    scores = context_cluster_scores(
+        split.where(F.col("split") == SPLIT_TRAIN), mining.smoothing, mining.min_support
     )
+    train = top_context_items_per_cluster(scores, mining.top_k_per_cluster).withColumn(
+        "split", F.lit(SPLIT_TRAIN)
+    )
+    held_out = [
+        holdout_labels(split, name, mining.max_holdout_items, mining.split_seed)
+        for name in (SPLIT_CALIBRATION, SPLIT_VALIDATION)
+    ]
+    examples = train.unionByName(held_out[0]).unionByName(held_out[1])
     write_dataframe_atomic(
-        single_sorted_file(conform(examples, SFT_SCHEMA), "target_cluster", "rank"), layout.sft_path
+        single_sorted_file(
+            conform(examples, SFT_SCHEMA), "split", "target_cluster", "rank", "context_item_id"
+        ),
+        layout.sft_path,
     )
     write_descriptions(cluster_descriptions(clusters), layout.descriptions_path)
     written = spark.read.parquet(str(layout.sft_path))
     split_counts = {row["split"]: row["count"] for row in written.groupBy("split").count().collect()}
-    return write_job_stats(
+    stats = write_job_stats(
         layout,
         "curate",
-        inputs={"context_cluster_scores": scores.count(), "clusters": clusters.count()},
+        inputs={"serendipitous_pairs": split.count(), "clusters": clusters.count()},
         outputs={
             "examples": sum(split_counts.values()),
             "examples_by_split": split_counts,
             "target_clusters": written.agg(F.countDistinct("target_cluster")).first()[0],
             "descriptions": pq.read_metadata(layout.descriptions_path).num_rows,
+            "items_by_split": {
+                row["split"]: row["items"]
+                for row in written.groupBy("split")
+                .agg(F.countDistinct("context_item_id").alias("items"))
+                .collect()
+            },
         },
     )
+    split.unpersist()
+    return stats
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:

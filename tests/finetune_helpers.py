@@ -14,6 +14,8 @@ def isolated_finetune_config(config: PipelineConfig, work_dir: Path, **mllm: obj
     shared, own = WorkLayout.of(config), WorkLayout(work_dir)
     for source, target in (
         (shared.sft_path.parent, own.sft_path.parent),
+        (shared.prior_dir, own.prior_dir),
+        (shared.pairs_path.parent, own.pairs_path.parent),
         (shared.tree_dir, own.tree_dir),
         (shared.corpus_path.parent, own.corpus_path.parent),
     ):

@@ -57,16 +57,19 @@ def _nothing_inferred() -> dict[str, Any]:
     return {"inferred": 0, "inferred_ok": 0, "media_fallback": 0, SUMMARY_PEAK_RSS: 0.0}
 
 
-def _predictor_arguments(config: PipelineConfig, model_dir: Path, started: pd.Timestamp) -> dict[str, Any]:
+def _predictor_arguments(
+    config: PipelineConfig, model_dir: Path, started: pd.Timestamp, prior_weight: float
+) -> dict[str, Any]:
     return {
         "config": config.model_dump(mode="json"),
         "model_dir": str(model_dir),
         "started": started.isoformat(),
+        "prior_weight": prior_weight,
     }
 
 
 def _predict_all(
-    config: PipelineConfig, todo: pd.DataFrame, model_dir: Path, started: pd.Timestamp
+    config: PipelineConfig, todo: pd.DataFrame, model_dir: Path, started: pd.Timestamp, prior_weight: float
 ) -> dict[str, Any]:
     import ray
     from ray.data import ActorPoolStrategy, TaskPoolStrategy
@@ -87,7 +90,7 @@ def _predict_all(
         )
         .map_batches(
             PredictBatch,
-            fn_constructor_kwargs=_predictor_arguments(actor_config, model_dir, started),
+            fn_constructor_kwargs=_predictor_arguments(actor_config, model_dir, started, prior_weight),
             batch_format="pandas",
             batch_size=settings.batch_size,
             compute=ActorPoolStrategy(
@@ -115,11 +118,11 @@ def _predict_all(
 
 
 def _predict_in_process(
-    config: PipelineConfig, todo: pd.DataFrame, model_dir: Path, started: pd.Timestamp
+    config: PipelineConfig, todo: pd.DataFrame, model_dir: Path, started: pd.Timestamp, prior_weight: float
 ) -> dict[str, Any]:
     """A small delta in the driver: the same decode and predictor code, without actor startup (and
     without Ray: on a GPU machine the predictor runs on its GPU, see ``precision.inference_device``)."""
-    predictor = PredictBatch(**_predictor_arguments(config, model_dir, started))
+    predictor = PredictBatch(**_predictor_arguments(config, model_dir, started, prior_weight))
     decoding = decode_settings(config)
     chunks = _chunks(todo, config.inference.batch_size)
     summaries = [predictor(decode_batch(chunk, **decoding)) for chunk in chunks]
@@ -135,19 +138,36 @@ def run_inference(
 ) -> dict[str, Any]:
     """Infer every corpus item not yet done under the current model version; returns run figures.
 
-    Serves the non-LLM guess instead when the publish gate left no published model.
+    Serves what the last fine-tuning run chose (``finetune/summary.json``'s ``served``): the published
+    model combined with the transition prior at its fitted weight, or a reference (the prior alone, the
+    non-LLM guess) when the publish gate found it better. An explicit ``model_dir`` serves that model alone.
 
     Uses the Ray that is initialised (Ray Data starts a local one otherwise).
     """
-    from serendipity.inference.guess import guess_all
-    from serendipity.mllm.gate import NON_LLM_GUESS_VERSION, serves_guess
+    from serendipity.inference.guess import reference_all
+    from serendipity.mllm.gate import served_choice
     from serendipity.mllm.model import model_version, resolve_model_dir
+    from serendipity.nomination.prior import load_prior
 
     clock = time.perf_counter()
     layout = WorkLayout.of(config)
-    guess = model_dir is None and serves_guess(layout.finetune_summary_path, layout.latest_model_pointer)
+    served = served_choice(layout.finetune_summary_path) if model_dir is None else None
+    reference = served is not None and served.kind != "model"
+    prior_weight = served.prior_weight if served is not None and served.kind == "model" else 0.0
+    if served is not None and served.kind == "model":
+        model_dir = layout.models_dir / served.model_version
     model_dir = resolve_model_dir(model_dir or layout.models_dir)
-    version = NON_LLM_GUESS_VERSION if guess else model_version(model_dir)
+    if reference:
+        assert served is not None
+        version = (
+            served.model_version
+            if served.kind == "non_llm_guess"
+            else f"{served.model_version}+{load_prior(layout).info.version}"
+        )
+    else:
+        version = model_version(model_dir)
+        if prior_weight > 0:
+            version = f"{version}+{load_prior(layout).info.version}"
     store = InferenceStore.of(layout)
     started = pd.Timestamp.now(tz="UTC")
     items, missing = load_corpus_items(layout, delta_only, version, started)
@@ -156,12 +176,13 @@ def run_inference(
     todo = store.plan(items, version)
     log.info("corpus %d items, %d to infer under model %s", len(items), len(todo), version)
     totals = _nothing_inferred()
-    if len(todo) and guess:  # the publish gate held every fine-tuned model back
-        totals = guess_all(config, todo, started)
+    if len(todo) and reference:  # the publish gate found a reference better than every model
+        assert served is not None
+        totals = reference_all(config, todo, started, served.kind, version)
     elif len(todo) and _runs_in_process(config.inference, len(todo)):
-        totals = _predict_in_process(config, todo, model_dir, started)
+        totals = _predict_in_process(config, todo, model_dir, started, prior_weight)
     elif len(todo):
-        totals = _predict_all(config, todo, model_dir, started)
+        totals = _predict_all(config, todo, model_dir, started, prior_weight)
     output_rows, error_rows = store.compact()
     return {
         "corpus_items": len(items) + len(missing),

@@ -73,11 +73,13 @@ class PredictBatch:
     A failing item never sinks its batch: it is retried alone and recorded in the errors table.
     """
 
-    def __init__(self, config: dict[str, Any], model_dir: str, started: str) -> None:
+    def __init__(
+        self, config: dict[str, Any], model_dir: str, started: str, prior_weight: float = 0.0
+    ) -> None:
         from serendipity.mllm.predictor import predictor_from_config
 
         self.config = PipelineConfig.model_validate(config)
-        self.predictor = predictor_from_config(self.config, model_dir)
+        self.predictor = predictor_from_config(self.config, model_dir, prior_weight)
         check_gpu_memory(self.predictor)
         self.store = InferenceStore.of(WorkLayout.of(self.config))
         self.started = pd.Timestamp(started)

@@ -29,7 +29,7 @@ from serendipity.mllm.prompts import (
     item_media_from_row,
     target_text,
 )
-from serendipity.schema import ITEMS_FILE, LEVEL_COLUMNS, SFT_SCHEMA, SPLIT_TRAIN, SPLIT_VALIDATION
+from serendipity.schema import ITEMS_FILE, LEVEL_COLUMNS, SFT_SCHEMA, SPLIT_TRAIN, SPLIT_VALIDATION, SPLITS
 from serendipity.tree import ClusterTree
 
 IGNORE_INDEX = -100
@@ -70,10 +70,10 @@ def load_sft(layout: WorkLayout) -> pd.DataFrame:
     if missing:
         raise ValueError(f"{path}: missing column(s) {missing}; expected {SFT_SCHEMA.names}")
     frame = pq.read_table(path, columns=SFT_SCHEMA.names).to_pandas()
-    bad = frame[~frame["split"].isin([SPLIT_TRAIN, SPLIT_VALIDATION])]
+    bad = frame[~frame["split"].isin(SPLITS)]
     if len(bad):
         raise ValueError(
-            f"{path}: column 'split' must be {SPLIT_TRAIN!r} or {SPLIT_VALIDATION!r}; "
+            f"{path}: column 'split' must be one of {list(SPLITS)}; "
             f"rows {bad.index[:10].tolist()} hold {sorted(bad['split'].astype(str).unique())[:5]}"
         )
     return frame
@@ -129,6 +129,9 @@ def build_finetune_data(config: PipelineConfig, processor: Any) -> FinetuneData:
     layout = WorkLayout.of(config)
     style = PromptStyle(config.mllm.prompt_style)
     sft = load_sft(layout)
+    validation = sft[sft["split"] == SPLIT_VALIDATION]
+    curve_items = sorted(validation["context_item_id"].unique().tolist())[: config.mllm.curve_items]
+    sft = sft[(sft["split"] == SPLIT_TRAIN) | sft["context_item_id"].isin(curve_items)]
     media = decode_items(load_items(layout, sft["context_item_id"].unique().tolist()), config, style)
     return finetune_examples(load_tree(layout), sft, media, config.mining.level, style, processor)
 
@@ -151,7 +154,9 @@ def finetune_examples(
             data.quarantined.append({**row._asdict(), "_reason": reason})
             continue
         assert item is not None
-        if row.split == SPLIT_VALIDATION:
+        if row.split != SPLIT_TRAIN:
+            if row.split != SPLIT_VALIDATION:
+                continue  # calibration items fit the nominator after training, never the curves
             if item.item_id not in data.validation_labels:
                 data.validation_items.append(item)
             data.validation_labels.setdefault(item.item_id, set()).add(target)
@@ -275,10 +280,17 @@ def write_quarantine(rows: list[dict[str, Any]], path: Path) -> Path | None:
 
 
 def load_validation(config: PipelineConfig) -> tuple[ClusterTree, list[ItemMedia], dict[int, set[int]]]:
-    """The held-out context items (decoded for the configured style) and their label clusters."""
+    """The validation context items (decoded for the configured style) and their label clusters."""
+    return load_holdout(config, SPLIT_VALIDATION)
+
+
+def load_holdout(
+    config: PipelineConfig, split: str
+) -> tuple[ClusterTree, list[ItemMedia], dict[int, set[int]]]:
+    """The context items of a held-out split (decoded for the configured style) and their labels."""
     layout = WorkLayout.of(config)
     tree, sft = load_tree(layout), load_sft(layout)
-    validation = sft[sft["split"] == SPLIT_VALIDATION]
+    validation = sft[sft["split"] == split]
     media = decode_items(load_items(layout, validation["context_item_id"].unique().tolist()), config)
     labels: dict[int, set[int]] = {}
     for row in validation.itertuples(index=False):

@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from serendipity.config import MllmConfig, PipelineConfig
-from serendipity.io import write_json_atomic
+from serendipity.io import json_safe, write_json_atomic
 from serendipity.layout import LATEST_MODEL_POINTER, WorkLayout
 from serendipity.mllm.checkpoints import (
     checkpoint_history,
@@ -17,10 +18,20 @@ from serendipity.mllm.checkpoints import (
     latest_checkpoint,
     merged_model_from_checkpoint,
 )
-from serendipity.mllm.gate import ALREADY_PUBLISHED, NON_LLM_GUESS_VERSION, PUBLISH, run_gate
-from serendipity.mllm.guess import best_sibling_guess_recall
-from serendipity.mllm.model import MODEL_METADATA_FILE, publish_model, resolve_model_dir
+from serendipity.mllm.gate import (
+    ALREADY_PUBLISHED,
+    GUESS_REFERENCE,
+    NON_LLM_GUESS_VERSION,
+    PRIOR_REFERENCE,
+    PUBLISH,
+    PUBLISHED_REFERENCE,
+    TRANSITION_PRIOR_VERSION,
+    ServedChoice,
+)
+from serendipity.mllm.judge import feature_version, judge, served_nominator
+from serendipity.mllm.model import model_metadata, publish_model, resolve_model_dir
 from serendipity.mllm.training import finetune_worker
+from serendipity.nomination.combine import PRIOR_ALONE
 from serendipity.ray_local import init_local_ray
 from serendipity.schema import CLUSTERS_FILE
 
@@ -86,8 +97,9 @@ def _published_from(models_dir: Path, metadata: dict[str, Any]) -> Path | None:
     if not (models_dir / LATEST_MODEL_POINTER).is_file():
         return None
     latest = resolve_model_dir(models_dir)
-    info = latest / MODEL_METADATA_FILE
-    if info.is_file() and json.loads(info.read_text()) == json.loads(json.dumps(metadata, default=str)):
+    recorded = model_metadata(latest)
+    expected = json.loads(json.dumps(metadata, default=str))
+    if recorded and {key: recorded.get(key) for key in expected} == expected:
         return latest
     return None
 
@@ -97,10 +109,26 @@ def _current_model(models_dir: Path) -> Path | None:
     return resolve_model_dir(models_dir) if (models_dir / LATEST_MODEL_POINTER).is_file() else None
 
 
-def run_finetune(config: PipelineConfig, *, fresh: bool = False) -> dict[str, Any]:
-    """Fine-tune (resuming from the last checkpoint unless ``fresh``), gate, publish, write a summary.
+def _served(
+    decision: str, gate: dict[str, Any], candidate_dir: Path | None, weight: float, current: Path | None
+) -> ServedChoice:
+    """What inference serves: the candidate when published, else the gate's best reference."""
+    if decision in (PUBLISH, ALREADY_PUBLISHED) and candidate_dir is not None:
+        return ServedChoice("model", candidate_dir.name, weight)
+    best = gate["best_reference"]
+    if best == PUBLISHED_REFERENCE and current is not None:
+        return ServedChoice("model", current.name, float(model_metadata(current).get("prior_weight", 0.0)))
+    if best == PRIOR_REFERENCE:
+        return ServedChoice("transition_prior", TRANSITION_PRIOR_VERSION, PRIOR_ALONE)
+    return ServedChoice("non_llm_guess", NON_LLM_GUESS_VERSION, 0.0)
 
-    The model is published as ``latest`` only when the publish gate (``serendipity.mllm.gate``) lets it.
+
+def run_finetune(config: PipelineConfig, *, fresh: bool = False) -> dict[str, Any]:
+    """Fine-tune (resuming from the last checkpoint unless ``fresh``), fit the nominator's prior weight on
+    the calibration split, gate on the validation split, publish, write a summary.
+
+    The model is published as ``latest`` only when the publish gate (``serendipity.mllm.gate``) lets it;
+    the summary's ``served`` names what inference serves.
     """
     layout = WorkLayout.of(config)
     run_dir = layout.finetune_dir / RUN_NAME
@@ -116,7 +144,6 @@ def run_finetune(config: PipelineConfig, *, fresh: bool = False) -> dict[str, An
     if final is None:
         raise RuntimeError(f"fine-tuning wrote no checkpoint under {run_dir}")
     history = checkpoint_history(final)
-    baseline = best_sibling_guess_recall(config)
     metadata = {
         "base_model_dir": str(base),
         "steps": checkpoint_step(final),
@@ -130,33 +157,43 @@ def run_finetune(config: PipelineConfig, *, fresh: bool = False) -> dict[str, An
     already = _published_from(layout.models_dir, metadata)
     model, processor = merged_model_from_checkpoint(final, config.mllm.lora)
     current = _current_model(layout.models_dir) if already is None else None
-    gated = run_gate(config, model, processor, baseline, current)
-    gate = gated["gate"]
-    version_dir = already or current
-    if already is not None:
-        gate["decision"] = ALREADY_PUBLISHED
-    elif gate["decision"] == PUBLISH:
-        version_dir = publish_model(model, processor, layout.models_dir, metadata)
-    served = version_dir.name if version_dir is not None else NON_LLM_GUESS_VERSION
-    gate["served_model_version"] = served
+    judged = judge(config, model, processor, current)
+    gate = judged.gate
+    decision = ALREADY_PUBLISHED if already is not None and gate["decision"] == PUBLISH else gate["decision"]
+    gate["decision"] = decision
+    candidate_dir = already
+    if decision == PUBLISH:
+        published = {**metadata, "prior_weight": judged.weight, "prior_snapshot": judged.prior.snapshot}
+        candidate_dir = publish_model(model, processor, layout.models_dir, published)
+    served = _served(decision, gate, candidate_dir, judged.weight, current)
+    gate["served_model_version"] = served.model_version
     summary = {
         **metadata,
         "resumed_from_step": start_step,
-        "model_dir": str(version_dir) if version_dir is not None else None,
-        "model_version": served,
-        "served_metrics": gated["served_metrics"],
-        "non_llm_baseline": baseline,
+        "model_dir": str(candidate_dir or current) if (candidate_dir or current) else None,
+        "model_version": served.model_version,
+        "served": served.to_json(),
+        "feature_version": feature_version(served, judged.prior),
+        "served_metrics": judged.nominators[served_nominator(served, gate)],
+        "non_llm_baseline": judged.nominators[GUESS_REFERENCE],
+        "prior": asdict(judged.prior),
+        "prior_weight": judged.weight,
+        "calibration": judged.calibration,
+        "validation": {"nominators": judged.nominators, "by_evidence": judged.by_evidence},
         "gate": gate,
         "history": history,
     }
-    write_json_atomic(summary, layout.finetune_summary_path)
+    write_json_atomic(json_safe(summary), layout.finetune_summary_path)
     log.info(
-        "fine-tuned %s steps: free %s, served recall %.3f; non-LLM guess recall %.3f; gate: %s, serving %s",
+        "fine-tuned %s steps; validation n=%d: candidate (lambda %.3g) recall %.3f, prior alone %.3f, "
+        "guess %.3f; gate: %s, serving %s",
         summary["steps"],
-        history[-1] if history else {},
-        gated["served_metrics"]["recall"],
-        baseline["recall"],
-        gate["decision"],
-        served,
+        gate["n"],
+        judged.weight,
+        gate["candidate"]["recall"],
+        judged.nominators[PRIOR_REFERENCE]["recall"],
+        judged.nominators[GUESS_REFERENCE]["recall"],
+        decision,
+        served.model_version,
     )
     return summary

@@ -1,41 +1,47 @@
-"""The publish gate: a fine-tuned model becomes ``latest`` only when its served recall is not worse.
+"""The publish gate: a fine-tuned nominator is published only when it is not worse than any reference.
 
-Served recall is what reaches Feast: the share of validation context items whose top sibling-constrained
-answer (the decoding batch inference uses) is one of their label clusters. The candidate is compared
-with each reference, on the same validation items: the best non-LLM guess and, when one exists, the
-currently published model. Every recall carries its 95% Wilson interval ``[low, high]``.
+The candidate (the fine-tuned model combined with the transition prior at its fitted weight) and each
+reference are judged on the same validation items (the latest pairs, never used to fit anything):
+the non-LLM guess, the transition prior alone and, when one exists, the published model. Each
+comparison is paired: n, both recalls, the recall difference with its 95% paired-bootstrap interval and
+the exact McNemar p-value of the discordant items.
 
 Rules (``mllm.gate.rule``):
 
-- ``not_worse_by_interval``: the candidate is *significantly worse* than a reference when
-  ``candidate.high + margin < reference.low``; it is published when it is significantly worse than no
-  reference. ``margin`` (``mllm.gate.margin``) is the shortfall tolerated on top of the intervals:
-  0 compares the bare intervals, a positive margin lets more models through, a negative one demands more
-  (at -1 every candidate is held back unless a reference's lower bound is 0).
+- ``paired_not_worse``: publish when, against every reference, the candidate's recall is at least the
+  reference's minus ``margin`` and the paired test does not find it worse at level ``alpha``.
+  Otherwise the best reference is served (a held-back candidate leaves ``latest`` as it was).
 - ``always``: publish every model; the figures are still computed and recorded.
-
-A held-back candidate leaves ``latest`` as it was; without any published model, inference serves the
-non-LLM guess under the model version ``non-llm-guess``.
 """
 
 from __future__ import annotations
 
 import json
 import math
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from serendipity.intervals import wilson_interval
-
-if TYPE_CHECKING:
-    from serendipity.config import PipelineConfig
+from serendipity.intervals import exact_mcnemar, paired_bootstrap_difference, wilson_interval
 
 NON_LLM_GUESS_VERSION = "non-llm-guess"  # model_version of features written from the non-LLM guess
+TRANSITION_PRIOR_VERSION = "transition-prior"  # ... from the transition prior alone
 GUESS_REFERENCE = "non_llm_guess"
+PRIOR_REFERENCE = "transition_prior"
 PUBLISHED_REFERENCE = "published"
 PUBLISH, HOLD_BACK, ALREADY_PUBLISHED = "publish", "hold back", "already published"
+PAIRED_TEST = "exact McNemar (two-sided) with a paired bootstrap 95% interval of the recall difference"
+SMALL_SAMPLE = 200  # below this many validation items, the report warns that recalls are noisy
+
+ServedKind = Literal["model", "transition_prior", "non_llm_guess"]
+REFERENCE_KIND: dict[str, ServedKind] = {
+    PUBLISHED_REFERENCE: "model",
+    PRIOR_REFERENCE: "transition_prior",
+    GUESS_REFERENCE: "non_llm_guess",
+}
 
 
 class GateConfig(BaseModel):
@@ -43,73 +49,93 @@ class GateConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    rule: Literal["not_worse_by_interval", "always"] = "not_worse_by_interval"
-    margin: float = Field(0.0, ge=-1.0, le=1.0)
+    rule: Literal["paired_not_worse", "always"] = "paired_not_worse"
+    margin: float = Field(0.0, ge=-1.0, le=1.0)  # recall shortfall tolerated against a reference
+    alpha: float = Field(0.05, gt=0.0, lt=1.0)  # level of the paired test
 
 
-def recall_figures(hits: int, items: int) -> dict[str, float | int]:
-    """Hits, items, recall and its 95% Wilson interval."""
-    low, high = wilson_interval(float(hits), items)
-    recall = hits / items if items else math.nan
-    return {"hits": hits, "items": items, "recall": recall, "ci_low": low, "ci_high": high}
-
-
-def served_figures(scores: dict[str, Any]) -> dict[str, float | int]:
-    """``recall_figures`` of an evaluation result (``EvalResult.as_dict()``) of the served decoding."""
-    items = int(scores["items"])
-    return recall_figures(round(float(scores["recall"]) * items), items)
-
-
-def significantly_worse(candidate: dict[str, Any], reference: dict[str, Any], margin: float) -> bool:
-    """Whether the candidate's interval lies below the reference's by more than ``margin``."""
-    high, low = candidate.get("ci_high", math.nan), reference.get("ci_low", math.nan)
-    if not (math.isfinite(high) and math.isfinite(low)):
-        return False
-    return high + margin < low
-
-
-def decide(
-    candidate: dict[str, Any], references: dict[str, dict[str, Any]], settings: GateConfig
-) -> dict[str, Any]:
-    """The gate's decision and its figures (JSON-ready)."""
-    worse = [name for name, ref in references.items() if significantly_worse(candidate, ref, settings.margin)]
-    publish = settings.rule == "always" or not worse
+def recall_figures(hits: np.ndarray) -> dict[str, float | int]:
+    """Hits, items, recall and its 95% Wilson interval of a 0/1 hit vector."""
+    count, total = int(np.sum(hits)), len(hits)
+    low, high = wilson_interval(float(count), total)
     return {
-        "rule": settings.rule,
-        "margin": settings.margin,
-        "candidate": candidate,
-        "references": references,
-        "significantly_worse_than": worse,
-        "decision": PUBLISH if publish else HOLD_BACK,
+        "hits": count,
+        "items": total,
+        "recall": count / total if total else math.nan,
+        "ci_low": low,
+        "ci_high": high,
     }
 
 
-def run_gate(
-    config: PipelineConfig,
-    model: Any,
-    processor: Any,
-    guess: dict[str, Any],
-    published: Path | None,
-) -> dict[str, Any]:
-    """Served scores of the candidate (and of the ``published`` model directory), and the decision."""
-    from serendipity.mllm.data import load_validation
-    from serendipity.mllm.evaluation import served_scores
-    from serendipity.mllm.model import MllmLoadError, load_model, model_version
-
-    validation = load_validation(config)
-    scores = served_scores(config, model, processor, validation)
-    references = {GUESS_REFERENCE: recall_figures(int(guess["hits"]), int(guess["items"]))}
-    if published is not None:
-        try:
-            figures = served_figures(served_scores(config, *load_model(published), validation))
-        except MllmLoadError as error:  # recorded; the candidate is then judged against the guess alone
-            figures = {"error": str(error)}
-        references[PUBLISHED_REFERENCE] = {**figures, "model_version": model_version(published)}
-    return {"served_metrics": scores, "gate": decide(served_figures(scores), references, config.mllm.gate)}
+def paired_comparison(candidate: np.ndarray, reference: np.ndarray) -> dict[str, Any]:
+    """The candidate against one reference on the same items."""
+    candidate, reference = np.asarray(candidate, dtype=bool), np.asarray(reference, dtype=bool)
+    only_candidate = int((candidate & ~reference).sum())
+    only_reference = int((reference & ~candidate).sum())
+    difference, low, high = paired_bootstrap_difference(candidate, reference)
+    return {
+        "n": len(candidate),
+        "candidate_recall": float(candidate.mean()) if len(candidate) else math.nan,
+        "reference_recall": float(reference.mean()) if len(reference) else math.nan,
+        "difference": difference,
+        "difference_ci_low": low,
+        "difference_ci_high": high,
+        "only_candidate": only_candidate,
+        "only_reference": only_reference,
+        "p_value": exact_mcnemar(only_candidate, only_reference),
+        "test": PAIRED_TEST,
+    }
 
 
-def serves_guess(finetune_summary: Path, latest_pointer: Path) -> bool:
-    """Whether inference serves the non-LLM guess: the gate held every fine-tuned model back."""
-    if latest_pointer.is_file() or not finetune_summary.is_file():
-        return False
-    return json.loads(finetune_summary.read_text()).get("model_version") == NON_LLM_GUESS_VERSION
+def _worse(comparison: dict[str, Any], settings: GateConfig) -> bool:
+    short = comparison["candidate_recall"] < comparison["reference_recall"] - settings.margin
+    significant = comparison["p_value"] < settings.alpha and comparison["difference"] < 0
+    return bool(short or significant)
+
+
+def decide(candidate: np.ndarray, references: dict[str, np.ndarray], settings: GateConfig) -> dict[str, Any]:
+    """The gate's decision, every paired comparison and the best reference (JSON-ready).
+
+    ``references`` maps a reference name to its hit vector on the candidate's items; on equal recall the
+    earlier reference counts as the better one.
+    """
+    comparisons = {name: paired_comparison(candidate, hits) for name, hits in references.items()}
+    worse = [name for name, comparison in comparisons.items() if _worse(comparison, settings)]
+    best = max(
+        references,
+        key=lambda name: float(np.mean(references[name])) if len(references[name]) else -1.0,
+        default=None,
+    )
+    return {
+        "rule": settings.rule,
+        "margin": settings.margin,
+        "alpha": settings.alpha,
+        "n": len(candidate),
+        "small_sample": len(candidate) < SMALL_SAMPLE,
+        "candidate": recall_figures(candidate),
+        "references": {name: recall_figures(hits) for name, hits in references.items()},
+        "comparisons": comparisons,
+        "worse_than": worse,
+        "best_reference": best,
+        "decision": PUBLISH if settings.rule == "always" or not worse else HOLD_BACK,
+    }
+
+
+@dataclass(frozen=True)
+class ServedChoice:
+    """What inference serves, as the last fine-tuning run decided."""
+
+    kind: ServedKind
+    model_version: str  # the model's version; the prior's or the guess's name otherwise
+    prior_weight: float = 0.0  # lambda of the combined nominator (model kind only)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def served_choice(finetune_summary: Path) -> ServedChoice | None:
+    """The choice recorded in the fine-tuning summary (None before any fine-tuning)."""
+    if not finetune_summary.is_file():
+        return None
+    data = json.loads(finetune_summary.read_text()).get("served")
+    return ServedChoice(**data) if data else None

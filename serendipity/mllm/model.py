@@ -184,6 +184,12 @@ def publish_model(model: Any, processor: Any, models_dir: str | Path, metadata: 
     return version_dir
 
 
+def model_metadata(model_dir: str | Path) -> dict[str, Any]:
+    """What ``publish_model`` recorded beside a model (empty when nothing was)."""
+    info = resolve_model_dir(model_dir) / MODEL_METADATA_FILE
+    return json.loads(info.read_text()) if info.is_file() else {}
+
+
 def model_version(model_dir: str | Path) -> str:
     """The version name of a (resolved) model directory, e.g. ``mllm-20260101T000000-ab12cd34``."""
     return resolve_model_dir(model_dir).name

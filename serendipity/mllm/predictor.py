@@ -13,7 +13,10 @@ from typing import Any
 from serendipity.mllm.generation import Prediction, serendipitous_candidates
 from serendipity.mllm.metrics import max_answer_tokens, predict_serendipitous_clusters
 from serendipity.mllm.model import load_model, model_version
+from serendipity.mllm.nominator import nominate_items, predictions_of, scores_all_siblings
 from serendipity.mllm.prompts import ItemMedia, PromptStyle, item_media_from_row
+from serendipity.mllm.scoring import score_siblings
+from serendipity.nomination.prior import TransitionPrior
 from serendipity.tree import ClusterTree
 
 __all__ = ["ItemMedia", "MllmPredictor", "item_media_from_row"]
@@ -37,6 +40,9 @@ class MllmPredictor:
         batch_size: int = 16,
         device: str | None = None,
         dtype: Any = None,
+        prior: TransitionPrior | None = None,
+        prior_weight: float = 0.0,
+        score_all_max_siblings: int = 64,
     ) -> None:
         if not 1 <= top_k <= num_beams:
             raise ValueError(f"top_k must be between 1 and num_beams={num_beams}, got {top_k}")
@@ -52,6 +58,13 @@ class MllmPredictor:
         self.restrict_to_siblings = restrict_to_siblings
         self.batch_size = batch_size
         self.max_new_tokens = max_answer_tokens(self.processor, tree, self.style, level)
+        self.prior = prior
+        self.prior_weight = prior_weight
+        self.scores_all = (
+            constrained and restrict_to_siblings and scores_all_siblings(tree, level, score_all_max_siblings)
+        )
+        if prior is not None and prior_weight > 0:
+            self.model_version = f"{self.model_version}+{prior.info.version}"
 
     def candidates(self, items: Sequence[ItemMedia]) -> list[list[int]] | None:
         """Per item, the clusters an answer may name: siblings of its level-L cluster."""
@@ -62,6 +75,21 @@ class MllmPredictor:
         ]
 
     def predict(self, items: Sequence[ItemMedia]) -> list[list[Prediction]]:
+        """Every sibling scored and combined with the prior when the sibling sets are small enough;
+        constrained beams (the model alone) otherwise."""
+        if self.scores_all:
+            scores = score_siblings(
+                self.model,
+                self.processor,
+                items,
+                self.tree,
+                style=self.style,
+                level=self.level,
+                batch_size=self.batch_size,
+                max_new_tokens=self.max_new_tokens,
+            )
+            nominations = nominate_items(items, self.level, self.tree, self.prior, self.prior_weight, scores)
+            return [predictions_of(n, self.tree, self.top_k) for n in nominations]
         return predict_serendipitous_clusters(
             self.model,
             self.processor,
@@ -81,11 +109,17 @@ class MllmPredictor:
         return self.predict(items)
 
 
-def predictor_from_config(config: Any, model_dir: str | Path | None = None) -> MllmPredictor:
-    """A predictor with the pipeline config's settings; ``model_dir`` defaults to the published model."""
+def predictor_from_config(
+    config: Any, model_dir: str | Path | None = None, prior_weight: float = 0.0
+) -> MllmPredictor:
+    """A predictor with the pipeline config's settings; ``model_dir`` defaults to the published model.
+
+    With ``prior_weight`` > 0 the model's scores are combined with the transition prior of the work dir.
+    """
     from serendipity.layout import WorkLayout
     from serendipity.mllm.data import load_tree
     from serendipity.mllm.precision import inference_device, resolve_precision, torch_dtype
+    from serendipity.nomination.prior import load_prior
 
     layout = WorkLayout.of(config)
     device = inference_device(config.inference.num_gpus_per_actor)
@@ -102,4 +136,7 @@ def predictor_from_config(config: Any, model_dir: str | Path | None = None) -> M
         batch_size=config.inference.batch_size,
         device=device,
         dtype=torch_dtype(resolve_precision(config.mllm.precision, device)) if device else None,
+        prior=load_prior(layout) if prior_weight > 0 else None,
+        prior_weight=prior_weight,
+        score_all_max_siblings=config.inference.score_all_max_siblings,
     )

@@ -32,7 +32,7 @@ def test_finetune_checkpoints_resumes_and_publishes(mined: PipelineConfig, ray_l
     from serendipity.mllm.finetune import run_finetune
     from serendipity.mllm.model import load_model
 
-    config = _isolated(mined, tmp_path / "work")
+    config = _isolated(mined, tmp_path / "work", gate=GateConfig(rule="always"))
     layout = WorkLayout.of(config)
     first = run_finetune(config)
     steps = [row["step"] for row in first["history"]]
@@ -43,11 +43,17 @@ def test_finetune_checkpoints_resumes_and_publishes(mined: PipelineConfig, ray_l
     assert checkpoint_step(latest_checkpoint(layout.finetune_dir)) == 4
     assert 0.0 <= first["non_llm_baseline"]["recall"] <= 1.0
     assert (layout.models_dir / "latest").read_text() == first["model_version"]
-    gate = first["gate"]  # the default gate: not significantly worse than the guess, so published
+    gate = first["gate"]  # rule "always": published whatever the figures, which are still recorded
     assert gate["decision"] == "publish" and gate["served_model_version"] == first["model_version"]
     assert gate["candidate"]["recall"] == first["served_metrics"]["recall"]
-    assert gate["candidate"]["ci_high"] >= gate["references"]["non_llm_guess"]["ci_low"]
-    assert json.loads(layout.finetune_summary_path.read_text())["gate"] == gate
+    assert set(gate["comparisons"]) == {"transition_prior", "non_llm_guess"}
+    assert gate["n"] == first["validation"]["nominators"]["candidate"]["items"] > 0
+    assert first["served"] == {
+        "kind": "model",
+        "model_version": first["model_version"],
+        "prior_weight": first["prior_weight"],
+    }
+    assert json.loads(layout.finetune_summary_path.read_text())["gate"] == json.loads(json.dumps(gate))
 
     longer = config.model_copy(update={"mllm": config.mllm.model_copy(update={"max_steps": 6})})
     second = run_finetune(longer)
@@ -64,8 +70,8 @@ def test_finetune_checkpoints_resumes_and_publishes(mined: PipelineConfig, ray_l
     unbeatable = longer.mllm.model_copy(update={"max_steps": 8, "gate": GateConfig(margin=-1.0)})
     held = run_finetune(longer.model_copy(update={"mllm": unbeatable}))
     assert held["gate"]["decision"] == "hold back" and held["steps"] == 8
-    assert held["gate"]["references"]["published"]["model_version"] == second["model_version"]
-    assert (layout.models_dir / "latest").read_text() == held["model_version"] == second["model_version"]
+    assert "published" in held["gate"]["comparisons"]
+    assert (layout.models_dir / "latest").read_text() == second["model_version"]
 
 
 def test_second_architecture_finetunes_and_generates(
@@ -90,35 +96,51 @@ def test_second_architecture_finetunes_and_generates(
     assert len(predictions) == 2 and all(ranked for ranked in predictions)
 
 
-def test_gate_holds_back_a_model_worse_than_the_guess_and_the_chain_serves_the_guess(
+def test_gate_holds_back_a_model_worse_than_the_references_and_the_chain_serves_the_best(
     mined: PipelineConfig, ray_local, tmp_path: Path
 ) -> None:
     """No published model and a candidate the gate rejects: `latest` stays absent, inference writes the
-    non-LLM guess for every corpus item under the model version saying so."""
+    best reference's nomination (the prior alone or the non-LLM guess) for every corpus item under the
+    version saying so."""
     import pyarrow.parquet as pq
 
     from ray_jobs import infer
+    from serendipity.mllm.data import load_tree
     from serendipity.mllm.finetune import run_finetune
+    from serendipity.mllm.generation import serendipitous_candidates
     from serendipity.mllm.guess import best_sibling_guess
+    from serendipity.nomination.combine import PRIOR_ALONE, nominate
+    from serendipity.nomination.prior import load_prior
     from serendipity.schema import ITEMS_FILE, level_column
 
     config = _isolated(mined, tmp_path / "work", max_steps=2, eval_every=2, gate=GateConfig(margin=-1.0))
     layout = WorkLayout.of(config)
     summary = run_finetune(config)
     gate = summary["gate"]
-    assert gate["references"]["non_llm_guess"]["ci_low"] > 0  # the guess hits: margin -1 is unbeatable
-    assert gate["decision"] == "hold back" and gate["significantly_worse_than"] == ["non_llm_guess"]
-    assert summary["model_version"] == gate["served_model_version"] == NON_LLM_GUESS_VERSION
-    assert not layout.latest_model_pointer.exists() and summary["model_dir"] is None
-    assert json.loads(layout.finetune_summary_path.read_text())["gate"] == gate
+    assert gate["decision"] == "hold back"  # margin -1: worse than every reference
+    assert gate["worse_than"] == ["transition_prior", "non_llm_guess"]
+    best = gate["best_reference"]
+    recalls = {name: figures["recall"] for name, figures in gate["references"].items()}
+    assert recalls[best] == max(recalls.values())
+    assert summary["served"]["kind"] == best and not layout.latest_model_pointer.exists()
 
     figures = infer.run(config)
     output = pq.read_table(layout.serendipity_path).to_pandas()
     corpus = set(pq.read_table(layout.corpus_path).column("item_id").to_pylist())
-    assert figures["model_version"] == NON_LLM_GUESS_VERSION and set(output["item_id"]) <= corpus
-    assert len(output) > 0 and (output["model_version"] == NON_LLM_GUESS_VERSION).all()
-    guess, _ = best_sibling_guess(config)
+    assert figures["model_version"] == summary["feature_version"] and set(output["item_id"]) <= corpus
+    assert len(output) > 0 and (output["model_version"] == summary["feature_version"]).all()
     items = pq.read_table(layout.catalog_dir() / ITEMS_FILE).to_pandas().set_index("item_id")
     own = items.loc[output["item_id"], level_column(config.mining.level)].astype(int)
-    assert output["serendipitous_cluster"].tolist() == [guess[cluster] for cluster in own]
-    assert infer.run(config)["to_infer"] == 0  # incremental under the guess's version too
+    if best == "non_llm_guess":
+        assert summary["model_version"] == NON_LLM_GUESS_VERSION
+        guess, _ = best_sibling_guess(config)
+        expected = [guess[cluster] for cluster in own]
+    else:
+        tree, prior, level = load_tree(layout), load_prior(layout), config.mining.level
+        expected = []
+        for item, cluster in zip(output["item_id"], own, strict=True):
+            options = serendipitous_candidates(tree, cluster, level)
+            chances = prior.probabilities(item, cluster, options)
+            expected.append(nominate(item, options, None, chances, PRIOR_ALONE).best)
+    assert output["serendipitous_cluster"].tolist() == expected
+    assert infer.run(config)["to_infer"] == 0  # incremental under the reference's version too

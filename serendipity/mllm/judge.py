@@ -1,0 +1,119 @@
+"""Judging a fine-tuned model as a nominator: fit its prior weight, score it and the references.
+
+The calibration split fits lambda of the combined nominator; the validation split (never used to fit
+anything) compares the candidate, the model alone, the transition prior alone, the non-LLM guess and
+the published model on the same items, overall and split by whether the context item had logged
+transitions of its own in the training period (warm: the prior knows it) or not (cold).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from serendipity.config import PipelineConfig
+from serendipity.layout import WorkLayout
+from serendipity.mllm.data import load_holdout, load_tree
+from serendipity.mllm.gate import (
+    ALREADY_PUBLISHED,
+    GUESS_REFERENCE,
+    PRIOR_REFERENCE,
+    PUBLISH,
+    PUBLISHED_REFERENCE,
+    ServedChoice,
+    decide,
+    recall_figures,
+)
+from serendipity.mllm.guess import best_sibling_guess
+from serendipity.mllm.nominator import held_out, model_scores
+from serendipity.nomination.combine import PRIOR_ALONE, ScoredItem, fit_weight, hits
+from serendipity.nomination.prior import PriorInfo, load_prior
+from serendipity.schema import SPLIT_CALIBRATION, SPLIT_VALIDATION
+
+CANDIDATE, MODEL_ALONE = "candidate", "model_alone"
+
+
+@dataclass
+class Judged:
+    weight: float  # lambda fitted on the calibration split
+    prior: PriorInfo
+    calibration: dict[str, Any]
+    nominators: dict[str, dict[str, Any]]  # recall figures on the validation items, per nominator
+    by_evidence: dict[str, dict[str, Any]]  # the same, split into warm and cold context items
+    gate: dict[str, Any]
+
+
+def _guess_hits(config: PipelineConfig, items: list[ScoredItem], own: dict[int, int]) -> np.ndarray:
+    guess, _ = best_sibling_guess(config)
+    return np.array([float(guess.get(own[item.item_id]) in item.labels) for item in items])
+
+
+def judge(config: PipelineConfig, model: Any, processor: Any, published: Path | None) -> Judged:
+    """Fit, score and gate the candidate ``model`` against the references (and the ``published`` model)."""
+    from serendipity.mllm.model import MllmLoadError, load_model, model_metadata
+
+    layout, level = WorkLayout.of(config), config.mining.level
+    tree, prior = load_tree(layout), load_prior(layout)
+
+    def scored(
+        split: str, candidate: Any, candidate_processor: Any
+    ) -> tuple[list[ScoredItem], dict[int, int]]:
+        _, items, labels = load_holdout(config, split)
+        scores = model_scores(config, candidate, candidate_processor, items, tree)
+        return held_out(items, labels, tree, level, prior, scores), {
+            i.item_id: i.cluster_at(level) for i in items
+        }
+
+    calibration, _ = scored(SPLIT_CALIBRATION, model, processor)
+    weight, weight_recalls = fit_weight(calibration)
+    validation, own = scored(SPLIT_VALIDATION, model, processor)
+    vectors = {
+        CANDIDATE: hits(validation, weight),
+        MODEL_ALONE: hits(validation, 0.0),
+        PRIOR_REFERENCE: hits(validation, PRIOR_ALONE),
+        GUESS_REFERENCE: _guess_hits(config, validation, own),
+    }
+    references = [PRIOR_REFERENCE, GUESS_REFERENCE]
+    if published is not None:
+        try:
+            published_items, _ = scored(SPLIT_VALIDATION, *load_model(published))
+            published_weight = float(model_metadata(published).get("prior_weight", 0.0))
+            vectors[PUBLISHED_REFERENCE] = hits(published_items, published_weight)
+            references.insert(0, PUBLISHED_REFERENCE)
+        except MllmLoadError:  # an unreadable published model is no reference; the others still are
+            pass
+    gate = decide(vectors[CANDIDATE], {name: vectors[name] for name in references}, config.mllm.gate)
+    warm = np.array([item.warm for item in validation], dtype=bool)
+    by_evidence = {
+        group: {"n": int(mask.sum()), **{name: recall_figures(v[mask]) for name, v in vectors.items()}}
+        for group, mask in (("warm", warm), ("cold", ~warm))
+    }
+    return Judged(
+        weight=weight,
+        prior=prior.info,
+        calibration={
+            "n": len(calibration),
+            "weight": weight,
+            "recall_by_weight": {str(k): v for k, v in weight_recalls.items()},
+        },
+        nominators={name: recall_figures(v) for name, v in vectors.items()},
+        by_evidence=by_evidence,
+        gate=gate,
+    )
+
+
+def served_nominator(served: ServedChoice, gate: dict[str, Any]) -> str:
+    """Which of the judged nominators is the one served."""
+    if served.kind == "model":
+        return CANDIDATE if gate["decision"] in (PUBLISH, ALREADY_PUBLISHED) else PUBLISHED_REFERENCE
+    return PRIOR_REFERENCE if served.kind == "transition_prior" else GUESS_REFERENCE
+
+
+def feature_version(served: ServedChoice, prior: PriorInfo) -> str:
+    """The ``model_version`` the features carry: the model and, when it is used, the prior's snapshot."""
+    if served.kind == "non_llm_guess" or (served.kind == "model" and served.prior_weight == 0.0):
+        return served.model_version
+    return f"{served.model_version}+{prior.version}"
