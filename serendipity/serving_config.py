@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+import re
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+# a host name or an IP address: letters, digits, dots, dashes, colons (IPv6); nothing HAProxy or a URL
+# would read as more than one word (no spaces, newlines, quotes, slashes)
+HOST = re.compile(r"[A-Za-z0-9.:-]{1,253}")
 
 
 class AdmissionConfig(BaseModel):
@@ -32,6 +38,10 @@ class ServingConfig(BaseModel):
     max_body_bytes: int = Field(16_384, ge=256)
     # past this the ingress answers from its own popular-items fallback (degraded), never a time-out
     request_timeout_s: float = Field(10.0, gt=0)
+    # deadline of the ingress's call to the recommender (both attempts, when a replica is lost): past it,
+    # or with no live replica, the ingress answers its own fallback; a dead replica holds a request (and
+    # the admission front's slot) no longer than this. Capped by request_timeout_s.
+    recommender_timeout_ms: int = Field(300, ge=1)
     max_batch_size: int = Field(16, ge=1)  # requests the recommender deployment answers together
     batch_wait_timeout_s: float = Field(0.005, ge=0)  # how long a batch waits to fill up
     # load shedding: requests each ingress replica works on (more get 503 + Retry-After from the ingress
@@ -41,9 +51,35 @@ class ServingConfig(BaseModel):
     retry_after_s: int = Field(1, ge=0)
     recommender_replicas: int = Field(1, ge=1)
     feature_timeout_ms: int = Field(250, ge=1)  # deadline of one online-store read; past it: degraded
+    # the Redis client's own socket timeouts (added to the connection string when it sets none), so a
+    # read stuck on a stalled server ends and frees its read slot (serendipity.retrieval.deadline)
+    store_socket_timeout_s: float = Field(2.0, gt=0)
     store_check_interval_s: float = Field(2.0, gt=0)  # background re-open / readiness probe of the store
     degraded_log_interval_s: float = Field(30.0, ge=0)  # at most one degraded-mode warning per interval
     admission: AdmissionConfig = AdmissionConfig()
+
+    @field_validator("host")
+    @classmethod
+    def _plain_host(cls, host: str) -> str:
+        if not HOST.fullmatch(host):
+            raise ValueError(f"serving.host={host!r} is not a host name or IP address")
+        return host
+
+    @model_validator(mode="after")
+    def _distinct_ports(self) -> ServingConfig:
+        if self.admission.enabled and self.serve_port == self.port:
+            raise ValueError(
+                f"serving.admission.upstream_port={self.serve_port} equals serving.port: the front and "
+                "Serve's proxy need a port each"
+            )
+        if self.admission.enabled and self.admission.upstream_port is None and self.port == 65535:
+            raise ValueError("serving.port=65535 leaves no next port for Serve: set admission.upstream_port")
+        return self
+
+    @property
+    def recommender_timeout_s(self) -> float:
+        """The deadline of the ingress's call to the recommender, in seconds."""
+        return min(self.recommender_timeout_ms / 1000, self.request_timeout_s)
 
     @property
     def serve_port(self) -> int:

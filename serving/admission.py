@@ -4,21 +4,30 @@ Serve refuses overload only once a request has reached Python: its proxy parses 
 ingress replica, which answers 503. On a few cores that costs about as much CPU as an answer, so under
 overload refused and accepted requests queue for the same cores (bench/results/serve_load.json:
 p99 1.8 s for both at 3x capacity). HAProxy refuses in C instead. It hands Serve at most
-``admission.max_active`` /recommend requests at once, queues ``max_waiting`` more for at most
-``max_wait_ms``, and answers the rest at once with 503, ``Retry-After`` and the JSON body the ingress
-would send. Every other path (health, readiness, docs, the explorer) passes through unlimited. Serve's own
-limits (``max_in_flight``, ``max_queued_requests``) stay as the second line, for a client that reaches
-Serve directly.
+``admission.max_active`` requests at once, queues ``max_waiting`` more for at most ``max_wait_ms``, and
+answers the rest at once with 503, ``Retry-After`` and the JSON body the ingress would send. Only the
+cheap paths of ``UNGATED_PATHS`` (health, readiness, docs) pass unlimited, matched exactly on the
+percent-decoded path the application reads: everything else (``/recommen%64``, the explorer) is
+limited. A request's body is read whole by HAProxy before it takes a slot
+(``option http-buffer-request``), so slow senders hold no slot, and are cut off past
+``timeout http-request``. Serve's own limits (``max_in_flight``, ``max_queued_requests``) stay as the
+second line, for a client that reaches Serve directly.
+
+The front is the app's public listener: it refuses to listen beyond loopback unless the ingress, which
+checks the bearer token, knows it (``serving.host``) and this process has the token
+(``require_public_token``).
 
 ``render_config`` writes the HAProxy configuration; ``run_front`` starts HAProxy as a child process
-(``serendipity serve run`` / ``start``, the benchmark, the tests); ``exec_front`` replaces this process
-with it (the RayService's admission sidecar: ``serendipity serve admission``).
+(``serendipity serve run`` / ``start``, the benchmark, the tests); ``serve_front`` runs it in the
+foreground as a container's main process (the RayService's admission sidecar: ``serendipity serve
+admission``), turning SIGTERM into HAProxy's graceful stop.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -28,14 +37,24 @@ from pathlib import Path
 
 from serendipity.io import write_text_atomic
 from serendipity.serving_config import ServingConfig
-from serving.guard import CLIENT_REQUEST_ID, GATED_PATHS, OVERLOADED
+from serving.guard import (
+    CLIENT_REQUEST_ID,
+    OVERLOADED,
+    UNGATED_PATHS,
+    InsecureBindError,
+    is_loopback,
+    require_token_off_loopback,
+)
+from serving.settings import TOKEN_ENV
 
 LOOPBACK = "127.0.0.1"
 UNAVAILABLE = "unavailable, retry later"  # HAProxy's own 503: queue wait over, or Serve not listening
 REQUEST_ID_VAR = "txn.request_id"
 CLIENT_ID = f"^{CLIENT_REQUEST_ID.pattern.decode()}$"  # the client ids the ingress keeps
 CLIENT_TIMEOUT_S = 30  # a client idle this long mid-request or between keep-alive requests is closed
-READ_REQUEST_TIMEOUT_S = 10  # a request's headers must arrive within this (slow clients hold no slot)
+READ_REQUEST_TIMEOUT_S = 10  # a request's headers and body arrive within this (slow senders hold no slot)
+CHECK_TIMEOUT_S = 30  # `haproxy -c` of the written configuration
+STOP_GRACE_S = 10  # a stopping front finishes the requests it holds for this long, then ends
 
 
 class AdmissionError(RuntimeError):
@@ -65,8 +84,29 @@ def haproxy_binary(configured: str | None = None) -> str:
 
 
 def _json_body(detail: str) -> str:
-    """An HAProxy log-format string for the ingress's error body, with this request's id."""
-    return f'\'{{"detail":"{detail}","request_id":"%[var({REQUEST_ID_VAR})]"}}\''
+    """An HAProxy log-format string for the ingress's error body, with this request's id (JSON-escaped,
+    although the id is already either the client's plain token or a uuid)."""
+    return f'\'{{"detail":"{detail}","request_id":"%[var({REQUEST_ID_VAR}),json(utf8s)]"}}\''
+
+
+class InsecureFrontError(AdmissionError):
+    """The front would listen beyond loopback where the ingress does not check a token."""
+
+
+def require_public_token(serving: ServingConfig, listen_host: str | None, token_env: str) -> None:
+    """The token rule at the public listener: beyond loopback, the front listens only on ``serving.host``
+    (so the ingress replicas, which check the token, know the app is public: ``guard.public_hosts``),
+    and only with the token set in this process's environment too."""
+    host = listen_host or serving.host
+    if not is_loopback(host) and is_loopback(serving.host):
+        raise InsecureFrontError(
+            f"the admission front would listen on {host} while serving.host is {serving.host}: the "
+            f"ingress would take itself for private and serve without a token; set serving.host: {host}"
+        )
+    try:
+        require_token_off_loopback(host, os.environ.get(token_env), token_env)
+    except InsecureBindError as error:
+        raise InsecureFrontError(str(error)) from None
 
 
 def _error_reply(status: int, detail: str, retry_after_s: int | None = None) -> str:
@@ -86,16 +126,20 @@ def render_config(serving: ServingConfig, listen_host: str | None = None) -> str
     host = listen_host or serving.host
     upstream = f"{LOOPBACK}:{serving.serve_port}"
     backstop_s = max(1, round(serving.request_timeout_s * 3))  # the ingress answers by request_timeout_s
-    gated = " ".join(sorted(GATED_PATHS))
+    ungated = " ".join(sorted(UNGATED_PATHS))
     overloaded = _error_reply(503, OVERLOADED, serving.retry_after_s)
     return f"""\
 # Generated by serving/admission.py from the pipeline config's serving: section; do not edit.
 global
     maxconn 4096
     nbthread 1
+    # a graceful stop (SIGUSR1) finishes the requests in progress for at most this long
+    hard-stop-after {STOP_GRACE_S}s
 
 defaults
     mode http
+    # a request's body is read whole before it is queued or sent on: slow senders take no slot
+    option http-buffer-request
     timeout connect 2s
     timeout client {CLIENT_TIMEOUT_S}s
     timeout http-request {READ_REQUEST_TIMEOUT_S}s
@@ -109,14 +153,19 @@ defaults
 
 frontend public
     bind {host}:{serving.port}
-    # the ingress keeps a client's plain request id and answers with it; HAProxy gives one otherwise
-    http-request set-header X-Request-ID %[uuid] unless {{ req.hdr(x-request-id) -m reg {CLIENT_ID} }}
-    http-request set-var({REQUEST_ID_VAR}) req.hdr(x-request-id)
-    acl gated path_end {gated}
+    # the ingress keeps a client's plain request id (the whole header, not its last comma-separated
+    # part) and answers with it; HAProxy gives one otherwise
+    acl plain_id req.fhdr(x-request-id) -m reg {CLIENT_ID}
+    http-request set-var({REQUEST_ID_VAR}) req.fhdr(x-request-id) if plain_id
+    http-request set-var({REQUEST_ID_VAR}) uuid unless {{ var({REQUEST_ID_VAR}) -m found }}
+    http-request set-header X-Request-ID %[var({REQUEST_ID_VAR})]
+    # every path is limited but the cheap ones the probes use, matched exactly on the path as the
+    # application reads it (percent-decoded, like Starlette): an encoded or longer spelling is limited
+    acl ungated path,url_dec -m str {ungated}
     acl queue_full queue(gated) ge {admission.max_waiting}
-    http-request return {overloaded} if gated queue_full
-    use_backend gated if gated
-    default_backend passthrough
+    http-request return {overloaded} if !ungated queue_full
+    use_backend passthrough if ungated
+    default_backend gated
 
 backend gated
     http-reuse always
@@ -139,7 +188,12 @@ def _write_checked(serving: ServingConfig, path: Path, listen_host: str | None) 
     path.parent.mkdir(parents=True, exist_ok=True)
     write_text_atomic(render_config(serving, listen_host), path)
     binary = haproxy_binary(serving.admission.haproxy_binary)
-    checked = subprocess.run([binary, "-c", "-q", "-f", str(path)], capture_output=True, text=True)
+    try:
+        checked = subprocess.run(
+            [binary, "-c", "-f", str(path)], capture_output=True, text=True, timeout=CHECK_TIMEOUT_S
+        )
+    except subprocess.TimeoutExpired as error:
+        raise AdmissionError(f"HAProxy did not finish checking {path} within {CHECK_TIMEOUT_S} s") from error
     if checked.returncode != 0:
         raise AdmissionError(f"HAProxy refused {path}: {(checked.stderr or checked.stdout).strip()}")
     return [binary, "-db", "-f", str(path)]
@@ -151,11 +205,27 @@ def _accepting(host: str, port: int) -> bool:
         return probe.connect_ex((LOOPBACK if host in ("0.0.0.0", "") else host, port)) == 0
 
 
+def stop_gracefully(process: subprocess.Popen, grace_s: float = STOP_GRACE_S + 5) -> None:
+    """HAProxy's soft stop (SIGUSR1: stop listening, finish what it holds), then SIGKILL past ``grace_s``."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGUSR1)
+    try:
+        process.wait(timeout=grace_s)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 @contextmanager
 def run_front(
-    serving: ServingConfig, config_path: Path, listen_host: str | None = None, startup_timeout_s: float = 10.0
+    serving: ServingConfig,
+    config_path: Path,
+    listen_host: str | None = None,
+    startup_timeout_s: float = 10.0,
+    token_env: str = TOKEN_ENV,
 ) -> Iterator[subprocess.Popen]:
-    """HAProxy in front of Serve, as a child process for the ``with`` block (ended when it exits)."""
+    """HAProxy in front of Serve, as a child process for the ``with`` block (stopped gracefully after)."""
+    require_public_token(serving, listen_host, token_env)
     command = _write_checked(serving, config_path, listen_host)
     address = f"{listen_host or serving.host}:{serving.port}"
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL)
@@ -171,14 +241,32 @@ def run_front(
             time.sleep(0.05)
         yield process
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        stop_gracefully(process)
+
+
+def serve_front(
+    serving: ServingConfig, config_path: Path, listen_host: str | None = None, token_env: str = TOKEN_ENV
+) -> int:
+    """HAProxy in the foreground of this process (a container's main process) until it exits; SIGTERM
+    and SIGINT become its graceful stop (a rollout finishes the requests in flight). Its exit status."""
+    require_public_token(serving, listen_host, token_env)
+    command = _write_checked(serving, config_path, listen_host)
+    process = subprocess.Popen(command)
+
+    def soft_stop(signum: int, frame: object) -> None:
+        if process.poll() is None:
+            process.send_signal(signal.SIGUSR1)
+
+    previous = {sig: signal.signal(sig, soft_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        return process.wait()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        if process.poll() is None:
+            stop_gracefully(process)
 
 
 def exec_front(serving: ServingConfig, config_path: Path, listen_host: str | None = None) -> None:
-    """Become HAProxy in the foreground (a container's main process): never returns."""
-    command = _write_checked(serving, config_path, listen_host)
-    os.execv(command[0], command)
+    """``serve_front``, then exit with HAProxy's status (``serendipity serve admission``): never returns."""
+    raise SystemExit(serve_front(serving, config_path, listen_host))

@@ -132,7 +132,7 @@ def build_api(backend: RecommenderBackend, serving: ServingConfig, token: str | 
     api.add_api_route("/readyz", readyz, methods=["GET"])
     from serving.explorer import include_explorer_routes  # imports this module: not at its top
 
-    include_explorer_routes(api, backend)
+    include_explorer_routes(api, backend, serving=serving)
     api.add_middleware(
         RequestGuard,
         token=token,

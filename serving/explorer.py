@@ -5,6 +5,12 @@ The routes join the API's FastAPI app (``include_explorer_routes``), so they sit
 directory of the pipeline config the recommender deployment serves (``ExplorerState``); the slate is the
 ingress's own answer (``backend.recommend``: deadline, retry, fallback, as /recommend gives it), the
 baseline the exploitation arm on the same request. Media are addressed by item id only.
+
+No explorer work runs on the ingress's event loop: searches, slates, media and the report run on
+threads, at most ``EXPLORER_WORKERS`` at once per replica (more are refused at once with 503 +
+Retry-After, like overload on /recommend) and answered within ``serving.request_timeout_s`` (past it 503;
+the thread keeps its slot until it ends, so the bound holds). Feature reads, the baseline's included,
+go through the recommender's guarded path (deadline, bounded in flight, degraded on failure).
 No ``from __future__ import annotations``: FastAPI reads the route annotations.
 """
 
@@ -19,7 +25,7 @@ from typing import Any
 from fastapi import FastAPI, Query, Response
 from fastapi.responses import HTMLResponse, JSONResponse
 
-from serendipity.config import PipelineConfig, load_config
+from serendipity.config import PipelineConfig, ServingConfig, load_config
 from serving.api import RecommenderBackend, RecommendRequest
 from serving.settings import RecommenderUserConfig
 
@@ -32,6 +38,18 @@ PAGE_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "Cache-Control": "no-store",
 }
+# the report: one self-contained file (inline style, data: images), no script, nothing fetched
+REPORT_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'none'; img-src data:; style-src 'unsafe-inline'; base-uri 'none'; "
+        "form-action 'none'; frame-ancestors 'self'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "Cache-Control": "no-store",
+}
+WORK_DIR_SHOWN = "(the pipeline's work dir)"
+EXPLORER_WORKERS = 2  # explorer calls on threads at once, per ingress replica; more get 503 at once
+BUSY = "explorer busy, retry later"
 ANONYMOUS_USER = 2**63 - 1  # no stored history: the context item alone decides (cold start)
 SLATE_K = 10
 NO_ICON = '<link rel="icon" href="data:,">'
@@ -60,7 +78,10 @@ def load_state(source: dict[str, Any]) -> ExplorerState:
     assert loaded.config_path is not None
     config = load_config(loaded.config_path, overrides=dict(loaded.overrides))
     catalog = ExplorerCatalog.load(config)
-    recommender = Recommender.load(config, loaded.feature_store_yaml, cold_start=True)
+    timeout_s = config.serving.feature_timeout_ms / 1000  # the serving path's deadline and bounds
+    recommender = Recommender.load(
+        config, loaded.feature_store_yaml, feature_timeout_s=timeout_s, cold_start=True
+    )
     return ExplorerState(config, catalog, ExplorerMedia(catalog, config), recommender)
 
 
@@ -106,7 +127,12 @@ async def _served(backend: RecommenderBackend, request: RecommendRequest) -> dic
 
 
 async def explore_item(
-    state: ExplorerState, backend: RecommenderBackend, item_id: int, user_id: int | None, k: int
+    state: ExplorerState,
+    backend: RecommenderBackend,
+    item_id: int,
+    user_id: int | None,
+    k: int,
+    work: "BoundedWork | None" = None,
 ) -> dict[str, Any]:
     """Everything the page shows for one request: the item, the model's answer, both slates, the cluster."""
     from serendipity.explorer.slates import exploitation_baseline
@@ -115,7 +141,8 @@ async def explore_item(
     user = ANONYMOUS_USER if user_id is None else user_id
     request = RecommendRequest(user_id=user, context_item_id=item_id, k=k)
     served = await _served(backend, request)
-    baseline = await asyncio.to_thread(exploitation_baseline, state.recommender, user, item_id, k)
+    baseline_args = (exploitation_baseline, state.recommender, user, item_id, k)
+    baseline = await (work.run(*baseline_args) if work else asyncio.to_thread(*baseline_args))
     answer = catalog.answer(item_id)
     nominated = (served.get("cluster") or {}).get("id") or (answer or {}).get("cluster_id")
     item = None
@@ -133,6 +160,55 @@ async def explore_item(
     }
 
 
+class ExplorerBusy(Exception):
+    """Every explorer worker slot is taken, or the work ran past its deadline."""
+
+
+class BoundedWork:
+    """Runs blocking explorer work on threads: at most ``slots`` at once (more raise ``ExplorerBusy`` at
+    once), each answered within ``timeout_s`` (past it ``ExplorerBusy``; the slot is freed only when the
+    thread ends, so a stuck call can never let more than ``slots`` run)."""
+
+    def __init__(self, slots: int, timeout_s: float) -> None:
+        self.slots = slots
+        self.timeout_s = timeout_s
+        self.running = 0  # one event loop: no lock needed
+
+    async def run(self, function: Callable[..., Any], *args: Any) -> Any:
+        if self.running >= self.slots:
+            raise ExplorerBusy(f"{self.slots} explorer calls in progress")
+        self.running += 1
+        task = asyncio.ensure_future(asyncio.to_thread(function, *args))
+
+        def release(_: asyncio.Future) -> None:
+            self.running -= 1
+
+        task.add_done_callback(release)
+        done, _ = await asyncio.wait({task}, timeout=self.timeout_s)
+        if not done:
+            raise ExplorerBusy(f"explorer call past {self.timeout_s} s")
+        return task.result()
+
+
+def report_page(config: PipelineConfig) -> str | None:
+    """The evaluation report as served: without the work dir's path (a server detail) and without an
+    icon (else the browser asks for /favicon.ico, which this app has not); None when there is none."""
+    from serendipity.layout import WorkLayout
+
+    path = WorkLayout.of(config).report_html_path
+    if not path.exists():
+        return None
+    text = path.read_text()
+    work_dir = Path(config.work_dir)
+    for shown in {str(work_dir), str(work_dir.resolve())}:
+        text = text.replace(html.escape(shown), WORK_DIR_SHOWN).replace(shown, WORK_DIR_SHOWN)
+    return text.replace("<head>", f"<head>{NO_ICON}", 1)
+
+
+def _busy(retry_after_s: int) -> JSONResponse:
+    return JSONResponse({"detail": BUSY}, 503, {"Retry-After": str(retry_after_s)})
+
+
 def _jpeg(image: bytes | None) -> Response:
     if image is None:
         return JSONResponse({"detail": "no usable media for this item"}, 404)
@@ -140,10 +216,21 @@ def _jpeg(image: bytes | None) -> Response:
 
 
 def include_explorer_routes(
-    api: FastAPI, backend: RecommenderBackend, source: SourceProvider = served_recommender_source
+    api: FastAPI,
+    backend: RecommenderBackend,
+    source: SourceProvider = served_recommender_source,
+    serving: ServingConfig | None = None,
 ) -> StateLoader:
     """Add the explorer's routes to ``api`` (under its guard); returns the loader of their state."""
+    serving = serving or ServingConfig()
     loader = StateLoader(source)
+    work = BoundedWork(EXPLORER_WORKERS, serving.request_timeout_s)
+
+    async def busy(request: Any, error: Exception) -> JSONResponse:
+        log.warning("explorer: %s", error)
+        return _busy(serving.retry_after_s)
+
+    api.add_exception_handler(ExplorerBusy, busy)
 
     async def page() -> HTMLResponse:
         return HTMLResponse((PAGE_DIR / "index.html").read_text(), headers=PAGE_HEADERS)
@@ -154,13 +241,14 @@ def include_explorer_routes(
         return Response((PAGE_DIR / name).read_text(), media_type=ASSETS[name], headers=PAGE_HEADERS)
 
     async def search(q: str = Query("", max_length=200), limit: int = Query(SEARCH_LIMIT, ge=1, le=100)):
-        return {"items": (await loader.get()).catalog.search(q, limit)}
+        catalog = (await loader.get()).catalog
+        return {"items": await work.run(catalog.search, q, limit)}
 
     async def roots():
         return {"clusters": (await loader.get()).catalog.roots()}
 
     async def cluster(cluster_id: int, members: int = Query(CLUSTER_MEMBERS, ge=0, le=100)):
-        found = (await loader.get()).catalog.cluster(cluster_id, members)
+        found = await work.run((await loader.get()).catalog.cluster, cluster_id, members)
         return found if found is not None else JSONResponse({"detail": "unknown cluster"}, 404)
 
     async def item(
@@ -168,25 +256,24 @@ def include_explorer_routes(
         user_id: int | None = Query(None, ge=0, le=2**63 - 1),
         k: int = Query(SLATE_K, ge=1),
     ):
-        return await explore_item(await loader.get(), backend, item_id, user_id, k)
+        return await explore_item(await loader.get(), backend, item_id, user_id, k, work)
 
     async def thumbnail(item_id: ItemId) -> Response:
         state = await loader.get()
-        return _jpeg(await asyncio.to_thread(state.media.thumbnail, item_id))
+        return _jpeg(await work.run(state.media.thumbnail, item_id))
 
     async def frame(item_id: ItemId, index: int) -> Response:
         state = await loader.get()
-        return _jpeg(await asyncio.to_thread(state.media.frame, item_id, index))
+        return _jpeg(await work.run(state.media.frame, item_id, index))
 
     async def report() -> HTMLResponse:
-        from serendipity.layout import WorkLayout
-
-        path = WorkLayout.of((await loader.get()).config).report_html_path
-        if not path.exists():
+        config = (await loader.get()).config
+        text = await work.run(report_page, config)
+        if text is None:
             command = html.escape("serendipity report --config <pipeline.yaml>")
-            return HTMLResponse(f"<p>No report yet: write it with <code>{command}</code></p>", 404)
-        # the report has no icon: without one the browser asks for /favicon.ico, which this app has not
-        return HTMLResponse(path.read_text().replace("<head>", f"<head>{NO_ICON}", 1))
+            message = f"<p>No report yet: write it with <code>{command}</code></p>"
+            return HTMLResponse(message, 404, headers=REPORT_HEADERS)
+        return HTMLResponse(text, headers=REPORT_HEADERS)
 
     routes = [
         ("/explore", page),

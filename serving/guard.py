@@ -5,9 +5,12 @@ kept in ``scope["state"]["request_id"]`` for the logs and sent back as the ``X-R
 The token check runs first, so an unauthenticated client never gets its body read. The body is
 buffered up to the limit (bodies are small JSON documents) and replayed to the application; a
 request that declares or sends more than the limit gets 413 without reaching a route. With
-``max_in_flight`` set, a request to a gated path (/recommend) beyond that many in progress gets 503 with
-Retry-After before its body is read: overload is refused before it costs the replica anything.
-``require_token_off_loopback`` is the rule the app starts under: no token, loopback only.
+``max_in_flight`` set, a request to any path but the few cheap ones of ``UNGATED_PATHS`` (health,
+readiness, docs) beyond that many in progress gets 503 with Retry-After before its body is read:
+overload is refused before it costs the replica anything. An allowlist, never a list of paths to limit:
+a path the list does not name (an encoded ``/recommen%64`` included) is limited.
+``require_token_off_loopback`` is the rule the app starts under: no token, loopback only, checked on
+every host a client can reach it through (``public_hosts``: Serve's proxy and the admission front).
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import ipaddress
 import json
 import re
 import uuid
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import Any
 
 Scope = MutableMapping[str, Any]
@@ -27,7 +30,9 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 PUBLIC_PATHS = frozenset({"/healthz"})
-GATED_PATHS = frozenset({"/recommend"})
+# paths no concurrency limit applies to (cheap, and probes must pass under overload); every other path is
+# limited, here and at the admission front
+UNGATED_PATHS = frozenset({"/healthz", "/readyz", "/docs", "/docs/oauth2-redirect", "/openapi.json"})
 OVERLOADED = "overloaded, retry later"
 REQUEST_ID_HEADER = b"x-request-id"
 CLIENT_REQUEST_ID = re.compile(rb"[A-Za-z0-9._-]{1,64}")
@@ -46,13 +51,21 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def require_token_off_loopback(host: str, token: str | None, token_env: str) -> None:
-    """Refuse to serve on a non-loopback ``host`` without a token (named by its variable)."""
-    if not token and not is_loopback(host):
-        raise InsecureBindError(
-            f"the proxy listens on {host}, beyond loopback, but ${token_env} is not set: set {token_env} "
-            "to a bearer token in the replicas' environment, or listen on 127.0.0.1"
-        )
+def require_token_off_loopback(hosts: str | Iterable[str], token: str | None, token_env: str) -> None:
+    """Refuse to serve when any of ``hosts`` (where clients reach the app) is beyond loopback and there
+    is no token (named by its variable)."""
+    for host in [hosts] if isinstance(hosts, str) else hosts:
+        if not token and not is_loopback(host):
+            raise InsecureBindError(
+                f"the app is reachable on {host}, beyond loopback, but ${token_env} is not set: set "
+                f"{token_env} to a bearer token in the replicas' environment, or listen on 127.0.0.1"
+            )
+
+
+def public_hosts(serving: Any, proxy: str) -> list[str]:
+    """Where clients reach the app: Serve's proxy (``proxy``) and, with the admission front on, the
+    front's ``serving.host`` (Serve's proxy is then on loopback, yet the app is public through it)."""
+    return [proxy, serving.host] if serving.admission.enabled else [proxy]
 
 
 def request_id(scope: Scope) -> str:
@@ -144,7 +157,7 @@ class RequestGuard:
         if declared is not None and (not declared.isdigit() or int(declared) > self.max_body_bytes):
             await _reject(scope, send, 413, f"request body larger than {self.max_body_bytes} bytes")
             return
-        if self.max_in_flight is None or _route_path(scope) not in GATED_PATHS:
+        if self.max_in_flight is None or _route_path(scope) in UNGATED_PATHS:
             await self._read_and_call(scope, receive, send)
             return
         if self.in_flight >= self.max_in_flight:

@@ -1,9 +1,11 @@
 """The HTTP ingress deployment: FastAPI app, deadline, one retry, and a fallback of its own.
 
 A recommendation is idempotent, so a call that fails because its replica died is retried once (Serve
-routes it to a live replica when there is one). Past ``serving.request_timeout_s``, or with no replica
-to answer, the ingress answers from the popular items it keeps (fetched from a live replica), marked
-``degraded``: a client gets an answer within the deadline, never a time-out.
+routes it to a live replica when there is one). Both attempts share one deadline,
+``serving.recommender_timeout_ms`` (300 ms by default): past it, or with no replica to answer, the
+ingress cancels the call and answers from the popular items it keeps (fetched from a live replica),
+marked ``degraded``. A client gets an answer within the deadline, never a time-out, and a dead or
+stalled replica holds a request (and the admission front's slot) no longer than that.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from ray.serve.handle import DeploymentHandle
 
 from serendipity.config import ServingConfig
 from serving.api import Overloaded, RecommendRequest, build_api
-from serving.guard import require_token_off_loopback
+from serving.guard import public_hosts, require_token_off_loopback
 from serving.settings import proxy_host
 
 log = logging.getLogger("serendipity.serving")
@@ -53,7 +55,7 @@ class RecommendIngress:
         self._recommender = recommender
         self._serving = serving
         self._token = os.environ.get(token_env) or None
-        require_token_off_loopback(proxy_host(serving.host), self._token, token_env)
+        require_token_off_loopback(public_hosts(serving, proxy_host(serving.host)), self._token, token_env)
         self._popular: list[dict[str, Any]] = []
         self._popular_fetch: asyncio.Task | None = None
 
@@ -62,7 +64,8 @@ class RecommendIngress:
 
     async def _fetch_popular(self) -> None:
         try:
-            self._popular = await self._recommender.popular_items.remote(self._serving.max_k)
+            call = self._recommender.popular_items.remote(self._serving.max_k)
+            self._popular = await asyncio.wait_for(call, timeout=self._serving.request_timeout_s)
         except Exception:  # noqa: BLE001 - fetched again after the next answered request
             log.warning("could not fetch the popular items for the fallback", exc_info=True)
 
@@ -72,7 +75,8 @@ class RecommendIngress:
 
     async def recommend(self, request: RecommendRequest) -> dict[str, Any]:
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + self._serving.request_timeout_s
+        timeout_s = self._serving.recommender_timeout_s
+        deadline = loop.time() + timeout_s
         body = request.model_dump()
         for attempt in range(1, ATTEMPTS + 1):
             response = self._recommender.recommend.remote(body)
@@ -83,7 +87,7 @@ class RecommendIngress:
             if not done:
                 response.cancel()
                 pending.cancel()
-                log.warning("recommender past the %.1f s deadline: fallback", self._serving.request_timeout_s)
+                log.warning("recommender past the %.0f ms deadline: fallback", timeout_s * 1000)
                 break
             try:
                 answer = pending.result()
@@ -91,6 +95,8 @@ class RecommendIngress:
                 raise Overloaded from error
             except REPLICA_LOST:
                 log.warning("recommender replica lost (attempt %d of %d)", attempt, ATTEMPTS, exc_info=True)
+                if loop.time() >= deadline:
+                    break
                 continue
             self._keep_popular_fresh()
             return answer

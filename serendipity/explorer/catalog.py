@@ -121,7 +121,9 @@ class ExplorerCatalog:
         query = query.strip()
         if not query:
             return []
-        exact = [int(query)] if query.isdigit() and int(query) in self.items.index else []
+        # an id is ASCII digits ("²" and other Unicode digits pass isdigit, not int)
+        as_id = int(query) if query.isascii() and query.isdecimal() and len(query) <= 19 else None
+        exact = [as_id] if as_id is not None and as_id in self.items.index else []
         titles = self.items["title"].astype(str)
         matches = self.items.index[titles.str.contains(query, case=False, regex=False)]
         chosen = [*exact, *(int(i) for i in matches if int(i) not in exact)][:limit]

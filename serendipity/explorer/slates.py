@@ -7,7 +7,6 @@ seen items. Shown next to the served slate so the cluster restriction's effect i
 
 from __future__ import annotations
 
-import logging
 import math
 from typing import Any
 
@@ -15,22 +14,15 @@ from serendipity.eval.arms import ExploitationArm, SlateRequest
 from serendipity.retrieval.recommend import Recommender
 from serendipity.schema import RECENT_ITEMS_FEATURE
 
-log = logging.getLogger(__name__)
-
 
 def stored_history(recommender: Recommender, user_id: int, context_item_id: int) -> tuple[list[int], bool]:
-    """(the user's stored recent items, oldest first; whether the store could not be read)."""
-    if recommender.features is None:
-        return [], True
-    try:
-        frame = recommender.features.online_features([int(context_item_id)], [int(user_id)])
-    except Exception as error:  # noqa: BLE001 - the baseline goes on without history, marked degraded
-        log.warning("explorer: feature read failed: %s: %s", type(error).__name__, error)
-        return [], True
-    value = frame[RECENT_ITEMS_FEATURE].iloc[0] if RECENT_ITEMS_FEATURE in frame else None
+    """(the user's stored recent items, oldest first; whether the store could not be read), read through
+    the recommender's guarded path, as serving reads: a deadline, reads in flight bounded, never an error."""
+    rows, degraded = recommender._read_features([int(user_id)], [int(context_item_id)])
+    value = rows[0].get(RECENT_ITEMS_FEATURE) if rows else None
     if value is None or (isinstance(value, float) and math.isnan(value)):
-        return [], False
-    return [int(item) for item in reversed(list(value))], False  # the feature is newest first
+        return [], degraded
+    return [int(item) for item in reversed(list(value))], degraded  # the feature is newest first
 
 
 def exploitation_baseline(

@@ -14,7 +14,7 @@ import time
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 import pyarrow.dataset as ds
@@ -51,6 +51,21 @@ def _utc(moment: datetime) -> datetime:
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
+REDIS_SOCKET_OPTIONS = ("socket_timeout", "socket_connect_timeout")
+
+
+def bound_redis_sockets(online_store: Any, timeout_s: float) -> None:
+    """Give a Redis online store's client socket timeouts of ``timeout_s`` unless its connection string
+    sets them: a read on a stalled server then fails after ``timeout_s`` instead of hanging its thread."""
+    if getattr(online_store, "type", None) != "redis":
+        return
+    connection = str(online_store.connection_string)
+    given = {part.split("=", 1)[0].strip() for part in connection.split(",") if "=" in part}
+    added = [f"{option}={timeout_s:g}" for option in REDIS_SOCKET_OPTIONS if option not in given]
+    if added:
+        online_store.connection_string = ",".join([connection, *added])
+
+
 class ServingFeatures:
     """One pipeline's Feast store; build once and reuse (reads do no materialisation)."""
 
@@ -64,6 +79,7 @@ class ServingFeatures:
         state_dir = WorkLayout.of(config).feast_dir
         (state_dir / "data").mkdir(parents=True, exist_ok=True)
         self.store: FeatureStore = FeatureStore(repo_path=str(state_dir), fs_yaml_file=self.yaml_path)
+        bound_redis_sockets(self.store.config.online_store, config.serving.store_socket_timeout_s)
         self._service: FeatureService | None = None
         self._ttls: dict[str, timedelta | None] | None = None
 

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import logging
 import math
+import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from datetime import datetime
 from typing import Any, Protocol, TypeVar
 
@@ -14,21 +16,42 @@ Result = TypeVar("Result")
 READ_THREADS = 4
 
 
-class DeadlineReads:
-    """Runs calls on worker threads of its own and waits at most ``timeout_s`` (None: no bound).
+class ReadsSaturated(TimeoutError):
+    """Every read slot is held by a read still running: the call is refused at once, never queued."""
 
-    A call past its deadline raises ``TimeoutError`` in the caller while it goes on, or hangs, on its
-    thread; with every thread taken by hung calls, new calls queue and time out the same way.
+
+class DeadlineReads:
+    """Runs calls on worker threads of its own, at most ``max_in_flight`` at once, and waits at most
+    ``timeout_s`` for each (None: no bound, run in the caller).
+
+    A call past its deadline raises ``TimeoutError`` in the caller and is cancelled; one already running
+    goes on on its thread (the store client's socket timeout ends it) and holds its slot until then.
+    With every slot held, a new call raises ``ReadsSaturated`` at once: nothing waits in a queue to
+    hit the store later as a burst, and a stalled store costs each caller at most ``timeout_s``.
     """
 
-    def __init__(self, timeout_s: float | None) -> None:
+    def __init__(self, timeout_s: float | None, max_in_flight: int = READ_THREADS) -> None:
         self.timeout_s = timeout_s
-        self._threads = ThreadPoolExecutor(max_workers=READ_THREADS, thread_name_prefix="deadline-read")
+        self.max_in_flight = max_in_flight
+        self._slots = threading.BoundedSemaphore(max_in_flight)
+        self._threads = ThreadPoolExecutor(max_workers=max_in_flight, thread_name_prefix="deadline-read")
 
     def call(self, function: Callable[..., Result], *args: Any, **kwargs: Any) -> Result:
         if self.timeout_s is None:
             return function(*args, **kwargs)
-        return self._threads.submit(function, *args, **kwargs).result(timeout=self.timeout_s)
+        if not self._slots.acquire(blocking=False):
+            raise ReadsSaturated(f"{self.max_in_flight} reads still in flight")
+        try:
+            future = self._threads.submit(function, *args, **kwargs)
+        except BaseException:
+            self._slots.release()
+            raise
+        future.add_done_callback(lambda _: self._slots.release())  # run, failed or cancelled
+        try:
+            return future.result(timeout=self.timeout_s)
+        except FutureTimeout:
+            future.cancel()
+            raise
 
 
 class RateLimitedWarning:
@@ -80,6 +103,9 @@ class GuardedFeatureReads:
             return [{} for _ in user_ids], True
         try:
             columns = self.deadline.call(features.online_columns, list(item_ids), list(user_ids), now=now)
+        except ReadsSaturated:
+            self.warn("feature reads still in flight fill every slot: serving degraded answers")
+            return [{} for _ in user_ids], True
         except TimeoutError:
             self.warn(
                 "feature read took over %.0f ms: serving degraded answers", self.deadline.timeout_s * 1e3

@@ -4,7 +4,12 @@ uvicorn over a backend that holds /recommend until the test releases it), over r
 from __future__ import annotations
 
 import asyncio
+import json
+import re
+import socket
+import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,13 +23,16 @@ from serendipity.serving_config import AdmissionConfig, ServingConfig
 from serving.admission import (
     UNAVAILABLE,
     AdmissionError,
+    InsecureFrontError,
     haproxy_binary,
     render_config,
     run_front,
+    stop_gracefully,
     write_config,
 )
 from serving.api import build_api
-from serving.guard import OVERLOADED
+from serving.guard import CLIENT_REQUEST_ID, OVERLOADED
+from serving.settings import TOKEN_ENV
 
 BODY = {"user_id": 1, "context_item_id": 2, "k": 3}
 
@@ -34,6 +42,7 @@ class HeldBackend:
 
     def __init__(self) -> None:
         self.arrived = 0
+        self.open = False  # released: answer at once
         self.loop: asyncio.AbstractEventLoop | None = None
         self._released: asyncio.Event | None = None
 
@@ -41,13 +50,15 @@ class HeldBackend:
         self.loop = asyncio.get_running_loop()
         self._released = self._released or asyncio.Event()
         self.arrived += 1
-        await self._released.wait()
+        if not self.open:
+            await self._released.wait()
         return {"items": [], "cluster": None, "reasoning": None, "source": "fallback", "degraded": False}
 
     async def readiness(self):
         return {"ready": True}
 
     def release(self) -> None:
+        self.open = True
         if self.loop is not None and self._released is not None:
             self.loop.call_soon_threadsafe(self._released.set)
 
@@ -56,6 +67,8 @@ class HeldBackend:
 class Front:
     url: str
     backend: HeldBackend
+    process: subprocess.Popen
+    port: int
 
 
 def _serving(port: int, upstream: int, **admission) -> ServingConfig:
@@ -75,8 +88,8 @@ def front(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Front]:
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     try:
-        with run_front(serving, tmp_path / "admission.cfg"):
-            yield Front(f"http://127.0.0.1:{serving.port}", backend)
+        with run_front(serving, tmp_path / "admission.cfg") as process:
+            yield Front(f"http://127.0.0.1:{serving.port}", backend, process, serving.port)
     finally:
         backend.release()
         server.should_exit = True
@@ -154,3 +167,132 @@ def test_serve_port_and_misconfiguration() -> None:
         render_config(off)
     with pytest.raises(AdmissionError, match="haproxy_binary"):
         haproxy_binary("/nonexistent/haproxy")
+
+
+def raw_request(port: int, head: str, body: bytes = b"", timeout_s: float = 30) -> tuple[int, dict, bytes]:
+    """One request written byte for byte (no client normalising its path): (status, headers, body)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout_s) as conn:
+        conn.sendall(head.replace("\n", "\r\n").encode() + b"\r\n" + body)
+        data = b""
+        while chunk := conn.recv(65536):
+            data += chunk
+    header_block, _, payload = data.partition(b"\r\n\r\n")
+    lines = header_block.decode().split("\r\n")
+    headers = dict(line.split(": ", 1) for line in lines[1:])
+    return int(lines[0].split()[1]), {k.lower(): v for k, v in headers.items()}, payload
+
+
+def post_head(path: str, length: int, extra: str = "") -> str:
+    return (
+        f"POST {path} HTTP/1.1\nHost: 127.0.0.1\nContent-Type: application/json\n"
+        f"Content-Length: {length}\nConnection: close\n{extra}"
+    )
+
+
+async def _hold_one(front: Front, client: httpx.AsyncClient) -> asyncio.Task:
+    held = asyncio.create_task(client.post("/recommend", json=BODY))
+    while front.backend.arrived < 1:
+        await asyncio.sleep(0.02)
+    return held
+
+
+@pytest.mark.parametrize("front", [{"max_waiting": 1, "max_wait_ms": 200}], indirect=True)
+@pytest.mark.parametrize("path", ["/recommen%64", "/%72ecommend", "/explore/api/search?q=a"])
+def test_an_encoded_or_other_path_is_limited_like_recommend(front: Front, path: str) -> None:
+    """Only the health/readiness/docs paths pass unlimited; `/recommen%64` (Starlette decodes it to
+    /recommend) and the explorer wait for a slot like /recommend, and past max_wait_ms get 503."""
+    body = json.dumps(BODY).encode()
+
+    async def scenario() -> tuple[int, dict, bytes]:
+        async with httpx.AsyncClient(base_url=front.url, timeout=30) as client:
+            held = await _hold_one(front, client)
+            method = "GET" if path.startswith("/explore") else "POST"
+            head = (
+                post_head(path, len(body))
+                if method == "POST"
+                else f"GET {path} HTTP/1.1\nHost: x\nConnection: close\n"
+            )
+            answer = await asyncio.to_thread(raw_request, front.port, head, body if method == "POST" else b"")
+            front.backend.release()
+            await held
+            return answer
+
+    status, headers, payload = asyncio.run(scenario())
+    assert status == 503 and headers["retry-after"] == "3", payload
+    assert front.backend.arrived == 1  # the encoded path never reached the backend
+    status, _, _ = raw_request(front.port, "GET /healthz HTTP/1.1\nHost: x\nConnection: close\n")
+    assert status == 200
+
+
+@pytest.mark.parametrize("front", [{"max_waiting": 1, "max_wait_ms": 5_000}], indirect=True)
+def test_slow_bodies_hold_no_slot(front: Front) -> None:
+    """Clients that send their headers and dribble their body wait at the front, not in a slot: a
+    normal request next to them is answered."""
+    front.backend.release()  # the backend answers at once
+    slow = []
+    try:
+        for _ in range(6):  # more than max_active + max_waiting
+            conn = socket.create_connection(("127.0.0.1", front.port), timeout=30)
+            conn.sendall(post_head("/recommend", 64).replace("\n", "\r\n").encode() + b"\r\n" + b'{"user_id"')
+            slow.append(conn)
+        time.sleep(0.3)
+        response = httpx.post(f"{front.url}/recommend", json=BODY, timeout=30)
+    finally:
+        for conn in slow:
+            conn.close()
+    assert response.status_code == 200, response.text
+    assert front.backend.arrived == 1  # none of the slow requests reached the backend
+
+
+def test_a_request_id_with_a_comma_is_never_reflected_raw(tmp_path: Path) -> None:
+    """HAProxy splits headers at commas; the id must be judged and echoed whole, or replaced."""
+    serving = _serving(free_port(), free_port())  # nothing upstream: the front's own JSON 503
+    hostile = 'ok,"}, "injected": {"x": "'
+    with run_front(serving, tmp_path / "admission.cfg"):
+        head = post_head("/recommend", 2, f"X-Request-ID: {hostile}\n")
+        status, headers, payload = raw_request(serving.port, head, b"{}")
+    assert status in (502, 503)
+    answer = json.loads(payload)  # valid JSON: nothing injected
+    assert set(answer) == {"detail", "request_id"}
+    assert answer["request_id"] == headers["x-request-id"] != hostile
+    assert CLIENT_REQUEST_ID.fullmatch(answer["request_id"].encode())
+
+
+def test_a_stopping_front_finishes_the_request_it_holds(front: Front) -> None:
+    """Graceful stop (a rollout): the held request is answered, not reset."""
+    result: dict = {}
+
+    def call() -> None:
+        try:
+            result["response"] = httpx.post(f"{front.url}/recommend", json=BODY, timeout=30)
+        except httpx.HTTPError as error:
+            result["error"] = error
+
+    thread = threading.Thread(target=call)
+    thread.start()
+    while front.backend.arrived < 1:
+        time.sleep(0.02)
+    threading.Timer(0.5, front.backend.release).start()
+    stop_gracefully(front.process)
+    thread.join(timeout=30)
+    assert "error" not in result, result
+    assert result["response"].status_code == 200
+
+
+def test_the_front_refuses_a_tokenless_public_listener(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The token is checked by the ingress, which takes serving.host for the public address: a front
+    beyond loopback that the ingress does not know of, or without the token, never starts."""
+    serving = _serving(free_port(), free_port())
+    monkeypatch.setenv(TOKEN_ENV, "a-token")
+    with pytest.raises(InsecureFrontError, match="serving.host"):
+        run_front(serving, tmp_path / "a.cfg", "0.0.0.0").__enter__()
+    monkeypatch.delenv(TOKEN_ENV)
+    public = serving.model_copy(update={"host": "0.0.0.0"})
+    with pytest.raises(AdmissionError, match=TOKEN_ENV):
+        run_front(public, tmp_path / "b.cfg").__enter__()
+
+
+def test_request_ids_are_plain_tokens() -> None:
+    assert re.fullmatch(r"\^.*\$", render_config(_serving(9000, 9100)).split("-m reg ")[1].split()[0])

@@ -10,12 +10,14 @@ from typing import Any
 
 import httpx
 import pytest
+from pydantic import ValidationError
 
 from serendipity.config import ServingConfig
-from serendipity.retrieval.deadline import DeadlineReads, RateLimitedWarning
+from serendipity.retrieval.deadline import DeadlineReads, RateLimitedWarning, ReadsSaturated
+from serendipity.serving_config import AdmissionConfig
 from serving.api import Overloaded, RecommendRequest, build_api
-from serving.guard import InsecureBindError, require_token_off_loopback
-from serving.ingress import fallback_payload
+from serving.guard import InsecureBindError, RequestGuard, public_hosts, require_token_off_loopback
+from serving.ingress import RecommendIngress, fallback_payload
 from serving.settings import TOKEN_ENV
 
 LEAKY = "Traceback (most recent call last):\n ray::ServeReplica (pid=48213, ip=10.1.2.3) at 10.1.2.3:6379"
@@ -128,3 +130,143 @@ def test_a_read_past_its_deadline_raises_timeout_instead_of_hanging() -> None:
         reads.call(release.wait, 30)
     release.set()
     assert reads.call(lambda: 7) == 7
+
+
+def test_reads_in_flight_are_bounded_and_refused_at_once_never_queued() -> None:
+    """A stalled store holds at most ``max_in_flight`` threads; later reads fail at once (no queue that
+    would hit the store as a burst when it resumes), and a freed slot serves again."""
+    release = threading.Event()
+    started: list[int] = []
+    reads = DeadlineReads(timeout_s=0.05, max_in_flight=2)
+
+    def stalled(n: int) -> int:
+        started.append(n)
+        release.wait(30)
+        return n
+
+    for n in range(2):
+        with pytest.raises(TimeoutError):
+            reads.call(stalled, n)
+    for n in range(2, 6):
+        with pytest.raises(ReadsSaturated):
+            reads.call(stalled, n)
+    release.set()
+    deadline = threading.Event()
+    for _ in range(100):  # the two stalled reads end; their slots come back
+        try:
+            assert reads.call(lambda: 7) == 7
+            break
+        except ReadsSaturated:
+            deadline.wait(0.02)
+    else:
+        pytest.fail("the slots of finished reads never came back")
+    assert sorted(started) == [0, 1]  # the refused reads never ran, then or later
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {"host": "127.0.0.1\nbind 0.0.0.0:80"},
+        {"host": "a b"},
+        {"host": ""},
+        {"port": 0},
+        {"port": 70000},
+        {"port": 8000, "admission": AdmissionConfig(upstream_port=8000)},
+        {"port": 65535},
+    ],
+)
+def test_serving_listener_settings_are_validated(settings: dict) -> None:
+    with pytest.raises(ValidationError):
+        ServingConfig(**settings)
+
+
+def test_the_token_rule_covers_the_admission_fronts_public_host() -> None:
+    """Behind the front Serve's proxy is on loopback; the app is still public through the front."""
+    public = ServingConfig(host="0.0.0.0")
+    with pytest.raises(InsecureBindError, match="0.0.0.0"):
+        require_token_off_loopback(public_hosts(public, "127.0.0.1"), None, TOKEN_ENV)
+    require_token_off_loopback(public_hosts(public, "127.0.0.1"), "a-token", TOKEN_ENV)
+    require_token_off_loopback(public_hosts(ServingConfig(), "127.0.0.1"), None, TOKEN_ENV)
+
+
+def ingress_class() -> type:
+    """The ingress class itself, without Serve's ASGI wrapper (whose ``__init__`` is a coroutine)."""
+    return RecommendIngress.func_or_class.__mro__[1]
+
+
+def test_the_ingress_refuses_to_start_tokenless_behind_a_public_front(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv(TOKEN_ENV, raising=False)
+    with pytest.raises(InsecureBindError, match="0.0.0.0"):
+        ingress_class()(object(), ServingConfig(host="0.0.0.0"), TOKEN_ENV)
+
+
+class StalledRecommender:
+    """A handle whose calls never answer (a replica that died mid-request, or hangs)."""
+
+    def __init__(self) -> None:
+        self.cancelled = 0
+        self.recommend = self
+        self.popular_items = self
+
+    def remote(self, *args: Any) -> asyncio.Future:
+        future = asyncio.get_running_loop().create_future()
+        future.cancel = self._count_cancel(future.cancel)  # type: ignore[method-assign]
+        return future
+
+    def _count_cancel(self, cancel: Any) -> Any:
+        def counted(*args: Any) -> bool:
+            self.cancelled += 1
+            return cancel(*args)
+
+        return counted
+
+
+def test_a_stalled_recommender_costs_the_deadline_then_the_fallback() -> None:
+    stalled = StalledRecommender()
+    ingress = ingress_class()(stalled, ServingConfig(recommender_timeout_ms=50), TOKEN_ENV)
+    ingress._popular = [{"item_id": item, "score": 0.0, "cluster_id": 1} for item in range(5)]
+
+    async def run() -> dict[str, Any]:
+        return await asyncio.wait_for(ingress.recommend(RecommendRequest(**BODY)), timeout=5)
+
+    answer = asyncio.run(run())
+    assert answer["degraded"] is True and answer["source"] == "fallback"
+    assert [item["item_id"] for item in answer["items"]] == [0, 1, 3]
+    assert stalled.cancelled >= 1  # the call to the replica was cancelled, not left running
+
+
+class CountingApp:
+    def __init__(self) -> None:
+        self.started = 0
+        self.release: asyncio.Event | None = None
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        self.started += 1
+        self.release = self.release or asyncio.Event()
+        await self.release.wait()
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"{}"})
+
+
+@pytest.mark.parametrize("path", ["/recommend", "/explore/api/search", "/anything"])
+def test_the_in_flight_limit_covers_every_path_but_health_and_docs(path: str) -> None:
+    app = CountingApp()
+    guard = RequestGuard(app, token=None, max_body_bytes=1024, max_in_flight=1)
+
+    async def run() -> tuple[int, int, int]:
+        transport = httpx.ASGITransport(app=guard)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            held = asyncio.create_task(client.get(path))
+            while app.started < 1:
+                await asyncio.sleep(0.01)
+            refused = await client.get(path)
+            assert app.release is not None
+            health = asyncio.create_task(client.get("/healthz"))  # passes the limit, then waits too
+            while app.started < 2:
+                await asyncio.sleep(0.01)
+            app.release.set()
+            return refused.status_code, (await held).status_code, (await health).status_code
+
+    assert asyncio.run(run()) == (503, 200, 200)
