@@ -102,17 +102,65 @@ def test_pairs_and_scores_match_reference(mined_config: PipelineConfig) -> None:
     assert_same_rows(read_table(layout.scores_path), ref_scores, ["context_item_id", "next_cluster"])
 
 
+def _split_pairs(config: PipelineConfig, ref_pairs: pd.DataFrame) -> pd.DataFrame:
+    serendipitous = reference.serendipitous(ref_pairs)
+    cuts = reference.time_cuts(
+        serendipitous, config.mining.calibration_fraction, config.mining.validation_fraction
+    )
+    return reference.with_split(serendipitous, cuts)
+
+
+def test_time_split_and_transition_prior_match_reference(mined_config: PipelineConfig) -> None:
+    from serendipity.nomination.prior import PriorInfo, load_prior
+    from spark_jobs.transitions import SHRINKAGE_GRID
+
+    config, layout, ref_pairs = _setup(mined_config)
+    serendipitous = reference.serendipitous(ref_pairs)
+    m, settings = config.mining, config.prior
+    cuts = reference.time_cuts(serendipitous, m.calibration_fraction, m.validation_fraction)
+    info = PriorInfo.read(layout.prior_info_path)
+    assert (info.cuts.train_end_micros, info.cuts.calibration_end_micros) == pytest.approx(cuts)
+    split = reference.with_split(serendipitous, cuts)
+    assert (
+        info.pairs_by_split
+        == split["split"].value_counts().reindex(["train", "calibration", "validation"]).to_dict()
+    )
+    train = split[split["split"] == "train"]
+    clusters = read_table(layout.catalog_dir() / CLUSTERS_FILE)
+    expected = reference.cluster_prior(train, clusters, m.level, settings.smoothing)
+    written = read_table(layout.cluster_prior_path)
+    assert_same_rows(written, expected, ["context_cluster", "next_cluster"])
+    assert np.allclose(written.groupby("context_cluster")["probability"].sum(), 1.0)
+    items, beta = reference.item_prior(train, expected, settings.min_item_transitions, SHRINKAGE_GRID)
+    assert info.shrinkage == pytest.approx(beta) and info.warm_items == items["context_item_id"].nunique() > 0
+    columns = ["context_item_id", "context_cluster", "next_cluster", "weight", "probability"]
+    assert_same_rows(read_table(layout.item_prior_path), items[columns], ["context_item_id", "next_cluster"])
+    prior = load_prior(layout)  # the library's reading: warm items use their own row, cold their cluster's
+    row = items.iloc[0]
+    options = expected[expected["context_cluster"] == row["context_cluster"]]["next_cluster"].tolist()
+    own = items[items["context_item_id"] == row["context_item_id"]].set_index("next_cluster")["probability"]
+    assert prior.probabilities(
+        int(row["context_item_id"]), int(row["context_cluster"]), options
+    ) == pytest.approx(own.loc[options].tolist())
+    cold = expected[expected["context_cluster"] == row["context_cluster"]].set_index("next_cluster")[
+        "probability"
+    ]
+    assert prior.probabilities(-1, int(row["context_cluster"]), options) == pytest.approx(
+        cold.loc[options].tolist()
+    )
+
+
 def test_curated_examples_match_reference(mined_config: PipelineConfig) -> None:
     config, layout, ref_pairs = _setup(mined_config)
     m = config.mining
-    ref_scores = reference.scores(reference.serendipitous(ref_pairs), m.smoothing, m.min_support)
-    expected = reference.curate(ref_scores, m.top_k_per_cluster, m.validation_fraction, m.split_seed)
+    expected = reference.curate(_split_pairs(config, ref_pairs), m)
     examples = read_table(layout.sft_path)
-    assert_same_rows(examples, expected, ["target_cluster", "rank"])
-    assert examples.groupby("target_cluster").size().max() <= m.top_k_per_cluster
+    assert_same_rows(examples, expected, ["split", "target_cluster", "rank", "context_item_id"])
+    train = examples[examples["split"] == "train"]
+    assert train.groupby("target_cluster").size().max() <= m.top_k_per_cluster
     by_split = examples.groupby("split")["context_item_id"].agg(set)
-    assert set(by_split.index) == {"train", "validation"}
-    assert not by_split["train"] & by_split["validation"]
+    assert set(by_split.index) == {"train", "calibration", "validation"}
+    assert all(len(items) <= m.max_holdout_items for items in by_split)
     descriptions = read_table(layout.descriptions_path)
     clusters = read_table(layout.catalog_dir() / CLUSTERS_FILE)
     assert_same_rows(descriptions, clusters[list(descriptions.columns)], ["cluster_id"])

@@ -96,23 +96,109 @@ def validation_bucket(item_id: int, seed: int) -> float:
     return int(hashlib.sha256(f"{seed}:{item_id}".encode()).hexdigest()[:8], 16) / 2**32
 
 
-def curate(scored: pd.DataFrame, top_k: int, validation_fraction: float, seed: int) -> pd.DataFrame:
-    ordered = scored.sort_values(
+def time_cuts(pairs: pd.DataFrame, calibration: float, validation: float) -> tuple[float, float]:
+    """Linear-interpolated quantiles of the pairs' times (UTC microseconds): train and calibration ends."""
+    micros = pd.to_datetime(pairs["ts"], utc=True).astype("int64").to_numpy() // 1000
+    train_share = max(0.0, 1.0 - calibration - validation)
+    return float(np.quantile(micros, train_share)), float(np.quantile(micros, 1.0 - validation))
+
+
+def with_split(pairs: pd.DataFrame, cuts: tuple[float, float]) -> pd.DataFrame:
+    micros = (pd.to_datetime(pairs["ts"], utc=True).astype("int64") // 1000).astype(float)
+    split = np.where(micros < cuts[0], "train", np.where(micros < cuts[1], "calibration", "validation"))
+    return pairs.assign(split=split)
+
+
+def curate(pairs: pd.DataFrame, mining) -> pd.DataFrame:
+    """Training examples: the top-K context items per next cluster by s(v, c) over the training pairs;
+    held-out examples: per context item of each later period, its next cluster(s) of highest summed
+    satisfaction, at most ``max_holdout_items`` items in hash order."""
+    train = pairs[pairs["split"] == "train"]
+    ordered = scores(train, mining.smoothing, mining.min_support).sort_values(
         ["next_cluster", "score", "support", "context_item_id"], ascending=[True, False, False, True]
     )
     ordered["rank"] = ordered.groupby("next_cluster").cumcount() + 1
-    top = ordered[ordered["rank"] <= top_k]
-    out = pd.DataFrame(
-        {
-            "context_item_id": top["context_item_id"],
-            "target_cluster": top["next_cluster"],
-            "score": top["score"],
-            "rank": top["rank"].astype("int32"),
-        }
+    top = ordered[ordered["rank"] <= mining.top_k_per_cluster]
+    parts = [
+        pd.DataFrame(
+            {
+                "context_item_id": top["context_item_id"],
+                "target_cluster": top["next_cluster"],
+                "score": top["score"],
+                "rank": top["rank"].astype("int32"),
+                "split": "train",
+            }
+        )
+    ]
+    for split in ("calibration", "validation"):
+        period = pairs[pairs["split"] == split]
+        weights = period.groupby(["context_item_id", "next_cluster"])["satisfaction"].sum().reset_index()
+        best = weights.groupby("context_item_id")["satisfaction"].transform("max")
+        labels = weights[weights["satisfaction"] == best]
+        chosen = sorted(
+            labels["context_item_id"].unique(),
+            key=lambda i: (validation_bucket(int(i), mining.split_seed), i),
+        )[: mining.max_holdout_items]
+        labels = labels[labels["context_item_id"].isin(chosen)]
+        parts.append(
+            pd.DataFrame(
+                {
+                    "context_item_id": labels["context_item_id"],
+                    "target_cluster": labels["next_cluster"],
+                    "score": labels["satisfaction"],
+                    "rank": np.int32(1),
+                    "split": split,
+                }
+            )
+        )
+    return pd.concat(parts, ignore_index=True)
+
+
+def cluster_prior(train: pd.DataFrame, clusters: pd.DataFrame, level: int, smoothing: float) -> pd.DataFrame:
+    at_level = clusters[clusters["level"] == level][["cluster_id", "parent_id"]]
+    siblings = at_level.merge(at_level, on="parent_id", suffixes=("_a", "_b"))
+    siblings = siblings[siblings["cluster_id_a"] != siblings["cluster_id_b"]]
+    siblings = siblings.rename(columns={"cluster_id_a": "context_cluster", "cluster_id_b": "next_cluster"})
+    weights = train.groupby(["context_cluster", "next_cluster"])["satisfaction"].sum().rename("weight")
+    prior = siblings[["context_cluster", "next_cluster"]].merge(
+        weights.reset_index(), on=["context_cluster", "next_cluster"], how="left"
     )
-    buckets = out["context_item_id"].map(lambda item: validation_bucket(int(item), seed))
-    out["split"] = np.where(buckets < validation_fraction, "validation", "train")
-    return out.reset_index(drop=True)
+    prior["weight"] = prior["weight"].fillna(0.0)
+    grouped = prior.groupby("context_cluster")["weight"]
+    prior["probability"] = (prior["weight"] + smoothing) / (
+        grouped.transform("sum") + smoothing * grouped.transform("size")
+    )
+    return prior.reset_index(drop=True)
+
+
+def item_prior(
+    train: pd.DataFrame, prior: pd.DataFrame, min_transitions: int, grid: tuple[float, ...]
+) -> tuple[pd.DataFrame, float]:
+    """P(next | item) for items with ``min_transitions`` training transitions, shrunk toward the cluster
+    prior with the beta of ``grid`` that maximises the Dirichlet-multinomial marginal likelihood."""
+    from scipy.special import gammaln
+
+    counts = train.groupby(["context_item_id", "context_cluster"]).size().rename("n").reset_index()
+    warm = counts[counts["n"] >= min_transitions][["context_item_id", "context_cluster"]]
+    base = prior.rename(columns={"probability": "base"})[["context_cluster", "next_cluster", "base"]]
+    evidence = warm.merge(base, on="context_cluster")
+    weights = train.groupby(["context_item_id", "next_cluster"])["satisfaction"].sum().rename("weight")
+    evidence = evidence.merge(weights.reset_index(), on=["context_item_id", "next_cluster"], how="left")
+    evidence["weight"] = evidence["weight"].fillna(0.0)
+    totals = evidence.groupby("context_item_id")["weight"].transform("sum")
+
+    def log_likelihood(beta: float) -> float:
+        alpha = beta * evidence["base"]
+        terms = (
+            (gammaln(evidence["weight"] + alpha) - gammaln(alpha)).groupby(evidence["context_item_id"]).sum()
+        )
+        item_totals = evidence.groupby("context_item_id")["weight"].sum()
+        return float((terms + gammaln(beta) - gammaln(beta + item_totals)).sum())
+
+    likelihoods = [(log_likelihood(b), -b) for b in grid]
+    beta = -max(likelihoods)[1] if len(evidence) else grid[-1]
+    evidence["probability"] = (evidence["weight"] + beta * evidence["base"]) / (totals + beta)
+    return evidence, beta
 
 
 def corpus(interactions: pd.DataFrame, coverage: float) -> pd.DataFrame:
