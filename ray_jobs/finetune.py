@@ -24,9 +24,11 @@ def run(config: PipelineConfig, *, max_steps: int | None = None, fresh: bool = F
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     summary = run_finetune(with_overrides(config, {"mllm.max_steps": max_steps}), fresh=fresh)
-    keys = ("model_version", "steps", "final_metrics", "served_metrics", "non_llm_baseline", "gate")
-    brief = {key: summary[key] for key in keys}
-    print(json.dumps(brief, indent=2, default=str))
+    from serendipity.mllm.judge import describe
+
+    keys = ("model_version", "feature_version", "steps", "final_metrics", "served_metrics", "prior_weight")
+    print(json.dumps({key: summary[key] for key in keys}, indent=2, default=str))
+    print("\n".join(describe(summary)))
     return summary
 
 

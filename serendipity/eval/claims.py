@@ -218,15 +218,16 @@ def ablation_claims(ablation: Section) -> list[ClaimCheck]:
 def _gate_text(gate: Mapping[str, Any] | None) -> str:
     if not gate:
         return ""
-    worse = ", ".join(gate.get("significantly_worse_than") or []) or "no reference"
+    worse = ", ".join(gate.get("worse_than") or []) or "no reference"
+    small = f"; WARNING: only {gate.get('n')} validation items" if gate.get("small_sample") else ""
     return (
         f"; publish gate ({gate.get('rule')}, margin {gate.get('margin')}): {gate.get('decision')}, "
-        f"significantly worse than {worse}, serving {gate.get('served_model_version')}"
+        f"worse than {worse}, serving {gate.get('served_model_version')}{small}"
     )
 
 
 def finetuned_beats_baseline(finetune: Section) -> ClaimCheck:
-    claim = "the fine-tuned MLLM's served (sibling-constrained) recall beats the non-LLM baseline"
+    claim = "the served nomination's validation recall beats the non-LLM baseline"
     summary = (finetune or {}).get("summary") or {}
     served, baseline = summary.get("served_metrics") or {}, summary.get("non_llm_baseline") or {}
     if "recall" not in served or "recall" not in baseline:
@@ -240,7 +241,7 @@ def finetuned_beats_baseline(finetune: Section) -> ClaimCheck:
     mllm, base = intervals
     free = (summary.get("final_metrics") or {}).get("recall")
     evidence = (
-        f"served recall on {int(served.get('items', 0))} held-out items: MLLM {mllm.text(3)} vs best "
+        f"served recall on n={int(served.get('items', 0))} validation items: served {mllm.text(3)} vs best "
         f"non-LLM sibling guess {base.text(3)} (Wilson 95%); free-decoding recall "
         f"{'-' if free is None else f'{float(free):.3f}'} (diagnostic, not served)"
     )

@@ -58,8 +58,8 @@ def _finetune(layout: WorkLayout) -> dict[str, Any] | None:
     data: dict[str, Any] = {"curves": curves.sort_values("step").to_dict(orient="list")}
     summary = _optional_json(layout.finetune_summary_path)
     if summary is not None:
-        keys = ("model_version", "steps", "prompt_style", "num_frames", "served_metrics", "final_metrics",
-                "non_llm_baseline", "gate")  # fmt: skip
+        keys = ("model_version", "feature_version", "steps", "prompt_style", "num_frames", "served_metrics",
+                "final_metrics", "non_llm_baseline", "prior_weight", "validation", "gate")  # fmt: skip
         data["summary"] = {key: summary.get(key) for key in keys}
     return data
 

@@ -40,17 +40,59 @@ def _number(value: Any, digits: int = 3) -> str:
 
 
 def _gate_html(gate: dict[str, Any]) -> str:
-    rows = [["candidate (served recall)", interval_text(_as_interval(gate.get("candidate")), 3)]]
+    rows = [
+        [
+            "candidate (served if published)",
+            gate.get("n"),
+            interval_text(_as_interval(gate.get("candidate")), 3),
+            "",
+            "",
+        ]
+    ]
     for name, figures in (gate.get("references") or {}).items():
-        label = f"{name} {figures.get('model_version', '')}".strip()
-        rows.append([label, interval_text(_as_interval(figures), 3)])
-    worse = ", ".join(gate.get("significantly_worse_than") or []) or "none"
+        paired = (gate.get("comparisons") or {}).get(name) or {}
+        low, high = paired.get("difference_ci_low"), paired.get("difference_ci_high")
+        difference = f"{paired['difference']:+.3f} [{low:+.3f}, {high:+.3f}]" if paired else "-"
+        p_value = f"{paired['p_value']:.3g}" if paired else "-"
+        rows.append(
+            [name, figures.get("items"), interval_text(_as_interval(figures), 3), difference, p_value]
+        )
+    worse = ", ".join(gate.get("worse_than") or []) or "none"
+    warning = (
+        f"<p class=missing>only {gate.get('n')} validation items (fewer than 200): the recalls are noisy</p>"
+        if gate.get("small_sample")
+        else ""
+    )
     return (
         f"<p>publish gate ({html.escape(str(gate.get('rule')))}, margin {gate.get('margin')}): "
-        f"<b>{html.escape(str(gate.get('decision')))}</b>; significantly worse than: {html.escape(worse)}; "
+        f"<b>{html.escape(str(gate.get('decision')))}</b>; worse than: {html.escape(worse)}; "
         f"serving {html.escape(str(gate.get('served_model_version')))}</p>"
-        + _table(["recall on the validation items", "mean [Wilson 95%]"], rows)
+        + warning
+        + _table(
+            [
+                "recall on the validation items",
+                "n",
+                "mean [Wilson 95%]",
+                "candidate - reference [paired 95%]",
+                "exact McNemar p",
+            ],
+            rows,
+        )
     )
+
+
+def _nominators_html(validation: dict[str, Any]) -> str:
+    rows = [
+        [name, f.get("items"), interval_text(_as_interval(f), 3)]
+        for name, f in validation.get("nominators", {}).items()
+    ]
+    for group, figures in (validation.get("by_evidence") or {}).items():
+        rows += [
+            [f"{name} ({group} context items)", f.get("items"), interval_text(_as_interval(f), 3)]
+            for name, f in figures.items()
+            if isinstance(f, dict)
+        ]
+    return _table(["nominator on the validation items", "n", "recall [Wilson 95%]"], rows)
 
 
 def _as_interval(figures: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -68,13 +110,15 @@ def _finetune_html(data: dict[str, Any]) -> str:
         served, final = summary.get("served_metrics") or {}, summary.get("final_metrics") or {}
         baseline = summary.get("non_llm_baseline") or {}
         keys = ("match_rate", "recall", "recall_at_k")
-        rows = [[f"served (sibling-constrained) {k}", _number(served.get(k))] for k in keys if k in served]
+        rows = [[f"served nomination {k}", _number(served.get(k))] for k in keys if k in served]
         rows += [[f"free decoding {k} (diagnostic)", _number(final.get(k))] for k in keys if k in final]
         rows.append(["non-LLM best sibling guess recall", _number(baseline.get("recall"))])
         parts.append(f"<p>model {summary.get('model_version')}, {summary.get('steps')} steps</p>")
         parts.append(_table(["final metric", "value"], rows))
         if summary.get("gate"):
             parts.append(_gate_html(summary["gate"]))
+        if summary.get("validation"):
+            parts.append(_nominators_html(summary["validation"]))
     return "".join(parts)
 
 

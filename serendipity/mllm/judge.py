@@ -23,6 +23,7 @@ from serendipity.mllm.gate import (
     PRIOR_REFERENCE,
     PUBLISH,
     PUBLISHED_REFERENCE,
+    SMALL_SAMPLE,
     ServedChoice,
     decide,
     recall_figures,
@@ -117,3 +118,45 @@ def feature_version(served: ServedChoice, prior: PriorInfo) -> str:
     if served.kind == "non_llm_guess" or (served.kind == "model" and served.prior_weight == 0.0):
         return served.model_version
     return f"{served.model_version}+{prior.version}"
+
+
+NOMINATOR_LABELS = {
+    CANDIDATE: "candidate (model + prior)",
+    MODEL_ALONE: "model alone",
+    PRIOR_REFERENCE: "transition prior alone",
+    GUESS_REFERENCE: "non-LLM guess",
+    PUBLISHED_REFERENCE: "published model",
+}
+
+
+def _recall(figures: dict[str, Any]) -> str:
+    return f"{figures['recall']:.3f} [{figures['ci_low']:.3f}, {figures['ci_high']:.3f}]"
+
+
+def describe(summary: dict[str, Any]) -> list[str]:
+    """The fine-tuning summary's judgement as lines a person reads (CLI output)."""
+    gate, validation = summary["gate"], summary["validation"]
+    calibration = summary["calibration"]["n"]
+    lines = [
+        f"validation items n={gate['n']} (the latest pairs; calibration n={calibration}, "
+        f"prior weight lambda={summary['prior_weight']:g})"
+    ]
+    if gate["small_sample"]:
+        lines.append(f"WARNING: n < {SMALL_SAMPLE}: recalls this noisy decide little")
+    for name, figures in validation["nominators"].items():
+        lines.append(
+            f"  {NOMINATOR_LABELS.get(name, name):<28} recall {_recall(figures)} (n={figures['items']})"
+        )
+    for group, figures in validation["by_evidence"].items():
+        parts = ", ".join(
+            f"{name} {figures[name]['recall']:.3f}" for name in NOMINATOR_LABELS if name in figures
+        )
+        lines.append(f"  {group} context items (n={figures['n']}): {parts}")
+    for name, comparison in gate["comparisons"].items():
+        lines.append(
+            f"  candidate vs {name}: difference {comparison['difference']:+.3f} "
+            f"[{comparison['difference_ci_low']:+.3f}, {comparison['difference_ci_high']:+.3f}], "
+            f"exact McNemar p={comparison['p_value']:.3g}"
+        )
+    lines.append(f"gate ({gate['rule']}): {gate['decision']}; serving {summary['feature_version']}")
+    return lines

@@ -334,25 +334,36 @@ def test_headline_recall_is_the_served_constrained_one(full_inputs: PipelineConf
     free = {"items": 50, "match_rate": 0.2, "recall": 0.02, "recall_at_k": 0.04, "k": 3}
     served = {"items": 50, "match_rate": 1.0, "recall": 0.6, "recall_at_k": 0.8, "k": 3}
     gate = {
-        "rule": "not_worse_by_interval",
+        "rule": "paired_not_worse",
         "margin": 0.0,
         "decision": "publish",
         "served_model_version": "v1",
-        "significantly_worse_than": [],
-        "candidate": {"recall": 0.6, "ci_low": 0.46, "ci_high": 0.72},
-        "references": {"non_llm_guess": {"recall": 0.1, "ci_low": 0.04, "ci_high": 0.21}},
+        "worse_than": [],
+        "n": 50,
+        "small_sample": True,
+        "candidate": {"recall": 0.6, "ci_low": 0.46, "ci_high": 0.72, "items": 50},
+        "references": {"non_llm_guess": {"recall": 0.1, "ci_low": 0.04, "ci_high": 0.21, "items": 50}},
+        "comparisons": {
+            "non_llm_guess": {
+                "difference": 0.5,
+                "difference_ci_low": 0.36,
+                "difference_ci_high": 0.64,
+                "p_value": 1e-7,
+            }
+        },
     }
     _rewrite_summary(full_inputs, final_metrics=free, served_metrics=served, gate=gate)
     report = build_report(full_inputs)
     claim = next(c for c in report["claims"] if c["claim_id"] == "7")
     assert claim["status"] == claims.HOLDS
-    assert "served recall on 50 held-out items: MLLM 0.600" in claim["evidence"]
+    assert "served recall on n=50 validation items: served 0.600" in claim["evidence"]
     assert "free-decoding recall 0.020 (diagnostic" in claim["evidence"]
-    assert "publish gate (not_worse_by_interval, margin 0.0): publish" in claim["evidence"]
+    assert "publish gate (paired_not_worse, margin 0.0): publish" in claim["evidence"]
+    assert "WARNING: only 50 validation items" in claim["evidence"]
     assert report["sections"]["finetune"]["data"]["summary"]["gate"] == gate
     page = write_report(full_inputs).html.read_text()
-    assert "served (sibling-constrained) recall" in page and "free decoding recall (diagnostic)" in page
-    assert "<b>publish</b>" in page
+    assert "served nomination recall" in page and "free decoding recall (diagnostic)" in page
+    assert "<b>publish</b>" in page and "+0.500 [+0.360, +0.640]" in page and "fewer than 200" in page
 
     high_free = {**served, "recall": 0.95}  # on free recall the claim would hold
     guess = {"items": 50, "hits": 20, "recall": 0.4}
