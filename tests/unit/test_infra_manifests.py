@@ -305,3 +305,91 @@ def test_readme_names_existing_files() -> None:
     named = set(re.findall(pattern, readme))
     assert "infra/spark/submit.sh" in named
     assert sorted(path for path in named if not (REPO_ROOT / path).is_file()) == []
+
+
+def pod_templates(document: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(where, pod template) of each pod a RayJob or RayService starts: the head and each worker group."""
+    cluster = document["spec"]["rayClusterSpec"]
+    yield "head", cluster["headGroupSpec"]["template"]
+    for group in cluster["workerGroupSpecs"]:
+        yield group["groupName"], group["template"]
+
+
+def selects(policy: dict[str, Any], labels: dict[str, str]) -> bool:
+    wanted = policy["spec"]["podSelector"].get("matchLabels", {})
+    return all(labels.get(key) == value for key, value in wanted.items())
+
+
+def test_the_namespace_denies_ingress_by_default() -> None:
+    policies = documents_of("NetworkPolicy")
+    default_deny = [
+        policy
+        for policy in policies
+        if policy["spec"]["podSelector"] == {}
+        and "Ingress" in policy["spec"]["policyTypes"]
+        and not policy["spec"].get("ingress")
+    ]
+    assert default_deny, "no default-deny NetworkPolicy for the namespace"
+
+
+@pytest.mark.parametrize("kind", ["RayJob", "RayService"])
+def test_every_ray_pod_is_labelled_and_covered_by_its_own_policy(kind: str) -> None:
+    """The RayJobs' clusters had no pod labels and no policy: any pod could reach their dashboard and
+    Jobs API (8265) and run code with the Redis secret and the data volume."""
+    specific = [p for p in documents_of("NetworkPolicy") if p["spec"]["podSelector"].get("matchLabels")]
+    for document in documents_of(kind):
+        for where, template in pod_templates(document):
+            labels = template.get("metadata", {}).get("labels", {})
+            covering = [policy for policy in specific if selects(policy, labels)]
+            assert covering, f"{document['metadata']['name']} {where}: no NetworkPolicy selects {labels}"
+            for policy in covering:
+                for rule in policy["spec"]["ingress"]:
+                    ports = {port["port"] for port in rule.get("ports", [])}
+                    if 8265 in ports or not rule.get("from"):
+                        # the dashboard only to the operator; no open rule but the Serve front's port
+                        assert rule.get("from") or ports == {8000}, (policy["metadata"]["name"], rule)
+
+
+def test_the_operator_rules_are_pinned_to_the_operators_namespace() -> None:
+    for policy in documents_of("NetworkPolicy"):
+        for rule in policy["spec"].get("ingress", []):
+            for peer in rule.get("from", []):
+                if "namespaceSelector" in peer:
+                    assert peer["namespaceSelector"].get("matchLabels"), (policy["metadata"]["name"], peer)
+                    assert "podSelector" in peer  # that namespace's operator pods, not all its pods
+
+
+def test_ray_jobs_are_submitted_by_the_operator_over_http() -> None:
+    for document in documents_of("RayJob"):
+        assert document["spec"]["submissionMode"] == "HTTPMode", document["metadata"]["name"]
+
+
+@pytest.mark.parametrize(("name", "document"), DOCUMENTS, ids=DOCUMENT_IDS)
+def test_containers_run_locked_down(name: str, document: dict[str, Any]) -> None:
+    """No privilege escalation, no capabilities, a read-only root file system (writes go to volumes)."""
+    if document["kind"] not in WORKLOAD_KINDS:
+        return
+    if document["kind"] == "SparkApplication":
+        found = [document["spec"]["driver"], document["spec"]["executor"]]
+    else:
+        found = list(containers(document))
+    assert found, name
+    for container in found:
+        security = container.get("securityContext", {})
+        assert security.get("allowPrivilegeEscalation") is False, name
+        assert security.get("readOnlyRootFilesystem") is True, name
+        assert security.get("capabilities", {}).get("drop") == ["ALL"], name
+        mounts = {mount["mountPath"] for mount in container.get("volumeMounts", [])}
+        assert "/tmp" in mounts, f"{name}: a read-only root needs a writable /tmp"
+
+
+def test_the_public_front_listens_where_the_ingress_checks_the_token() -> None:
+    """The sidecar listens on serving.host of the cluster config, which the ingress replicas read:
+    beyond loopback they refuse to start without the token."""
+    from serendipity.config import load_config
+
+    (service,) = documents_of("RayService")
+    (sidecar,) = [c for c in containers(service) if c["name"] == "admission"]
+    assert "--listen" not in sidecar["command"]
+    assert load_config(INFRA / "configs" / "cluster.yaml").serving.host == "0.0.0.0"
+    assert any(variable["name"] == "SERENDIPITY_API_TOKEN" for variable in sidecar["env"])
