@@ -48,7 +48,7 @@ def _extension_loads(package_dir: str) -> bool:
         return False
     try:
         torch.ops.load_library(spec.origin)
-    except OSError:
+    except Exception:  # noqa: BLE001 - OSError (missing libtorch_cuda), RuntimeError (undefined symbols), ...
         return False
     return True
 
@@ -80,15 +80,27 @@ def ensure_torchvision_importable() -> bool:
 class _BeforeTorchvision:
     """A meta path finder that finds nothing: it runs the shim the first time torchvision is looked up.
     It stays in ``sys.meta_path`` afterwards (removing it while the import system walks the list would
-    skip the next finder)."""
+    skip the next finder). It counts as done only once the shim ran through; a shim that fails raises
+    ``ImportError`` (what an import's caller handles, e.g. transformers taking torchvision as absent),
+    never another exception, and is tried again at the next lookup."""
 
     def __init__(self) -> None:
         self.done = False
+        self._running = False  # the shim imports torch, which may look torchvision up itself
 
     def find_spec(self, name: str, path: Any = None, target: Any = None) -> None:
-        if name == "torchvision" and not self.done:
-            self.done = True
+        if name != "torchvision" or self.done or self._running:
+            return None
+        self._running = True
+        try:
             ensure_torchvision_importable()
+        except Exception as error:  # noqa: BLE001 - surfaced as the ImportError an import may raise
+            raise ImportError(
+                f"preparing torchvision's import failed: {type(error).__name__}: {error}", name=name
+            ) from error
+        finally:
+            self._running = False
+        self.done = True
         return None
 
 

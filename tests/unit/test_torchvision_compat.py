@@ -66,3 +66,20 @@ def test_a_fresh_interpreter_gets_the_shim_before_transformers_imports_torchvisi
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.split() == ["Qwen2VLVideoProcessor", "True"]
+
+
+def test_a_failing_shim_surfaces_as_import_error_and_is_tried_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The hook once let any exception escape an import and marked itself done before the shim ran."""
+    from serendipity.mllm import torchvision_compat
+
+    def broken() -> bool:
+        raise RuntimeError("library define failed")
+
+    hook = torchvision_compat._BeforeTorchvision()
+    monkeypatch.setattr(torchvision_compat, "ensure_torchvision_importable", broken)
+    with pytest.raises(ImportError, match="RuntimeError: library define failed"):
+        hook.find_spec("torchvision")
+    assert hook.done is False
+    monkeypatch.setattr(torchvision_compat, "ensure_torchvision_importable", lambda: True)
+    assert hook.find_spec("torchvision") is None and hook.done is True
+    assert hook.find_spec("numpy") is None
