@@ -34,6 +34,17 @@ class Endpoint:
     pid: int  # leader of the detached process group
     log_path: str
     config_path: str
+    started: str | None = None  # the process's start time (process_start): a reused pid differs
+
+
+def process_start(pid: int) -> str | None:
+    """When process ``pid`` started, in clock ticks since boot (Linux /proc), None when unknown: with the
+    pid it names one process, so a pid the system reused for another is told apart."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat.rsplit(")", 1)[1].split()[19]  # field 22 (starttime), counted after the command name
 
     def stop_command(self) -> str:
         return f"serendipity serve stop --config {self.config_path}"
@@ -53,6 +64,8 @@ def read_endpoint(config: PipelineConfig) -> Endpoint | None:
         os.kill(endpoint.pid, 0)
     except ProcessLookupError:
         return None
+    if endpoint.started is not None and process_start(endpoint.pid) != endpoint.started:
+        return None  # the pid now names another process: ours is gone
     return endpoint
 
 
@@ -134,7 +147,9 @@ def start_detached(config_path: Path, timeout_s: float = 600.0) -> Endpoint:
         process = subprocess.Popen(
             command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
         )
-    endpoint = Endpoint(f"http://{host}:{port}", process.pid, str(log_path), str(config_path))
+    endpoint = Endpoint(
+        f"http://{host}:{port}", process.pid, str(log_path), str(config_path), process_start(process.pid)
+    )
     write_json_atomic(asdict(endpoint), endpoint_file(config))
     deadline = time.monotonic() + timeout_s
     while not _ready(endpoint.url):

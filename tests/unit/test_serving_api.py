@@ -270,3 +270,24 @@ def test_the_in_flight_limit_covers_every_path_but_health_and_docs(path: str) ->
             return refused.status_code, (await held).status_code, (await health).status_code
 
     assert asyncio.run(run()) == (503, 200, 200)
+
+
+def test_serve_stop_never_trusts_a_reused_pid(tmp_path) -> None:
+    """The endpoint record names its process by pid and start time: a live process that merely got the
+    same pid is not ours (serve stop would end its whole process group)."""
+    import json
+    import os
+    from pathlib import Path
+
+    from serendipity.config import load_config
+    from serving.local import Endpoint, endpoint_file, process_start, read_endpoint
+
+    repo = Path(__file__).resolve().parents[2]
+    config = load_config(repo / "configs" / "test.yaml", overrides={"work_dir": str(tmp_path / "work")})
+    path = endpoint_file(config)
+    path.parent.mkdir(parents=True)
+    ours = Endpoint("http://127.0.0.1:1", os.getpid(), "log", "c.yaml", process_start(os.getpid()))
+    path.write_text(json.dumps(ours.__dict__))
+    assert read_endpoint(config) == ours
+    path.write_text(json.dumps({**ours.__dict__, "started": "1"}))  # same pid, another process
+    assert read_endpoint(config) is None
