@@ -13,6 +13,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from serendipity.ray_compat import init_with_system_config
+
 
 class RayConfig(BaseModel):
     """The local Ray of a one-machine run; ignored when joining a cluster (``RAY_ADDRESS``)."""
@@ -51,15 +53,15 @@ def init_local_ray(settings: RayConfig, **options: Any) -> None:
     if os.environ.get("RAY_ADDRESS"):
         ray.init(**options)
         return
-    ray.init(
-        include_dashboard=settings.include_dashboard,
-        num_cpus=settings.num_cpus,
-        object_store_memory=settings.object_store_mb * 2**20 if settings.object_store_mb else None,
-        _system_config={
+    init_with_system_config(
+        {
             "idle_worker_killing_time_threshold_ms": settings.idle_worker_kill_ms,
             "enable_worker_prestart": False,
             "prestart_worker_first_driver": False,
         },
+        include_dashboard=settings.include_dashboard,
+        num_cpus=settings.num_cpus,
+        object_store_memory=settings.object_store_mb * 2**20 if settings.object_store_mb else None,
         **({} if settings.include_dashboard else {"runtime_env": {"worker_process_setup_hook": _HOOK}}),
         **options,
     )

@@ -75,10 +75,10 @@ def pipeline_config_path(explicit: str | None) -> Path:
 def proxy_host(default: str) -> str:
     """The host Serve's HTTP proxy listens on (asked of the Serve controller), else ``default``."""
     try:
-        from ray.serve.context import _get_global_client
+        from serendipity.ray_compat import serve_http_host
 
-        client = _get_global_client(raise_if_no_controller_running=False)
-        return client.http_config.host if client is not None else default
+        host = serve_http_host()
+        return host if host is not None else default
     except Exception:  # noqa: BLE001 - outside a Serve cluster: what the pipeline config says
         return default
 
