@@ -64,14 +64,14 @@ SourceProvider = Callable[[], Awaitable[dict[str, Any]]]
 class ExplorerState:
     config: PipelineConfig
     catalog: Any  # serendipity.explorer.catalog.ExplorerCatalog
-    media: Any  # serendipity.explorer.media.ExplorerMedia
+    media: Any  # serendipity.explorer.media.RenderedMedia: files rendered offline, nothing decoded here
     recommender: Any  # serendipity.retrieval.recommend.Recommender, for the exploitation baseline
 
 
 def load_state(source: dict[str, Any]) -> ExplorerState:
     """Catalogue, media and a recommender for the baseline, from what the recommender deployment loaded."""
     from serendipity.explorer.catalog import ExplorerCatalog
-    from serendipity.explorer.media import ExplorerMedia
+    from serendipity.explorer.media import RenderedMedia, rendered_dir
     from serendipity.retrieval.recommend import Recommender
 
     loaded = RecommenderUserConfig.model_validate(source)
@@ -82,7 +82,7 @@ def load_state(source: dict[str, Any]) -> ExplorerState:
     recommender = Recommender.load(
         config, loaded.feature_store_yaml, feature_timeout_s=timeout_s, cold_start=True
     )
-    return ExplorerState(config, catalog, ExplorerMedia(catalog, config), recommender)
+    return ExplorerState(config, catalog, RenderedMedia(rendered_dir(config)), recommender)
 
 
 async def served_recommender_source() -> dict[str, Any]:

@@ -79,6 +79,7 @@ def run_foreground(config_path: Path) -> None:
     import ray
     from ray import serve
 
+    from serendipity.explorer.media import render_media
     from serving.admission import LOOPBACK, AdmissionError, run_front
     from serving.app import compose
     from serving.guard import require_token_off_loopback
@@ -87,6 +88,7 @@ def run_foreground(config_path: Path) -> None:
     config = load_config(config_path)
     serving = config.serving
     require_token_off_loopback(serving.host, os.environ.get(TOKEN_ENV), TOKEN_ENV)
+    render_media(config)  # the explorer's thumbnails and frames, decoded here, never while serving
     use_throughput_env()
     ray.init(include_dashboard=False, configure_logging=False)
     backstop_s = serving.request_timeout_s * 3

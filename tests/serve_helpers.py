@@ -37,11 +37,13 @@ def serve_chain(config_path: Path) -> ServedChain:
     """The app of ``config_path`` on local Serve, on a free loopback port, with the token set."""
     from ray import serve
 
+    from serendipity.explorer.media import render_media
     from serving.app import compose
 
     config = with_overrides(load_config(config_path), FUNCTIONAL_SETTINGS)
     config_path = save_config(config, config_path.with_name(f"{config_path.stem}-served.yaml"))
     layout = WorkLayout.of(config)
+    render_media(config)  # the explorer serves files rendered offline, as `serve run` renders them
     port = free_port()
     serve.start(http_options={"host": "127.0.0.1", "port": port})
     ingress_options = {

@@ -32,6 +32,17 @@ def address(config: Path = ConfigOption) -> None:
     console.print(f"API: {url} (docs {url}/docs)  explorer: {url}/explore  report: {url}/explore/report")
 
 
+@app.command("render")
+def render(config: Path = ConfigOption) -> None:
+    """Decode the explorer's thumbnails and prompt frames to files (once; `serve run|start` does it too)."""
+    from serendipity.config import load_config
+    from serendipity.explorer.media import render_media, rendered_dir
+
+    pipeline_config = load_config(config)
+    counts = render_media(pipeline_config)
+    console.print(f"explorer media in {rendered_dir(pipeline_config)}: {counts}")
+
+
 @app.command("screenshot")
 def screenshot(
     config: Path = ConfigOption,

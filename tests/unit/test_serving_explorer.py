@@ -110,3 +110,17 @@ def test_the_report_is_served_without_the_work_dir(tmp_path: Path) -> None:
     path.write_text(f"<html><head></head><body><p>work dir <code>{config.work_dir}</code></p></body></html>")
     text = report_page(config)
     assert text is not None and str(config.work_dir) not in text and WORK_DIR_SHOWN in text
+
+
+def test_rendered_media_are_read_from_files_only(tmp_path: Path) -> None:
+    from serendipity.explorer.media import RenderedMedia
+
+    item = tmp_path / "7"
+    item.mkdir()
+    (item / "thumbnail.jpg").write_bytes(b"thumb")
+    for index in range(2):
+        (item / f"frame-{index}.jpg").write_bytes(f"frame {index}".encode())
+    media = RenderedMedia(tmp_path)
+    assert media.thumbnail(7) == b"thumb" and media.frame_count(7) == 2
+    assert media.frame(7, 1) == b"frame 1" and media.frame(7, 2) is None and media.frame(7, -1) is None
+    assert media.thumbnail(8) is None and media.frame_count(8) == 0
