@@ -95,17 +95,23 @@ async def served_recommender_source() -> dict[str, Any]:
 
 
 class StateLoader:
-    """Loads the explorer's state once, on first use, off the event loop."""
+    """Loads the explorer's state once, on first use, off the event loop; asking the recommender
+    deployment what it serves has a deadline (``source_timeout_s``) like every call the ingress makes."""
 
-    def __init__(self, source: SourceProvider) -> None:
+    def __init__(self, source: SourceProvider, source_timeout_s: float | None = None) -> None:
         self._source = source
+        self._source_timeout_s = source_timeout_s
         self._state: ExplorerState | None = None
         self._lock = asyncio.Lock()
 
     async def get(self) -> ExplorerState:
         async with self._lock:
             if self._state is None:
-                self._state = await asyncio.to_thread(load_state, await self._source())
+                try:
+                    source = await asyncio.wait_for(self._source(), timeout=self._source_timeout_s)
+                except TimeoutError as error:
+                    raise ExplorerBusy("the recommender did not say what it serves in time") from error
+                self._state = await asyncio.to_thread(load_state, source)
         return self._state
 
 
@@ -223,7 +229,7 @@ def include_explorer_routes(
 ) -> StateLoader:
     """Add the explorer's routes to ``api`` (under its guard); returns the loader of their state."""
     serving = serving or ServingConfig()
-    loader = StateLoader(source)
+    loader = StateLoader(source, serving.request_timeout_s)
     work = BoundedWork(EXPLORER_WORKERS, serving.request_timeout_s)
 
     async def busy(request: Any, error: Exception) -> JSONResponse:

@@ -65,6 +65,13 @@ class ExplorerCatalog:
     answers: pd.DataFrame  # batch-inference output indexed by item_id
     level: int  # the tree level the model nominates and the index searches (mining.level)
 
+    def __post_init__(self) -> None:
+        # pandas fills an index's lookup table on first use, and not thread-safely: fill it now, before
+        # the explorer's worker threads read the catalogue at the same time
+        for frame in (self.items, self.answers):
+            if len(frame.index):
+                frame.index.get_loc(frame.index[0])
+
     @classmethod
     def load(cls, config: PipelineConfig) -> ExplorerCatalog:
         layout = WorkLayout.of(config)
