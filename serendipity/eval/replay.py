@@ -249,10 +249,67 @@ def replay_report(config: PipelineConfig, inputs: ReplayInputs, cases: ReplayCas
     }
 
 
+def validation_period_replay(config: PipelineConfig, inputs: ReplayInputs) -> dict[str, Any] | None:
+    """Every logged serendipitous transition after the calibration cut whose context item inference
+    covered: is its next cluster the served one, the prior's, the guess's? Split by whether the context
+    item has an item-level prior (warm: enough transitions of its own before the cut) or not (cold, like a
+    new video: only the model can know it); chance is one over the context cluster's siblings."""
+    from serendipity.mllm.guess import best_sibling_guess
+    from serendipity.nomination.combine import PRIOR_ALONE, nominate
+    from serendipity.nomination.prior import epoch_micros, load_prior
+
+    layout, level = WorkLayout.of(config), config.mining.level
+    if not layout.prior_info_path.is_file():
+        return None
+    prior = load_prior(layout)
+    pairs = _read(
+        layout.pairs_path, ["context_item_id", "context_cluster", "next_cluster", "ts"], "mined pairs"
+    )
+    micros = epoch_micros(pairs["ts"])
+    cases = pairs[micros >= prior.info.cuts.calibration_end_micros].copy()
+    served = inputs.predicted.set_index("item_id")[SERENDIPITOUS_CLUSTER_FEATURE]
+    cases = cases[cases["context_item_id"].isin(served.index)].reset_index(drop=True)
+    cases["served"] = cases["context_item_id"].map(served).astype("int64")
+    guess, _ = best_sibling_guess(config)
+    cases["non_llm_guess"] = [guess.get(int(c), NO_CLUSTER) for c in cases["context_cluster"]]
+    prior_choice = []
+    for item, cluster in zip(cases["context_item_id"], cases["context_cluster"], strict=True):
+        options = inputs.tree.siblings(int(cluster))
+        chances = prior.probabilities(int(item), int(cluster), options)
+        prior_choice.append(nominate(int(item), options, None, chances, PRIOR_ALONE).best or NO_CLUSTER)
+    cases["transition_prior"] = prior_choice
+    cases["warm"] = cases["context_item_id"].map(prior.is_warm).astype(bool)
+    truth = cases["next_cluster"].to_numpy(np.int64)
+    chance = np.array([1.0 / max(1, len(inputs.tree.siblings(int(c)))) for c in cases["context_cluster"]])
+
+    def scored(mask: np.ndarray) -> dict[str, Any]:
+        methods = {
+            name: binary_hits(cases.loc[mask, name].to_numpy(np.int64) == truth[mask])
+            for name in ("served", "transition_prior", "non_llm_guess")
+        }
+        return {
+            "cases": int(mask.sum()),
+            "methods": {**methods, "random_sibling": expected_hits(chance[mask])},
+        }
+
+    warm = cases["warm"].to_numpy()
+    return {
+        "protocol": f"every serendipitous pair (level {level}) after the calibration cut "
+        f"{prior.info.cuts.iso()['calibration_end']} whose context item has a served cluster; hit = its "
+        "next cluster is the method's; warm = the context item has an item-level prior (at least "
+        f"{prior.info.min_item_transitions} transitions before the training cut); 95% Wilson intervals",
+        "prior_snapshot": prior.info.snapshot,
+        "subsets": {"all": scored(np.ones(len(cases), bool)), "warm": scored(warm), "cold": scored(~warm)},
+    }
+
+
 def run_replay(config: PipelineConfig) -> dict[str, Any]:
-    """Score the guesses on every user's last engaged interaction and write ``reports/replay.json``."""
+    """Score the guesses on every user's last engaged interaction and on the validation period's logged
+    serendipitous transitions; write ``reports/replay.json``."""
     layout = WorkLayout.of(config)
     inputs = read_replay_inputs(layout, config.mining.level)
-    report = json_safe(replay_report(config, inputs, replay_cases(config, inputs)))
+    report = replay_report(config, inputs, replay_cases(config, inputs))
+    report["validation_period"] = validation_period_replay(config, inputs)
+    report = json_safe(report)
     write_json_atomic(report, layout.replay_path)
     return report

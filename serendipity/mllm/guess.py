@@ -11,7 +11,7 @@ from serendipity.config import PipelineConfig
 from serendipity.layout import WorkLayout
 from serendipity.mllm.data import load_tree
 from serendipity.mllm.metrics import best_sibling_by_satisfaction
-from serendipity.nomination.prior import PriorInfo
+from serendipity.nomination.prior import PriorInfo, epoch_micros
 
 GUESS_REASONING = (
     "non-LLM guess: the sibling cluster with the highest mean satisfaction in the training pairs"
@@ -26,7 +26,7 @@ def training_pairs(layout: WorkLayout) -> pd.DataFrame:
     cuts = PriorInfo.read(layout.prior_info_path).cuts
     columns = ["context_item_id", "context_cluster", "next_cluster", "satisfaction", "ts"]
     pairs = pq.read_table(layout.pairs_path, columns=columns).to_pandas()
-    micros = pd.to_datetime(pairs["ts"], utc=True).astype("int64") // 1000
+    micros = epoch_micros(pairs["ts"])
     return pairs[micros < cuts.train_end_micros].drop(columns="ts")
 
 

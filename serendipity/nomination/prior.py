@@ -126,3 +126,8 @@ class TransitionPrior:
 def load_prior(layout: WorkLayout) -> TransitionPrior:
     """The prior the ``prior`` stage wrote under ``layout``."""
     return TransitionPrior.load(layout.cluster_prior_path, layout.item_prior_path, layout.prior_info_path)
+
+
+def epoch_micros(ts: pd.Series) -> pd.Series:
+    """UTC microseconds since the epoch, whatever the resolution the timestamps were read with."""
+    return pd.to_datetime(ts, utc=True).dt.as_unit("us").astype("int64")

@@ -121,6 +121,28 @@ def test_mllm_hits_match_an_independent_count(chain_config: PipelineConfig, repl
     )
 
 
+def test_validation_period_replay_counts_the_later_serendipitous_pairs(
+    chain_config: PipelineConfig, replay: dict
+) -> None:
+    from serendipity.nomination.prior import PriorInfo, epoch_micros
+
+    layout = WorkLayout.of(chain_config)
+    period = replay["validation_period"]
+    cut = PriorInfo.read(layout.prior_info_path).cuts.calibration_end_micros
+    pairs = pq.read_table(layout.pairs_path).to_pandas()
+    pairs = pairs[epoch_micros(pairs["ts"]) >= cut]
+    served = pq.read_table(layout.serendipity_path).to_pandas().set_index("item_id")["serendipitous_cluster"]
+    covered = pairs[pairs["context_item_id"].isin(served.index)]
+    hits = int((covered["context_item_id"].map(served) == covered["next_cluster"]).sum())
+    subsets = period["subsets"]
+    assert subsets["all"]["cases"] == len(covered) > 0
+    assert subsets["all"]["methods"]["served"]["hits"] == hits
+    assert subsets["warm"]["cases"] + subsets["cold"]["cases"] == len(covered)
+    for subset in subsets.values():
+        chance = subset["methods"]["random_sibling"]["mean"]
+        assert subset["cases"] == 0 or 0 < chance <= 0.5 + 1e-9  # at least two siblings besides one's own
+
+
 def test_rerun_is_idempotent(chain_config: PipelineConfig, replay: dict) -> None:
     assert run_replay(chain_config) == replay
 

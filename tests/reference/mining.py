@@ -98,13 +98,13 @@ def validation_bucket(item_id: int, seed: int) -> float:
 
 def time_cuts(pairs: pd.DataFrame, calibration: float, validation: float) -> tuple[float, float]:
     """Linear-interpolated quantiles of the pairs' times (UTC microseconds): train and calibration ends."""
-    micros = pd.to_datetime(pairs["ts"], utc=True).astype("int64").to_numpy() // 1000
+    micros = pd.to_datetime(pairs["ts"], utc=True).dt.as_unit("us").astype("int64").to_numpy()
     train_share = max(0.0, 1.0 - calibration - validation)
     return float(np.quantile(micros, train_share)), float(np.quantile(micros, 1.0 - validation))
 
 
 def with_split(pairs: pd.DataFrame, cuts: tuple[float, float]) -> pd.DataFrame:
-    micros = (pd.to_datetime(pairs["ts"], utc=True).astype("int64") // 1000).astype(float)
+    micros = pd.to_datetime(pairs["ts"], utc=True).dt.as_unit("us").astype("int64").astype(float)
     split = np.where(micros < cuts[0], "train", np.where(micros < cuts[1], "calibration", "validation"))
     return pairs.assign(split=split)
 
