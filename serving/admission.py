@@ -36,7 +36,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from serendipity.io import write_text_atomic
-from serendipity.serving_config import ServingConfig
+from serendipity.serving_config import HOST, ServingConfig
 from serving.guard import (
     CLIENT_REQUEST_ID,
     OVERLOADED,
@@ -124,6 +124,8 @@ def render_config(serving: ServingConfig, listen_host: str | None = None) -> str
     if not admission.enabled:
         raise AdmissionError("serving.admission.enabled is false: there is no front to configure")
     host = listen_host or serving.host
+    if not HOST.fullmatch(host):
+        raise AdmissionError(f"listen host {host!r} is not a host name or IP address")
     upstream = f"{LOOPBACK}:{serving.serve_port}"
     backstop_s = max(1, round(serving.request_timeout_s * 3))  # the ingress answers by request_timeout_s
     ungated = " ".join(sorted(UNGATED_PATHS))

@@ -156,6 +156,8 @@ def test_config_is_checked_by_haproxy_and_follows_the_limits(tmp_path: Path) -> 
     assert "bind 127.0.0.1:9000" in text and "server serve 127.0.0.1:9100 maxconn 5" in text
     assert "queue(gated) ge 7" in text and "timeout queue 250ms" in text
     assert "bind 0.0.0.0:9000" in render_config(serving, listen_host="0.0.0.0")
+    with pytest.raises(AdmissionError, match="not a host"):
+        render_config(serving, listen_host="127.0.0.1:80\n    bind 0.0.0.0")
 
 
 def test_serve_port_and_misconfiguration() -> None:
@@ -296,3 +298,60 @@ def test_the_front_refuses_a_tokenless_public_listener(
 
 def test_request_ids_are_plain_tokens() -> None:
     assert re.fullmatch(r"\^.*\$", render_config(_serving(9000, 9100)).split("-m reg ")[1].split()[0])
+
+
+def test_the_sidecar_turns_sigterm_into_a_graceful_stop(tmp_path: Path) -> None:
+    """`serendipity serve admission` (serve_front) as a container's main process: the SIGTERM of a
+    rollout lets the request it holds finish instead of resetting it."""
+    import os
+    import signal
+    import sys
+
+    serving = _serving(free_port(), free_port())
+    backend = HeldBackend()
+    server = uvicorn.Server(
+        uvicorn.Config(build_api(backend, serving, token=None), host="127.0.0.1", port=serving.serve_port)
+    )
+    threading.Thread(target=server.run, daemon=True).start()
+    code = (
+        "import sys; from pathlib import Path; from serendipity.serving_config import ServingConfig; "
+        "from serving.admission import serve_front; "
+        "sys.exit(serve_front(ServingConfig.model_validate_json(sys.argv[1]), Path(sys.argv[2])))"
+    )
+    sidecar = subprocess.Popen(
+        [sys.executable, "-c", code, serving.model_dump_json(), str(tmp_path / "admission.cfg")],
+        cwd=Path(__file__).resolve().parents[2],
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])},
+    )
+    result: dict = {}
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"http://127.0.0.1:{serving.port}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.1)
+
+        def call() -> None:
+            try:
+                url = f"http://127.0.0.1:{serving.port}/recommend"
+                result["response"] = httpx.post(url, json=BODY, timeout=30)
+            except httpx.HTTPError as error:
+                result["error"] = error
+
+        thread = threading.Thread(target=call)
+        thread.start()
+        while backend.arrived < 1:
+            time.sleep(0.02)
+        sidecar.send_signal(signal.SIGTERM)
+        threading.Timer(0.5, backend.release).start()
+        thread.join(timeout=30)
+        assert sidecar.wait(timeout=30) == 0
+    finally:
+        if sidecar.poll() is None:
+            sidecar.kill()
+        backend.release()
+        server.should_exit = True
+    assert "error" not in result, result
+    assert result["response"].status_code == 200
