@@ -1,11 +1,13 @@
-"""Constrained vs free decoding time on the same batch and model.
+"""Constrained vs free decoding time on the same batch and model; every sibling scored vs beams.
 
 Prints and saves ``bench/results/decoding.json``: median seconds over repetitions of
 ``generate_answers`` with ``constrained=False`` and ``True`` (prebuilt trie, same token budget),
 their ratio (target at most 1.3), the trie build time, and per setting one plain ``generate`` call
 of each kind with the generated length and the constraint's own share of the time. Never asserts.
 The models are tiny VLMs of each family in ``--architectures`` (``serendipity.mllm.tiny``, randomly
-initialised, each with its own tokenizer kind, one image per prompt; figures per family) or, with
+initialised, each with its own tokenizer kind, one image per prompt; figures per family, with
+``sibling_scoring``: the teacher-forced scoring of every sibling against the constrained beam search
+it replaces, target ratio at most 1.5) or, with
 ``--model text``, a tiny random LlamaForCausalLM with a word-level tokenizer.
 Usage: ``.venv/bin/python -m bench.decoding --repeats 7 --architectures llava gemma3``.
 """
@@ -76,8 +78,9 @@ def _text_model(tree: ClusterTree) -> tuple[Any, Any]:
 
 def build_workload(
     kind: str, tree: ClusterTree, batch_size: int, architecture: str = "llava"
-) -> tuple[Any, Any, dict, list[int], str]:
-    """(model, processor, inputs, item level-3 clusters, model name) for one batch of CoT prompts."""
+) -> tuple[Any, Any, dict, list[int], str, list[Any]]:
+    """(model, processor, inputs, item level-3 clusters, model name, decoded items or []) for one batch
+    of CoT prompts."""
     items = [tree.at_level(LEVEL)[(7 * i) % 100] for i in range(batch_size)]
     if kind == "vlm":
         from serendipity.mllm.data import generation_batch
@@ -93,7 +96,8 @@ def build_workload(
             for i, c in enumerate(items)
         ]
         prompts = [build_prompt(m, PromptStyle.THUMBNAIL_COT, tree, LEVEL, processor) for m in media]
-        return model.eval(), processor, generation_batch(processor, prompts), items, type(model).__name__
+        inputs = generation_batch(processor, prompts)
+        return model.eval(), processor, inputs, items, type(model).__name__, media
     model, tokenizer = _text_model(tree)
     prompts = [f"{REASONING_MARKER} {tree.description(c)}" for c in items]
     return (
@@ -102,6 +106,7 @@ def build_workload(
         dict(tokenizer(prompts, return_tensors="pt", padding=True)),
         items,
         "LlamaForCausalLM",
+        [],
     )
 
 
@@ -162,7 +167,7 @@ def _tokenizer_kind(tokenizer: Any) -> str:
 def run_family(args: argparse.Namespace, tree: ClusterTree, architecture: str) -> dict[str, Any]:
     """The figures of one model family (or of the text model)."""
     torch.manual_seed(0)
-    model, processor, inputs, items, model_name = build_workload(
+    model, processor, inputs, items, model_name, media = build_workload(
         args.model, tree, args.batch_size, architecture
     )
     tokenizer = getattr(processor, "tokenizer", None) or processor
@@ -202,12 +207,51 @@ def run_family(args: argparse.Namespace, tree: ClusterTree, architecture: str) -
         )
     return {
         "model": model_name,
+        "sibling_scoring": _sibling_scoring(args, model, processor, media, tree, trie) if media else None,
         "tokenizer": _tokenizer_kind(tokenizer),
         "batch_size": args.batch_size,
         "max_new_tokens": max_new_tokens,
         "trie_descriptions": len(trie.cluster_ids),
         "trie_build_s": round(trie_build_s, 4),
         "settings": settings,
+    }
+
+
+def _sibling_scoring(
+    args: argparse.Namespace, model: Any, processor: Any, media: list[Any], tree: ClusterTree, trie: Any
+) -> dict[str, Any]:
+    """Every sibling scored (greedy reasoning, then one teacher-forced row per sibling) against the
+    sibling-constrained beam search inference used before (``--serving-beams`` beams, top-k of them)."""
+    from serendipity.mllm.metrics import predict_serendipitous_clusters
+    from serendipity.mllm.prompts import PromptStyle
+    from serendipity.mllm.scoring import score_siblings
+
+    beams, candidates = (
+        args.serving_beams,
+        [serendipitous_candidates(tree, m.cluster_at(LEVEL), LEVEL) for m in media],
+    )
+    runs: dict[str, list[float]] = {"score_all": [], "constrained_beams": []}
+    for repeat in range(args.repeats + 1):
+        started = time.perf_counter()
+        style, size = PromptStyle.THUMBNAIL_COT, len(media)
+        score_siblings(model, processor, media, tree, style=style, level=LEVEL, trie=trie, batch_size=size)
+        middle = time.perf_counter()
+        predict_serendipitous_clusters(
+            model, processor, media, tree, style=style, level=LEVEL, constrained=True,
+            num_beams=beams, top_k=beams, candidates=candidates, batch_size=size,
+        )  # fmt: skip
+        if repeat:
+            runs["score_all"].append(middle - started)
+            runs["constrained_beams"].append(time.perf_counter() - middle)
+    score_all, beam = statistics.median(runs["score_all"]), statistics.median(runs["constrained_beams"])
+    print(f"  every sibling scored {score_all:.3f}s vs constrained {beams}-beam search {beam:.3f}s")
+    return {
+        "siblings_per_item": len(candidates[0]) if candidates else 0,
+        "serving_beams": beams,
+        "score_all_median_s": round(score_all, 4),
+        "constrained_beams_median_s": round(beam, 4),
+        "ratio_score_all_over_beams": round(score_all / beam, 3),
+        "target_ratio_at_most": 1.5,
     }
 
 
@@ -240,6 +284,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--beams", type=int, nargs="+", default=[1, 4])
     parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument(
+        "--serving-beams", type=int, default=3, help="beams of the constrained search compared"
+    )
     parser.add_argument("--max-new-tokens", type=int, default=None, help="default: the answer's room + 12")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--output", type=Path, default=RESULTS)
