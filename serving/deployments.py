@@ -87,6 +87,18 @@ def _answer_all(loaded: LoadedRecommender, requests: list[dict[str, Any]]) -> li
     return [answer for answer in answers if answer is not None]
 
 
+def warm_up(loaded: LoadedRecommender) -> None:
+    """One recommendation before the first request (first forward pass, first index search, lazy
+    imports), so that request fits the ingress's deadline; a failure here is only logged."""
+    try:
+        popular = loaded.recommender.popular_items(1)
+        if popular:
+            request = {"user_id": 0, "context_item_id": int(popular[0].item_id), "k": 1, "history": None}
+            _answer_all(loaded, [request])
+    except Exception:  # noqa: BLE001 - the replica serves anyway; a cold first request may degrade
+        log.warning("recommender warm-up failed", exc_info=True)
+
+
 @serve.deployment(ray_actor_options={"num_cpus": 0.5}, max_ongoing_requests=64)
 class RecommenderDeployment:
     """Holds one loaded ``Recommender``; ``user_config`` (``RecommenderUserConfig``) swaps it."""
@@ -104,6 +116,7 @@ class RecommenderDeployment:
             lambda: self._loaded, serving.store_check_interval_s, serving.feature_timeout_ms / 1000
         )
         self._monitor.check(self._loaded)
+        warm_up(self._loaded)
 
     def _resolve(self, wanted: RecommenderUserConfig) -> RecommenderUserConfig:
         return wanted.model_copy(

@@ -5,7 +5,9 @@ routes it to a live replica when there is one). Both attempts share one deadline
 ``serving.recommender_timeout_ms`` (300 ms by default): past it, or with no replica to answer, the
 ingress cancels the call and answers from the popular items it keeps (fetched from a live replica),
 marked ``degraded``. A client gets an answer within the deadline, never a time-out, and a dead or
-stalled replica holds a request (and the admission front's slot) no longer than that.
+stalled replica holds a request (and the admission front's slot) no longer than that. Until the
+ingress has those popular items (a fresh ingress, nothing to fall back on), it waits for a real answer
+up to ``serving.request_timeout_s``.
 """
 
 from __future__ import annotations
@@ -75,7 +77,9 @@ class RecommendIngress:
 
     async def recommend(self, request: RecommendRequest) -> dict[str, Any]:
         loop = asyncio.get_running_loop()
-        timeout_s = self._serving.recommender_timeout_s
+        # the tight deadline once there is a fallback worth answering; before the first answer (a fresh
+        # ingress: no popular items yet) a real answer is worth waiting for, up to request_timeout_s
+        timeout_s = self._serving.recommender_timeout_s if self._popular else self._serving.request_timeout_s
         deadline = loop.time() + timeout_s
         body = request.model_dump()
         for attempt in range(1, ATTEMPTS + 1):

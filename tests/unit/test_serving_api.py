@@ -291,3 +291,33 @@ def test_serve_stop_never_trusts_a_reused_pid(tmp_path) -> None:
     assert read_endpoint(config) == ours
     path.write_text(json.dumps({**ours.__dict__, "started": "1"}))  # same pid, another process
     assert read_endpoint(config) is None
+
+
+class SlowRecommender:
+    """A handle that answers after ``delay_s``."""
+
+    def __init__(self, delay_s: float) -> None:
+        self.delay_s = delay_s
+        self.recommend = self
+        self.popular_items = self
+
+    def remote(self, *args: Any) -> asyncio.Future:
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        answer = {"items": [], "cluster": None, "reasoning": None, "source": "serendipity", "degraded": False}
+        loop.call_later(self.delay_s, lambda: future.done() or future.set_result(answer))
+        return future
+
+
+def test_a_fresh_ingress_waits_for_a_real_answer_then_keeps_the_tight_deadline() -> None:
+    """With nothing to fall back on yet, the first answer is worth request_timeout_s; once the ingress
+    keeps popular items, the recommender gets recommender_timeout_ms."""
+    serving = ServingConfig(recommender_timeout_ms=20, request_timeout_s=30)
+    ingress = ingress_class()(SlowRecommender(delay_s=0.5), serving, TOKEN_ENV)
+
+    async def run() -> dict[str, Any]:
+        return await ingress.recommend(RecommendRequest(**BODY))
+
+    assert asyncio.run(run())["source"] == "serendipity"  # fresh: waited for it
+    ingress._popular = [{"item_id": 9, "score": 0.0, "cluster_id": 1}]
+    assert asyncio.run(run())["source"] == "fallback"  # with a fallback: the tight deadline
