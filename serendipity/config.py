@@ -115,6 +115,9 @@ class MllmConfig(_Section):
     seed: int = 0
     eval_batch_size: int = Field(16, ge=1)
     curve_items: int = Field(200, ge=1)  # validation items of the periodic evaluation while training
+    # A nominator feature from pretrained text knowledge: MiniLM cosine of the item's text and each
+    # sibling's description, weighted by a fitted mu (serendipity.nomination.similarity).
+    text_similarity: bool = False
     max_failures: int = Field(2, ge=0)  # worker-group restarts (from the last checkpoint) before giving up
     # of the tiny model `serendipity mllm init` builds (serendipity.mllm.tiny.FAMILIES)
     architecture: Literal[

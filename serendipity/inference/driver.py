@@ -58,18 +58,23 @@ def _nothing_inferred() -> dict[str, Any]:
 
 
 def _predictor_arguments(
-    config: PipelineConfig, model_dir: Path, started: pd.Timestamp, prior_weight: float
+    config: PipelineConfig, model_dir: Path, started: pd.Timestamp, weights: tuple[float, float]
 ) -> dict[str, Any]:
     return {
         "config": config.model_dump(mode="json"),
         "model_dir": str(model_dir),
         "started": started.isoformat(),
-        "prior_weight": prior_weight,
+        "prior_weight": weights[0],
+        "text_weight": weights[1],
     }
 
 
 def _predict_all(
-    config: PipelineConfig, todo: pd.DataFrame, model_dir: Path, started: pd.Timestamp, prior_weight: float
+    config: PipelineConfig,
+    todo: pd.DataFrame,
+    model_dir: Path,
+    started: pd.Timestamp,
+    weights: tuple[float, float],
 ) -> dict[str, Any]:
     import ray
     from ray.data import ActorPoolStrategy, TaskPoolStrategy
@@ -90,7 +95,7 @@ def _predict_all(
         )
         .map_batches(
             PredictBatch,
-            fn_constructor_kwargs=_predictor_arguments(actor_config, model_dir, started, prior_weight),
+            fn_constructor_kwargs=_predictor_arguments(actor_config, model_dir, started, weights),
             batch_format="pandas",
             batch_size=settings.batch_size,
             compute=ActorPoolStrategy(
@@ -118,11 +123,15 @@ def _predict_all(
 
 
 def _predict_in_process(
-    config: PipelineConfig, todo: pd.DataFrame, model_dir: Path, started: pd.Timestamp, prior_weight: float
+    config: PipelineConfig,
+    todo: pd.DataFrame,
+    model_dir: Path,
+    started: pd.Timestamp,
+    weights: tuple[float, float],
 ) -> dict[str, Any]:
     """A small delta in the driver: the same decode and predictor code, without actor startup (and
     without Ray: on a GPU machine the predictor runs on its GPU, see ``precision.inference_device``)."""
-    predictor = PredictBatch(**_predictor_arguments(config, model_dir, started, prior_weight))
+    predictor = PredictBatch(**_predictor_arguments(config, model_dir, started, weights))
     decoding = decode_settings(config)
     chunks = _chunks(todo, config.inference.batch_size)
     summaries = [predictor(decode_batch(chunk, **decoding)) for chunk in chunks]
@@ -153,7 +162,9 @@ def run_inference(
     layout = WorkLayout.of(config)
     served = served_choice(layout.finetune_summary_path) if model_dir is None else None
     reference = served is not None and served.kind != "model"
-    prior_weight = served.prior_weight if served is not None and served.kind == "model" else 0.0
+    chosen_model = served is not None and served.kind == "model"
+    weights = (served.prior_weight, served.text_weight) if served is not None and chosen_model else (0.0, 0.0)
+    prior_weight = weights[0]
     if served is not None and served.kind == "model":
         model_dir = layout.models_dir / served.model_version
     model_dir = resolve_model_dir(model_dir or layout.models_dir)
@@ -180,9 +191,9 @@ def run_inference(
         assert served is not None
         totals = reference_all(config, todo, started, served.kind, version)
     elif len(todo) and _runs_in_process(config.inference, len(todo)):
-        totals = _predict_in_process(config, todo, model_dir, started, prior_weight)
+        totals = _predict_in_process(config, todo, model_dir, started, weights)
     elif len(todo):
-        totals = _predict_all(config, todo, model_dir, started, prior_weight)
+        totals = _predict_all(config, todo, model_dir, started, weights)
     output_rows, error_rows = store.compact()
     return {
         "corpus_items": len(items) + len(missing),

@@ -74,12 +74,17 @@ class PredictBatch:
     """
 
     def __init__(
-        self, config: dict[str, Any], model_dir: str, started: str, prior_weight: float = 0.0
+        self,
+        config: dict[str, Any],
+        model_dir: str,
+        started: str,
+        prior_weight: float = 0.0,
+        text_weight: float = 0.0,
     ) -> None:
         from serendipity.mllm.predictor import predictor_from_config
 
         self.config = PipelineConfig.model_validate(config)
-        self.predictor = predictor_from_config(self.config, model_dir, prior_weight)
+        self.predictor = predictor_from_config(self.config, model_dir, prior_weight, text_weight)
         check_gpu_memory(self.predictor)
         self.store = InferenceStore.of(WorkLayout.of(self.config))
         self.started = pd.Timestamp(started)

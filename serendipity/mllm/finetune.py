@@ -28,7 +28,7 @@ from serendipity.mllm.gate import (
     TRANSITION_PRIOR_VERSION,
     ServedChoice,
 )
-from serendipity.mllm.judge import feature_version, judge, served_nominator
+from serendipity.mllm.judge import Judged, feature_version, judge, served_nominator
 from serendipity.mllm.model import model_metadata, publish_model, resolve_model_dir
 from serendipity.mllm.training import finetune_worker
 from serendipity.nomination.combine import PRIOR_ALONE
@@ -110,14 +110,16 @@ def _current_model(models_dir: Path) -> Path | None:
 
 
 def _served(
-    decision: str, gate: dict[str, Any], candidate_dir: Path | None, weight: float, current: Path | None
+    decision: str, gate: dict[str, Any], candidate_dir: Path | None, judged: Judged, current: Path | None
 ) -> ServedChoice:
     """What inference serves: the candidate when published, else the gate's best reference."""
     if decision in (PUBLISH, ALREADY_PUBLISHED) and candidate_dir is not None:
-        return ServedChoice("model", candidate_dir.name, weight)
+        return ServedChoice("model", candidate_dir.name, judged.weight, judged.text_weight)
     best = gate["best_reference"]
     if best == PUBLISHED_REFERENCE and current is not None:
-        return ServedChoice("model", current.name, float(model_metadata(current).get("prior_weight", 0.0)))
+        recorded = model_metadata(current)
+        weights = float(recorded.get("prior_weight", 0.0)), float(recorded.get("text_weight", 0.0))
+        return ServedChoice("model", current.name, *weights)
     if best == PRIOR_REFERENCE:
         return ServedChoice("transition_prior", TRANSITION_PRIOR_VERSION, PRIOR_ALONE)
     return ServedChoice("non_llm_guess", NON_LLM_GUESS_VERSION, 0.0)
@@ -163,9 +165,14 @@ def run_finetune(config: PipelineConfig, *, fresh: bool = False) -> dict[str, An
     gate["decision"] = decision
     candidate_dir = already
     if decision == PUBLISH:
-        published = {**metadata, "prior_weight": judged.weight, "prior_snapshot": judged.prior.snapshot}
+        published = {
+            **metadata,
+            "prior_weight": judged.weight,
+            "text_weight": judged.text_weight,
+            "prior_snapshot": judged.prior.snapshot,
+        }
         candidate_dir = publish_model(model, processor, layout.models_dir, published)
-    served = _served(decision, gate, candidate_dir, judged.weight, current)
+    served = _served(decision, gate, candidate_dir, judged, current)
     gate["served_model_version"] = served.model_version
     summary = {
         **metadata,
@@ -178,6 +185,7 @@ def run_finetune(config: PipelineConfig, *, fresh: bool = False) -> dict[str, An
         "non_llm_baseline": judged.nominators[GUESS_REFERENCE],
         "prior": asdict(judged.prior),
         "prior_weight": judged.weight,
+        "text_weight": judged.text_weight,
         "calibration": judged.calibration,
         "validation": {"nominators": judged.nominators, "by_evidence": judged.by_evidence},
         "gate": gate,

@@ -128,6 +128,7 @@ class ServedChoice:
     kind: ServedKind
     model_version: str  # the model's version; the prior's or the guess's name otherwise
     prior_weight: float = 0.0  # lambda of the combined nominator (model kind only)
+    text_weight: float = 0.0  # mu of the text-similarity feature (model kind only)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

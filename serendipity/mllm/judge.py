@@ -30,11 +30,12 @@ from serendipity.mllm.gate import (
 )
 from serendipity.mllm.guess import best_sibling_guess
 from serendipity.mllm.nominator import held_out, model_scores
-from serendipity.nomination.combine import PRIOR_ALONE, ScoredItem, fit_weight, hits
+from serendipity.nomination.combine import PRIOR_ALONE, ScoredItem, fit_weight, fit_weights, hits
 from serendipity.nomination.prior import PriorInfo, load_prior
-from serendipity.schema import SPLIT_CALIBRATION, SPLIT_VALIDATION
+from serendipity.nomination.similarity import TextSimilarity
+from serendipity.schema import ITEMS_FILE, SPLIT_CALIBRATION, SPLIT_VALIDATION
 
-CANDIDATE, MODEL_ALONE = "candidate", "model_alone"
+CANDIDATE, MODEL_ALONE, WITHOUT_TEXT = "candidate", "model_alone", "candidate_without_text"
 
 
 @dataclass
@@ -58,21 +59,28 @@ def judge(config: PipelineConfig, model: Any, processor: Any, published: Path | 
 
     layout, level = WorkLayout.of(config), config.mining.level
     tree, prior = load_tree(layout), load_prior(layout)
+    similarity = (
+        TextSimilarity(layout.catalog_dir() / ITEMS_FILE, tree, level)
+        if config.mllm.text_similarity
+        else None
+    )
 
-    def scored(
-        split: str, candidate: Any, candidate_processor: Any
-    ) -> tuple[list[ScoredItem], dict[int, int]]:
+    def scored(split: str, candidate: Any, processor: Any) -> tuple[list[ScoredItem], dict[int, int]]:
         _, items, labels = load_holdout(config, split)
-        scores = model_scores(config, candidate, candidate_processor, items, tree)
-        return held_out(items, labels, tree, level, prior, scores), {
-            i.item_id: i.cluster_at(level) for i in items
-        }
+        scores = model_scores(config, candidate, processor, items, tree)
+        own = {i.item_id: i.cluster_at(level) for i in items}
+        return held_out(items, labels, tree, level, prior, scores, similarity), own
 
     calibration, _ = scored(SPLIT_CALIBRATION, model, processor)
     weight, weight_recalls = fit_weight(calibration)
     validation, own = scored(SPLIT_VALIDATION, model, processor)
-    vectors = {
-        CANDIDATE: hits(validation, weight),
+    vectors = {CANDIDATE: hits(validation, weight)}
+    text_weight, text_recalls = 0.0, {}
+    if similarity is not None:
+        vectors[WITHOUT_TEXT] = vectors[CANDIDATE]
+        weight, text_weight, text_recalls = fit_weights(calibration)
+        vectors[CANDIDATE] = hits(validation, weight, text_weight)
+    vectors |= {
         MODEL_ALONE: hits(validation, 0.0),
         PRIOR_REFERENCE: hits(validation, PRIOR_ALONE),
         GUESS_REFERENCE: _guess_hits(config, validation, own),
@@ -81,8 +89,9 @@ def judge(config: PipelineConfig, model: Any, processor: Any, published: Path | 
     if published is not None:
         try:
             published_items, _ = scored(SPLIT_VALIDATION, *load_model(published))
-            published_weight = float(model_metadata(published).get("prior_weight", 0.0))
-            vectors[PUBLISHED_REFERENCE] = hits(published_items, published_weight)
+            recorded = model_metadata(published)
+            weights = float(recorded.get("prior_weight", 0.0)), float(recorded.get("text_weight", 0.0))
+            vectors[PUBLISHED_REFERENCE] = hits(published_items, *weights)
             references.insert(0, PUBLISHED_REFERENCE)
         except MllmLoadError:  # an unreadable published model is no reference; the others still are
             pass
@@ -94,11 +103,14 @@ def judge(config: PipelineConfig, model: Any, processor: Any, published: Path | 
     }
     return Judged(
         weight=weight,
+        text_weight=text_weight,
         prior=prior.info,
         calibration={
             "n": len(calibration),
             "weight": weight,
+            "text_weight": text_weight,
             "recall_by_weight": {str(k): v for k, v in weight_recalls.items()},
+            "recall_by_weight_and_text_weight": text_recalls,
         },
         nominators={name: recall_figures(v) for name, v in vectors.items()},
         by_evidence=by_evidence,
@@ -122,6 +134,7 @@ def feature_version(served: ServedChoice, prior: PriorInfo) -> str:
 
 NOMINATOR_LABELS = {
     CANDIDATE: "candidate (model + prior)",
+    WITHOUT_TEXT: "candidate without text feature",
     MODEL_ALONE: "model alone",
     PRIOR_REFERENCE: "transition prior alone",
     GUESS_REFERENCE: "non-LLM guess",

@@ -17,6 +17,7 @@ from serendipity.mllm.prompts import ItemMedia
 from serendipity.mllm.scoring import SiblingScores, score_siblings
 from serendipity.nomination.combine import Nomination, ScoredItem, log_softmax, nominate
 from serendipity.nomination.prior import TransitionPrior
+from serendipity.nomination.similarity import TextSimilarity
 from serendipity.tree import ClusterTree
 
 
@@ -79,9 +80,13 @@ def held_out(
     level: int,
     prior: TransitionPrior,
     scores: Sequence[SiblingScores] | None,
+    similarity: TextSimilarity | None = None,
 ) -> list[ScoredItem]:
-    """Held-out items with the prior over their siblings and, given ``scores``, the model's distribution."""
+    """Held-out items with the prior over their siblings and, given ``scores``, the model's distribution
+    (and, given ``similarity``, the text cosines of their siblings)."""
     by_item = {s.item_id: s for s in scores or []}
+    if similarity is not None:
+        similarity.prepare([item.item_id for item in items])
     result = []
     for item in items:
         own = item.cluster_at(level)
@@ -99,9 +104,17 @@ def held_out(
                 tuple(prior.probabilities(item.item_id, own, candidates)),
                 frozenset(labels[item.item_id]),
                 prior.is_warm(item.item_id),
+                _similarity(similarity, item.item_id, candidates),
             )
         )
     return result
+
+
+def _similarity(
+    similarity: TextSimilarity | None, item_id: int, candidates: Sequence[int]
+) -> tuple[float, ...] | None:
+    scores = similarity.scores(item_id, candidates) if similarity is not None else None
+    return tuple(scores) if scores is not None else None
 
 
 def predictions_of(nomination: Nomination, tree: ClusterTree, top_k: int) -> list[Prediction]:
@@ -121,9 +134,14 @@ def nominate_items(
     prior: TransitionPrior | None,
     weight: float,
     scores: Sequence[SiblingScores] | None,
+    similarity: TextSimilarity | None = None,
+    text_weight: float = 0.0,
 ) -> list[Nomination]:
-    """Each item's nomination: the model's scores (if any) combined with the prior at ``weight``."""
+    """Each item's nomination: the model's scores (if any) combined with the prior at ``weight`` (and
+    the text cosines at ``text_weight``)."""
     by_item = {s.item_id: s for s in scores or []}
+    if similarity is not None and text_weight:
+        similarity.prepare([item.item_id for item in items])
     nominations = []
     for item in items:
         own = item.cluster_at(level)
@@ -134,7 +152,17 @@ def nominate_items(
         prior_probs = prior.probabilities(item.item_id, own, candidates) if prior is not None else None
         model_log_probs = log_softmax(model.log_likelihoods) if model is not None else None
         reasoning = model.reasoning if model is not None else ""
+        cosines = _similarity(similarity, item.item_id, candidates) if text_weight else None
         nominations.append(
-            nominate(item.item_id, candidates, model_log_probs, prior_probs, weight, reasoning)
+            nominate(
+                item.item_id,
+                candidates,
+                model_log_probs,
+                prior_probs,
+                weight,
+                reasoning,
+                cosines,
+                text_weight,
+            )
         )
     return nominations

@@ -17,6 +17,7 @@ from serendipity.mllm.nominator import nominate_items, predictions_of, scores_al
 from serendipity.mllm.prompts import ItemMedia, PromptStyle, item_media_from_row
 from serendipity.mllm.scoring import score_siblings
 from serendipity.nomination.prior import TransitionPrior
+from serendipity.nomination.similarity import TextSimilarity
 from serendipity.tree import ClusterTree
 
 __all__ = ["ItemMedia", "MllmPredictor", "item_media_from_row"]
@@ -43,6 +44,8 @@ class MllmPredictor:
         prior: TransitionPrior | None = None,
         prior_weight: float = 0.0,
         score_all_max_siblings: int = 64,
+        similarity: TextSimilarity | None = None,
+        text_weight: float = 0.0,
     ) -> None:
         if not 1 <= top_k <= num_beams:
             raise ValueError(f"top_k must be between 1 and num_beams={num_beams}, got {top_k}")
@@ -60,6 +63,8 @@ class MllmPredictor:
         self.max_new_tokens = max_answer_tokens(self.processor, tree, self.style, level)
         self.prior = prior
         self.prior_weight = prior_weight
+        self.similarity = similarity
+        self.text_weight = text_weight if similarity is not None else 0.0
         self.scores_all = (
             constrained and restrict_to_siblings and scores_all_siblings(tree, level, score_all_max_siblings)
         )
@@ -88,7 +93,16 @@ class MllmPredictor:
                 batch_size=self.batch_size,
                 max_new_tokens=self.max_new_tokens,
             )
-            nominations = nominate_items(items, self.level, self.tree, self.prior, self.prior_weight, scores)
+            nominations = nominate_items(
+                items,
+                self.level,
+                self.tree,
+                self.prior,
+                self.prior_weight,
+                scores,
+                self.similarity,
+                self.text_weight,
+            )
             return [predictions_of(n, self.tree, self.top_k) for n in nominations]
         return predict_serendipitous_clusters(
             self.model,
@@ -110,7 +124,7 @@ class MllmPredictor:
 
 
 def predictor_from_config(
-    config: Any, model_dir: str | Path | None = None, prior_weight: float = 0.0
+    config: Any, model_dir: str | Path | None = None, prior_weight: float = 0.0, text_weight: float = 0.0
 ) -> MllmPredictor:
     """A predictor with the pipeline config's settings; ``model_dir`` defaults to the published model.
 
@@ -120,6 +134,7 @@ def predictor_from_config(
     from serendipity.mllm.data import load_tree
     from serendipity.mllm.precision import inference_device, resolve_precision, torch_dtype
     from serendipity.nomination.prior import load_prior
+    from serendipity.schema import ITEMS_FILE
 
     layout = WorkLayout.of(config)
     device = inference_device(config.inference.num_gpus_per_actor)
@@ -139,4 +154,10 @@ def predictor_from_config(
         prior=load_prior(layout) if prior_weight > 0 else None,
         prior_weight=prior_weight,
         score_all_max_siblings=config.inference.score_all_max_siblings,
+        similarity=(
+            TextSimilarity(layout.catalog_dir() / ITEMS_FILE, load_tree(layout), config.mining.level)
+            if text_weight > 0
+            else None
+        ),
+        text_weight=text_weight,
     )

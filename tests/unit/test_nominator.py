@@ -40,3 +40,17 @@ def test_the_fitted_weight_follows_whichever_source_is_right_on_calibration() ->
     weight, recalls = fit_weight(prior_right)
     assert recalls[weight] == 1.0 and weight > 0
     assert hits(prior_right, 0.0).sum() == 0 and np.all(hits(prior_right, PRIOR_ALONE) == 1)
+
+
+def test_the_text_feature_reranks_only_with_its_weight_and_is_fitted_when_it_helps() -> None:
+    from serendipity.nomination.combine import fit_weights
+
+    model, prior, cosines = log_softmax([0.0, -0.2, -0.2]), [0.34, 0.33, 0.33], [0.1, 0.1, 0.3]
+    assert nominate(1, (1, 2, 3), model, prior, 0.0, similarity=cosines).best == 1  # mu 0: no effect
+    assert nominate(1, (1, 2, 3), model, prior, 0.0, similarity=cosines, text_weight=10.0).best == 3
+    text_right = [
+        ScoredItem(i, (1, 2, 3), tuple(model), tuple(prior), frozenset({3}), similarity=tuple(cosines))
+        for i in range(10)
+    ]
+    weight, text_weight, recalls = fit_weights(text_right)
+    assert text_weight > 0 and recalls[f"{weight:g}/{text_weight:g}"] == 1.0 and recalls["0/0"] == 0.0
