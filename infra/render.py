@@ -27,6 +27,7 @@ SPARK_TEMPLATE = REPO_ROOT / "infra" / "spark" / "sparkapplication.template.yaml
 SPARK_APPLICATIONS = REPO_ROOT / "infra" / "spark" / "sparkapplications.yaml"
 SERVE_CONFIG_MARKER = "@serve_config@"
 CLUSTER_CONFIG = REPO_ROOT / "infra" / "configs" / "cluster.yaml"
+IMAGE_CLUSTER_CONFIG = "/app/infra/configs/cluster.yaml"  # the same file inside the image
 LOOPBACK_HOST_LINE = "\n  host: 127.0.0.1\n"
 PORT_LINE = "\n  port: {port}\n"
 ONLINE_STORE_ENV_MARKER = "@online_store_env@"
@@ -58,6 +59,7 @@ class RayJob(NamedTuple):
     worker_resources: str  # a worker's resource requests, equal to its limits (a YAML flow mapping)
     reads_online_store: bool = False
     arguments: str = ""  # the job's options after --config
+    then: str = ""  # a command run after the job succeeds, in the same entrypoint
 
     @property
     def path(self) -> Path:
@@ -81,6 +83,9 @@ RAY_JOBS = (
         "gpu",
         (2, 2, 2),
         GPU_WORKER,
+        # the explorer's thumbnails and frames, decoded once here, where media are decoded anyway: the
+        # RayService only serves the files (shared volume)
+        then=f"serendipity explore render --config {IMAGE_CLUSTER_CONFIG}",
     ),
     RayJob(
         "train_retriever",
@@ -180,6 +185,7 @@ def render_rayjob(job: RayJob) -> str:
         "@max_replicas@": str(max_replicas),
         "@worker_resources@": job.worker_resources,
         "@arguments@": f" {job.arguments}" if job.arguments else "",
+        "@then@": f" && {job.then}" if job.then else "",
     }
     environment = ONLINE_STORE_ENV if job.reads_online_store else ""
     body = _expand_marker(_template_body(RAYJOB_TEMPLATE), ONLINE_STORE_ENV_MARKER, environment)

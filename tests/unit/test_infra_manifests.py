@@ -393,3 +393,16 @@ def test_the_public_front_listens_where_the_ingress_checks_the_token() -> None:
     assert "--listen" not in sidecar["command"]
     assert load_config(INFRA / "configs" / "cluster.yaml").serving.host == "0.0.0.0"
     assert any(variable["name"] == "SERENDIPITY_API_TOKEN" for variable in sidecar["env"])
+
+
+def test_the_explorer_media_are_rendered_by_the_inference_job() -> None:
+    """The RayService decodes no media: the infer RayJob renders them after inference, to the volume."""
+    from typer.testing import CliRunner
+
+    from serendipity.cli import app
+
+    (infer,) = [job for job in documents_of("RayJob") if job["metadata"]["name"] == "serendipity-infer"]
+    _, then = infer["spec"]["entrypoint"].split(" && ")
+    command = shlex.split(then)
+    assert command[:3] == ["serendipity", "explore", "render"] and "--config" in command
+    assert CliRunner().invoke(app, [*command[1:3], "--help"]).exit_code == 0
