@@ -36,6 +36,9 @@ class Endpoint:
     config_path: str
     started: str | None = None  # the process's start time (process_start): a reused pid differs
 
+    def stop_command(self) -> str:
+        return f"serendipity serve stop --config {self.config_path}"
+
 
 def process_start(pid: int) -> str | None:
     """When process ``pid`` started, in clock ticks since boot (Linux /proc), None when unknown: with the
@@ -45,9 +48,6 @@ def process_start(pid: int) -> str | None:
     except OSError:
         return None
     return stat.rsplit(")", 1)[1].split()[19]  # field 22 (starttime), counted after the command name
-
-    def stop_command(self) -> str:
-        return f"serendipity serve stop --config {self.config_path}"
 
 
 def endpoint_file(config: PipelineConfig) -> Path:

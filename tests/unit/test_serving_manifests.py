@@ -27,7 +27,8 @@ def test_rayservice_front_listens_where_its_service_reaches_it_and_reaches_serve
     assert {"name": "serve", "containerPort": SERVE_PORT} in admission["ports"]
     command = admission["command"]
     assert command[:3] == ["serendipity", "serve", "admission"]
-    assert command[command.index("--listen") + 1] == "0.0.0.0"
+    # it listens on serving.host (0.0.0.0), which the ingress replicas read too: no --listen of its own
+    assert "--listen" not in command and serving.host == "0.0.0.0"
     assert command[command.index("--config") + 1] == "/app/infra/configs/cluster.yaml"
     for container in (ray_head, admission):  # beyond loopback both refuse to start without the token
         token = next(variable for variable in container["env"] if variable["name"] == "SERENDIPITY_API_TOKEN")
@@ -44,7 +45,7 @@ def _ray_pod_labels(service: dict[str, Any]) -> list[dict[str, str]]:
 
 
 def test_network_policy_admits_only_the_serve_port_from_outside() -> None:
-    (policy,) = documents_of("NetworkPolicy")
+    (policy,) = [p for p in documents_of("NetworkPolicy") if p["metadata"]["name"] == "serendipity-ray"]
     (service,) = documents_of("RayService")
     selector = policy["spec"]["podSelector"]["matchLabels"]
     assert all(selector.items() <= labels.items() for labels in _ray_pod_labels(service))
