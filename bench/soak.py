@@ -1,7 +1,7 @@
 """Soak: the served endpoint (admission front + Serve, as `serendipity serve start` runs it) at half its
 capacity for 10 minutes: no error, and memory that stays flat.
 
-    python bench/soak.py --config configs/demo.yaml [--rate 50] [--duration 600] [--window 30]
+    python -m bench.soak --config configs/demo.yaml [--rate 50] [--duration 600] [--window 30]
 
 The pipeline config's chain must have run (retriever trained, Feast store materialised). The endpoint is
 started detached (or the one already running is used) and stopped at the end if this script started it.
@@ -25,7 +25,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parent.parent
+from bench.common import REPO
+
 RESULTS_PATH = REPO / "bench" / "results" / "soak.json"
 CAPACITY_PATH = REPO / "bench" / "results" / "serve_load.json"
 
@@ -70,7 +71,6 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--window", type=float, default=30.0)
     parser.add_argument("--out", type=Path, default=RESULTS_PATH)
     args = parser.parse_args(argv)
-    sys.path.insert(0, str(REPO))
     from bench.serve_load import request_bodies, run_load
     from serendipity.config import load_config
     from serving.local import read_endpoint, start_detached, stop
@@ -106,7 +106,7 @@ def main(argv: list[str] | None = None) -> None:
             stop(config)
     memory = [window["rss_mib"] for window in windows[1:]]  # the first window warms up
     summary = {
-        "command": "python bench/soak.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "command": "python -m bench.soak " + " ".join(argv if argv is not None else sys.argv[1:]),
         "config": config.name,
         "rate_rps": rate,
         "duration_s": args.duration,
