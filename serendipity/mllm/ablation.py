@@ -100,6 +100,8 @@ def shared_tables(main: WorkLayout, arm: WorkLayout) -> list[tuple[Path, Path]]:
         (catalog / ITEMS_FILE, arm.validated_dir / ITEMS_FILE),
         (main.sft_path, arm.sft_path),
         (main.descriptions_path, arm.descriptions_path),
+        (main.cluster_prior_path, arm.cluster_prior_path),
+        (main.item_prior_path, arm.item_prior_path),
     ]
 
 
@@ -119,11 +121,13 @@ def share_inputs(main: WorkLayout, arm: WorkLayout) -> None:
     readers' schema checks do not open)."""
     import pyarrow.parquet as pq
 
-    from serendipity.io import write_parquet_atomic
+    from serendipity.io import write_parquet_atomic, write_text_atomic
 
     for source, target in shared_tables(main, arm):
         if source.exists():
             write_parquet_atomic(pq.read_table(source), target)
+    if main.prior_info_path.is_file():
+        write_text_atomic(main.prior_info_path.read_text(), arm.prior_info_path)
     pairs, link = main.pairs_path.parent, arm.pairs_path.parent
     if link.is_symlink() and link.resolve() == pairs.resolve():
         return

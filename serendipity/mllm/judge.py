@@ -41,6 +41,7 @@ CANDIDATE, MODEL_ALONE, WITHOUT_TEXT = "candidate", "model_alone", "candidate_wi
 @dataclass
 class Judged:
     weight: float  # lambda fitted on the calibration split
+    text_weight: float  # mu of the text-similarity feature (0 when it is off)
     prior: PriorInfo
     calibration: dict[str, Any]
     nominators: dict[str, dict[str, Any]]  # recall figures on the validation items, per nominator

@@ -28,7 +28,7 @@ from serendipity.tree import ClusterTree
 pytestmark = pytest.mark.slow
 
 
-CHAIN_OUTPUTS = ("validated", "tree", "sft", "pairs", "corpus")
+CHAIN_OUTPUTS = ("validated", "tree", "sft", "pairs", "prior", "corpus")
 
 
 def copy_flattened(source: Path, target: Path) -> None:
