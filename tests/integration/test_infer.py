@@ -53,7 +53,10 @@ def tuned(mined: PipelineConfig, ray_local) -> PipelineConfig:
         for name in CHAIN_OUTPUTS:
             if (mined.work_dir / name).exists():
                 copy_flattened(mined.work_dir / name, work_dir / name)
-    mllm = mined.mllm.model_copy(update={"max_steps": 4, "eval_every": 2, "num_beams": 2})
+    from serendipity.mllm.gate import GateConfig
+
+    always = GateConfig(rule="always")  # published whatever its recall: these tests infer with a model
+    mllm = mined.mllm.model_copy(update={"max_steps": 4, "eval_every": 2, "num_beams": 2, "gate": always})
     config = mined.model_copy(update={"work_dir": work_dir, "mllm": mllm})
     run_finetune(config)
     return config
