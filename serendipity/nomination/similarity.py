@@ -17,9 +17,10 @@ class TextSimilarity:
     """Cosines between items' title + text and the descriptions of the clusters at one level."""
 
     def __init__(self, items_path: Path, tree: ClusterTree, level: int) -> None:
+        from serendipity.io import parquet_schema
         from serendipity.treebuild.embed import embed_texts
 
-        columns = [c for c in ("item_id", "title", "text") if c in pq.read_schema(items_path).names]
+        columns = [c for c in ("item_id", "title", "text") if c in parquet_schema(items_path).names]
         table = pq.read_table(items_path, columns=columns).to_pandas().set_index("item_id")
         self._documents = table
         clusters = tree.at_level(level)
