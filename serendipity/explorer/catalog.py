@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 from serendipity.config import PipelineConfig
 from serendipity.io import parquet_schema
 from serendipity.layout import WorkLayout
-from serendipity.mllm.gate import NON_LLM_GUESS_VERSION
+from serendipity.mllm.gate import NON_LLM_GUESS_VERSION, TRANSITION_PRIOR_VERSION
 from serendipity.schema import (
     ALTERNATIVE_SCORES_COLUMN,
     ALTERNATIVES_FEATURE,
@@ -37,6 +37,14 @@ from serendipity.tree import ClusterTree
 ITEM_COLUMNS = ("item_id", "title", "thumbnail_path", "video_path", *LEVEL_COLUMNS)
 MODEL = "model"
 NON_LLM_GUESS = "non-LLM guess"
+TRANSITION_PRIOR = "transition prior"
+
+
+def answer_origin(model_version: str) -> str:
+    """Who nominated a served cluster: the model, or a reference the publish gate chose instead."""
+    if model_version == NON_LLM_GUESS_VERSION:
+        return NON_LLM_GUESS
+    return TRANSITION_PRIOR if model_version.startswith(TRANSITION_PRIOR_VERSION) else MODEL
 
 
 def _text(value: Any) -> str | None:
@@ -195,5 +203,5 @@ class ExplorerCatalog:
             "model_version": version,
             "prompt_style": _text(row.get(PROMPT_STYLE_COLUMN)),
             "media_fallback": bool(row.get(MEDIA_FALLBACK_COLUMN, False)),
-            "origin": NON_LLM_GUESS if version == NON_LLM_GUESS_VERSION else MODEL,
+            "origin": answer_origin(version),
         }
