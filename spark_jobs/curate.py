@@ -3,7 +3,8 @@
 The training examples come from the training-period pairs only (the prior job's time cuts): s(v, c)
 over them, then the top-K context items of every next cluster. The calibration and validation examples
 are every context item of the later periods (up to ``mining.max_holdout_items`` each), labelled with
-the next cluster its viewers went to with the most satisfaction. Writes the SFT examples
+the next cluster of the highest s(v, c) over that period's pairs (the most satisfying serendipitous
+jump, as curation ranks them). Writes the SFT examples
 (``SFT_SCHEMA``) and the table of every cluster description.
 """
 
@@ -66,7 +67,7 @@ def run(config: PipelineConfig, spark: SparkSession | None = None) -> dict[str, 
         "split", F.lit(SPLIT_TRAIN)
     )
     held_out = [
-        holdout_labels(split, name, mining.max_holdout_items, mining.split_seed)
+        holdout_labels(split, name, mining.smoothing, mining.max_holdout_items, mining.split_seed)
         for name in (SPLIT_CALIBRATION, SPLIT_VALIDATION)
     ]
     examples = train.unionByName(held_out[0]).unionByName(held_out[1])

@@ -176,18 +176,18 @@ def item_prior(evidence: DataFrame, beta: float) -> DataFrame:
     )
 
 
-def holdout_labels(pairs: DataFrame, split: str, max_items: int, seed: int) -> DataFrame:
-    """The held-out examples of one split: per context item of its period, the next cluster(s) with the
-    highest summed satisfaction (ties all kept); at most ``max_items`` items, in hash order."""
+def holdout_labels(pairs: DataFrame, split: str, smoothing: float, max_items: int, seed: int) -> DataFrame:
+    """The held-out examples of one split: per context item of its period, the next cluster(s) of the
+    highest s(v, c) over the period's pairs (the score curation ranks training pairs by; ties all kept);
+    at most ``max_items`` items, in hash order."""
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
-    from spark_jobs.mining import split_bucket
+    from spark_jobs.mining import context_cluster_scores, split_bucket
 
-    keys = ["context_item_id", "next_cluster"]
-    weights = _weights(pairs.where(F.col("split") == split), keys)
-    top = F.max("weight").over(Window.partitionBy("context_item_id"))
-    labels = weights.withColumn("top", top).where(F.col("weight") == F.col("top"))
+    scores = context_cluster_scores(pairs.where(F.col("split") == split), smoothing, 1)
+    top = F.max("score").over(Window.partitionBy("context_item_id"))
+    labels = scores.withColumn("top", top).where(F.col("score") == F.col("top"))
     items = (
         labels.select("context_item_id")
         .distinct()
@@ -198,7 +198,7 @@ def holdout_labels(pairs: DataFrame, split: str, max_items: int, seed: int) -> D
     return labels.join(items, "context_item_id").select(
         "context_item_id",
         F.col("next_cluster").alias("target_cluster"),
-        F.col("weight").alias("score"),
+        "score",
         F.lit(1).alias("rank"),
         F.lit(split).alias("split"),
     )

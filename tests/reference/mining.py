@@ -111,8 +111,8 @@ def with_split(pairs: pd.DataFrame, cuts: tuple[float, float]) -> pd.DataFrame:
 
 def curate(pairs: pd.DataFrame, mining) -> pd.DataFrame:
     """Training examples: the top-K context items per next cluster by s(v, c) over the training pairs;
-    held-out examples: per context item of each later period, its next cluster(s) of highest summed
-    satisfaction, at most ``max_holdout_items`` items in hash order."""
+    held-out examples: per context item of each later period, its next cluster(s) of highest s(v, c) over
+    the period's pairs, at most ``max_holdout_items`` items in hash order."""
     train = pairs[pairs["split"] == "train"]
     ordered = scores(train, mining.smoothing, mining.min_support).sort_values(
         ["next_cluster", "score", "support", "context_item_id"], ascending=[True, False, False, True]
@@ -131,10 +131,9 @@ def curate(pairs: pd.DataFrame, mining) -> pd.DataFrame:
         )
     ]
     for split in ("calibration", "validation"):
-        period = pairs[pairs["split"] == split]
-        weights = period.groupby(["context_item_id", "next_cluster"])["satisfaction"].sum().reset_index()
-        best = weights.groupby("context_item_id")["satisfaction"].transform("max")
-        labels = weights[weights["satisfaction"] == best]
+        period = scores(pairs[pairs["split"] == split], mining.smoothing, 1)
+        best = period.groupby("context_item_id")["score"].transform("max")
+        labels = period[period["score"] == best]
         chosen = sorted(
             labels["context_item_id"].unique(),
             key=lambda i: (validation_bucket(int(i), mining.split_seed), i),
@@ -145,7 +144,7 @@ def curate(pairs: pd.DataFrame, mining) -> pd.DataFrame:
                 {
                     "context_item_id": labels["context_item_id"],
                     "target_cluster": labels["next_cluster"],
-                    "score": labels["satisfaction"],
+                    "score": labels["score"],
                     "rank": np.int32(1),
                     "split": split,
                 }

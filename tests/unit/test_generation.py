@@ -3,13 +3,29 @@
 from __future__ import annotations
 
 import pytest
-from transformers import PreTrainedTokenizerFast
+from transformers import LlamaForCausalLM, PreTrainedTokenizerFast
+from word_model import small_tree, tiny_llama, word_tokenizer
 
 from serendipity.mllm.constants import ANSWER_MARKER
 from serendipity.mllm.generation import generate_answers, parse_final_answer, serendipitous_candidates
 from serendipity.tree import ClusterTree
 
 LEVEL = 3
+
+
+@pytest.fixture(scope="module")
+def tree() -> ClusterTree:
+    return small_tree()
+
+
+@pytest.fixture(scope="module")
+def tokenizer(tree: ClusterTree) -> PreTrainedTokenizerFast:
+    return word_tokenizer(tree)
+
+
+@pytest.fixture(scope="module")
+def model(tokenizer: PreTrainedTokenizerFast) -> LlamaForCausalLM:
+    return tiny_llama(tokenizer)
 
 
 def _batch(tokenizer: PreTrainedTokenizerFast, tree: ClusterTree, direct: bool) -> tuple[dict, list[int]]:

@@ -4,13 +4,31 @@ from __future__ import annotations
 
 import pytest
 import torch
+from transformers import LlamaForCausalLM, PreTrainedTokenizerFast
+from word_model import small_tree, tiny_llama, word_tokenizer
 
 from serendipity.mllm.constants import ANSWER_MARKER
 from serendipity.mllm.generation import serendipitous_candidates
 from serendipity.mllm.prompts import ItemMedia, PromptStyle, build_prompt
 from serendipity.mllm.scoring import score_siblings
+from serendipity.tree import ClusterTree
 
 LEVEL = 3
+
+
+@pytest.fixture(scope="module")
+def tree() -> ClusterTree:
+    return small_tree()
+
+
+@pytest.fixture(scope="module")
+def tokenizer(tree: ClusterTree) -> PreTrainedTokenizerFast:
+    return word_tokenizer(tree)
+
+
+@pytest.fixture(scope="module")
+def model(tokenizer: PreTrainedTokenizerFast) -> LlamaForCausalLM:
+    return tiny_llama(tokenizer)
 
 
 class TextProcessor:

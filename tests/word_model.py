@@ -1,10 +1,9 @@
-"""Unit fixtures shared by the decoding tests: a tiny cluster tree, a word-level tokenizer over its
-descriptions and a tiny random LlamaForCausalLM."""
+"""What the decoding tests share: a tiny cluster tree, a word-level tokenizer over its descriptions and
+a tiny random LlamaForCausalLM (builders; each test module wraps them in its own fixtures)."""
 
 from __future__ import annotations
 
 import pandas as pd
-import pytest
 import torch
 from tokenizers import Tokenizer, models, pre_tokenizers, trainers
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
@@ -37,13 +36,7 @@ def small_tree() -> ClusterTree:
     )
 
 
-@pytest.fixture(scope="module")
-def tree() -> ClusterTree:
-    return small_tree()
-
-
-@pytest.fixture(scope="module")
-def tokenizer(tree: ClusterTree) -> PreTrainedTokenizerFast:
+def word_tokenizer(tree: ClusterTree) -> PreTrainedTokenizerFast:
     corpus = [f"Video: {d} in {d}\n{ANSWER_MARKER} {d}" for d in tree.descriptions()]
     backend = Tokenizer(models.WordLevel(unk_token="[UNK]"))
     backend.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
@@ -51,8 +44,7 @@ def tokenizer(tree: ClusterTree) -> PreTrainedTokenizerFast:
     return PreTrainedTokenizerFast(tokenizer_object=backend, padding_side="left", **SPECIAL)
 
 
-@pytest.fixture(scope="module")
-def model(tokenizer: PreTrainedTokenizerFast) -> LlamaForCausalLM:
+def tiny_llama(tokenizer: PreTrainedTokenizerFast) -> LlamaForCausalLM:
     torch.manual_seed(0)
     config = LlamaConfig(
         vocab_size=len(tokenizer),
