@@ -52,6 +52,7 @@ def test_finetune_checkpoints_resumes_and_publishes(mined: PipelineConfig, ray_l
         "kind": "model",
         "model_version": first["model_version"],
         "prior_weight": first["prior_weight"],
+        "text_weight": 0.0,
     }
     assert json.loads(layout.finetune_summary_path.read_text())["gate"] == json.loads(json.dumps(gate))
 
@@ -87,6 +88,7 @@ def test_second_architecture_finetunes_and_generates(
         model_dir="models/gemma3",
         max_steps=2,
         lora=True,
+        gate=GateConfig(rule="always"),  # published whatever its recall: the test loads and infers with it
     )
     summary = run_finetune(config)
     assert summary["steps"] == 2 and summary["lora"]
