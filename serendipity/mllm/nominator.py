@@ -8,20 +8,17 @@ held-out split, the input of the nominator's weight fit and of the publish gate.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from typing import Any
 
 from serendipity.config import PipelineConfig
 from serendipity.mllm.generation import Prediction, serendipitous_candidates
 from serendipity.mllm.prompts import ItemMedia
-from serendipity.mllm.scoring import SiblingScores, score_siblings
+from serendipity.mllm.scoring import SiblingScores, try_score_siblings
 from serendipity.nomination.combine import Nomination, ScoredItem, log_softmax, nominate
 from serendipity.nomination.prior import TransitionPrior
 from serendipity.nomination.similarity import TextSimilarity
 from serendipity.tree import ClusterTree
-
-log = logging.getLogger(__name__)
 
 
 def scores_all_siblings(tree: ClusterTree, level: int, limit: int) -> bool:
@@ -40,18 +37,17 @@ def model_scores(
     model.eval()
     try:
         if scores_all_siblings(tree, level, config.inference.score_all_max_siblings):
-            try:
-                return score_siblings(
-                    model,
-                    processor,
-                    items,
-                    tree,
-                    style=mllm.prompt_style,
-                    level=level,
-                    batch_size=mllm.eval_batch_size,
-                )
-            except (ValueError, RuntimeError) as error:  # a family whose rows cannot be batched this way
-                log.warning("scoring every sibling failed (%s); constrained beams instead", error)
+            scored = try_score_siblings(
+                model,
+                processor,
+                items,
+                tree,
+                style=mllm.prompt_style,
+                level=level,
+                batch_size=mllm.eval_batch_size,
+            )
+            if scored is not None:
+                return scored
         beams = max(mllm.num_beams, config.inference.top_k)
         ranked = predict_serendipitous_clusters(
             model,

@@ -6,7 +6,6 @@ Used by the Ray Data inference job as a callable class; media are decoded before
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -16,12 +15,10 @@ from serendipity.mllm.metrics import max_answer_tokens, predict_serendipitous_cl
 from serendipity.mllm.model import load_model, model_version
 from serendipity.mllm.nominator import nominate_items, predictions_of, scores_all_siblings
 from serendipity.mllm.prompts import ItemMedia, PromptStyle, item_media_from_row
-from serendipity.mllm.scoring import score_siblings
+from serendipity.mllm.scoring import try_score_siblings
 from serendipity.nomination.prior import TransitionPrior
 from serendipity.nomination.similarity import TextSimilarity
 from serendipity.tree import ClusterTree
-
-log = logging.getLogger(__name__)
 
 __all__ = ["ItemMedia", "MllmPredictor", "item_media_from_row"]
 
@@ -86,19 +83,17 @@ class MllmPredictor:
         """Every sibling scored and combined with the prior when the sibling sets are small enough;
         constrained beams (the model alone) otherwise."""
         if self.scores_all:
-            try:
-                scores = score_siblings(
-                    self.model,
-                    self.processor,
-                    items,
-                    self.tree,
-                    style=self.style,
-                    level=self.level,
-                    batch_size=self.batch_size,
-                    max_new_tokens=self.max_new_tokens,
-                )
-            except (ValueError, RuntimeError) as error:  # a family whose rows cannot be batched this way
-                log.warning("scoring every sibling failed (%s); constrained beams instead", error)
+            scores = try_score_siblings(
+                self.model,
+                self.processor,
+                items,
+                self.tree,
+                style=self.style,
+                level=self.level,
+                batch_size=self.batch_size,
+                max_new_tokens=self.max_new_tokens,
+            )
+            if scores is None:
                 self.scores_all = False
                 return self.predict(items)
             nominations = nominate_items(

@@ -10,6 +10,7 @@ model's distribution over its siblings.
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -169,3 +170,15 @@ def score_siblings(
             )
             offset += len(options)
     return results
+
+
+def try_score_siblings(*args: Any, **kwargs: Any) -> list[SiblingScores] | None:
+    """``score_siblings``, or None (with a warning) for a family whose (item, candidate) rows do not
+    batch; callers then fall back to constrained beams."""
+    try:
+        return score_siblings(*args, **kwargs)
+    except (ValueError, RuntimeError) as error:
+        logging.getLogger(__name__).warning(
+            "scoring every sibling failed (%s); constrained beams instead", error
+        )
+        return None
