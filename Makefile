@@ -28,7 +28,7 @@ stop:
 
 test: $(STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest -q -ra
+	$(BIN)/python -m pytest -q -ra --durations=40
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
