@@ -7,16 +7,19 @@ ingress's own answer (``backend.recommend``: deadline, retry, fallback, as /reco
 baseline the exploitation arm on the same request. Media are addressed by item id only.
 
 No explorer work runs on the ingress's event loop: searches, slates, media and the report run on
-threads, at most ``EXPLORER_WORKERS`` at once per replica (more are refused at once with 503 +
-Retry-After, like overload on /recommend) and answered within ``serving.request_timeout_s`` (past it 503;
-the thread keeps its slot until it ends, so the bound holds). Feature reads, the baseline's included,
-go through the recommender's guarded path (deadline, bounded in flight, degraded on failure).
+threads, at most ``EXPLORER_WORKERS`` at once per replica. Up to ``EXPLORER_QUEUE`` more wait their turn
+(a page asks for its dozens of thumbnails at once); past that they are refused at once with 503 +
+Retry-After, like overload on /recommend. Each is answered within ``serving.request_timeout_s``, its wait
+included (past it 503; the thread keeps its slot until it ends, so the bound holds). Feature reads, the
+baseline's included, go through the recommender's guarded path (deadline, bounded in flight, degraded
+on failure).
 No ``from __future__ import annotations``: FastAPI reads the route annotations.
 """
 
 import asyncio
 import html
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,7 +51,8 @@ REPORT_HEADERS = {
     "Cache-Control": "no-store",
 }
 WORK_DIR_SHOWN = "(the pipeline's work dir)"
-EXPLORER_WORKERS = 2  # explorer calls on threads at once, per ingress replica; more get 503 at once
+EXPLORER_WORKERS = 2  # explorer calls on threads at once, per ingress replica
+EXPLORER_QUEUE = 64  # calls waiting for a thread, per replica; more get 503 at once
 BUSY = "explorer busy, retry later"
 ANONYMOUS_USER = 2**63 - 1  # no stored history: the context item alone decides (cold start)
 SLATE_K = 10
@@ -171,26 +175,39 @@ class ExplorerBusy(Exception):
 
 
 class BoundedWork:
-    """Runs blocking explorer work on threads: at most ``slots`` at once (more raise ``ExplorerBusy`` at
-    once), each answered within ``timeout_s`` (past it ``ExplorerBusy``; the slot is freed only when the
-    thread ends, so a stuck call can never let more than ``slots`` run)."""
+    """Runs blocking explorer work on threads: at most ``slots`` at once, at most ``queue`` more waiting
+    (past that ``ExplorerBusy`` at once), each answered within ``timeout_s`` of its arrival, the wait
+    included (past it ``ExplorerBusy``; a slot is freed only when its thread ends, so a stuck call can
+    never let more than ``slots`` run)."""
 
-    def __init__(self, slots: int, timeout_s: float) -> None:
+    def __init__(self, slots: int, timeout_s: float, queue: int = 0) -> None:
         self.slots = slots
+        self.queue = queue
         self.timeout_s = timeout_s
         self.running = 0  # one event loop: no lock needed
+        self.waiting = 0
+        self._free = asyncio.Semaphore(slots)
 
     async def run(self, function: Callable[..., Any], *args: Any) -> Any:
-        if self.running >= self.slots:
-            raise ExplorerBusy(f"{self.slots} explorer calls in progress")
+        if self._free.locked() and self.waiting >= self.queue:
+            raise ExplorerBusy(f"{self.running} explorer calls in progress, {self.waiting} waiting")
+        deadline = time.monotonic() + self.timeout_s
+        self.waiting += 1
+        try:
+            await asyncio.wait_for(self._free.acquire(), self.timeout_s)
+        except TimeoutError:
+            raise ExplorerBusy(f"no explorer thread free within {self.timeout_s} s") from None
+        finally:
+            self.waiting -= 1
         self.running += 1
         task = asyncio.ensure_future(asyncio.to_thread(function, *args))
 
         def release(_: asyncio.Future) -> None:
             self.running -= 1
+            self._free.release()
 
         task.add_done_callback(release)
-        done, _ = await asyncio.wait({task}, timeout=self.timeout_s)
+        done, _ = await asyncio.wait({task}, timeout=max(0.0, deadline - time.monotonic()))
         if not done:
             raise ExplorerBusy(f"explorer call past {self.timeout_s} s")
         return task.result()
@@ -230,7 +247,8 @@ def include_explorer_routes(
     """Add the explorer's routes to ``api`` (under its guard); returns the loader of their state."""
     serving = serving or ServingConfig()
     loader = StateLoader(source, serving.request_timeout_s)
-    work = BoundedWork(EXPLORER_WORKERS, serving.request_timeout_s)
+    work = BoundedWork(EXPLORER_WORKERS, serving.request_timeout_s, EXPLORER_QUEUE)
+    api.state.explorer_work = work
 
     async def busy(request: Any, error: Exception) -> JSONResponse:
         log.warning("explorer: %s", error)

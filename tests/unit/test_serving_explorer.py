@@ -52,6 +52,29 @@ def test_bounded_work_refuses_past_its_slots_and_keeps_a_stuck_slot() -> None:
     asyncio.run(run())
 
 
+def test_bounded_work_queues_past_its_slots_within_the_deadline() -> None:
+    release = threading.Event()
+
+    async def run() -> None:
+        work = BoundedWork(slots=1, timeout_s=0.2, queue=1)
+        stuck = asyncio.create_task(work.run(release.wait, 30))
+        while not work.running:
+            await asyncio.sleep(0.01)
+        with pytest.raises(ExplorerBusy, match="no explorer thread free"):
+            await work.run(lambda: 1)  # waited its turn, the deadline came first
+        with pytest.raises(ExplorerBusy, match="past"):
+            await stuck
+        waiting = asyncio.create_task(work.run(lambda: 3))
+        while not work.waiting:
+            await asyncio.sleep(0.01)
+        with pytest.raises(ExplorerBusy, match="1 waiting"):
+            await work.run(lambda: 4)  # the queue is full: refused at once
+        release.set()
+        assert await waiting == 3  # the stuck thread ended in time: the waiting call ran
+
+    asyncio.run(run())
+
+
 class Backend:
     async def recommend(self, request: Any) -> dict[str, Any]:
         return {"items": [], "cluster": None, "reasoning": None, "source": "fallback", "degraded": True}
@@ -61,7 +84,8 @@ class Backend:
 
 
 def test_explorer_search_runs_off_the_event_loop_and_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A slow search blocks neither /healthz nor other requests; past EXPLORER_WORKERS at once: 503."""
+    """A slow search blocks neither /healthz nor other requests; past EXPLORER_WORKERS at once calls wait
+    their turn (and are answered), past EXPLORER_QUEUE waiting: 503 at once."""
     import serving.explorer as explorer
 
     gate = threading.Event()
@@ -75,6 +99,7 @@ def test_explorer_search_runs_off_the_event_loop_and_is_bounded(monkeypatch: pyt
         return original(self, query, limit)
 
     monkeypatch.setattr(ExplorerCatalog, "search", slow_search)
+    monkeypatch.setattr(explorer, "EXPLORER_QUEUE", 2)
     state = SimpleNamespace(catalog=slow, config=None)
 
     async def loaded(self: Any) -> Any:
@@ -91,12 +116,15 @@ def test_explorer_search_runs_off_the_event_loop_and_is_bounded(monkeypatch: pyt
             for _ in range(EXPLORER_WORKERS):
                 await asyncio.to_thread(entered.acquire)
             health = (await client.get("/healthz")).status_code  # the loop is free
+            held += [asyncio.create_task(client.get(search)) for _ in range(2)]
+            while api.state.explorer_work.waiting < 2:
+                await asyncio.sleep(0.01)
             refused = [(await client.get("/explore/api/search?q=dog")).status_code for _ in range(3)]
             gate.set()
             return [r.status_code for r in await asyncio.gather(*held)], health, refused
 
     held, health, refused = asyncio.run(run())
-    assert held == [200] * EXPLORER_WORKERS and health == 200 and refused == [503] * 3
+    assert held == [200] * (EXPLORER_WORKERS + 2) and health == 200 and refused == [503] * 3
 
 
 def test_the_report_is_served_without_the_work_dir(tmp_path: Path) -> None:
