@@ -12,8 +12,7 @@ import sys
 from pathlib import Path
 from typing import NamedTuple
 
-from serendipity.config import load_config
-from serendipity.serving_config import ServingConfig
+from serendipity.config import ServingConfig, load_config
 from serving.settings import THROUGHPUT_ENV
 from spark_jobs import SPARK_JOBS
 

@@ -1,7 +1,7 @@
-"""The ``ray:`` section of the pipeline config and the Ray a one-machine run starts.
+"""The Ray a one-machine run starts, per the ``ray:`` section of the pipeline config (``RayConfig``).
 
 A job joins the Ray already initialised, else ``RAY_ADDRESS``'s cluster, else starts a local Ray bounded
-by this section: no dashboard (its processes hold ~0.3 GiB for nobody to look at in a batch run), a
+by that section: no dashboard (its processes hold ~0.3 GiB for nobody to look at in a batch run), a
 bounded object store (objects past it spill to disk), and idle workers ended soon after their tasks.
 """
 
@@ -11,21 +11,8 @@ import logging
 import os
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
-
+from serendipity.config import RayConfig
 from serendipity.ray_compat import init_with_system_config
-
-
-class RayConfig(BaseModel):
-    """The local Ray of a one-machine run; ignored when joining a cluster (``RAY_ADDRESS``)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    include_dashboard: bool = False
-    num_cpus: int | None = Field(None, ge=1)  # None: every core
-    object_store_mb: int | None = Field(512, ge=80)  # None: Ray's default (30% of the machine's memory)
-    idle_worker_kill_ms: int = Field(1000, ge=0)  # an idle worker past the soft limit lives this long
-
 
 # Ray Train's placement-group cleaner polls the state API, which lives in the dashboard: without one it
 # warns every few seconds for the whole fine-tuning run (the placement group still goes with the run's Ray).

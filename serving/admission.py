@@ -35,8 +35,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from serendipity.config import HOST, ServingConfig
 from serendipity.io import write_text_atomic
-from serendipity.serving_config import HOST, ServingConfig
 from serving.guard import (
     CLIENT_REQUEST_ID,
     OVERLOADED,

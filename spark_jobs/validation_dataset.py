@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from serendipity.config import InputLimitsConfig
 from serendipity.io import atomic_directory, write_json_atomic
-from serendipity.limits import InputLimitsConfig
 from serendipity.schema import (
     CLUSTERS_FILE,
     DATASET_FILES,

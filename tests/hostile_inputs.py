@@ -16,7 +16,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from serendipity.limits import InputLimitsConfig
+from serendipity.config import InputLimitsConfig
 from serendipity.media import write_image, write_video
 from serendipity.schema import ITEMS_FILE
 from serendipity.validation.media_probe import (

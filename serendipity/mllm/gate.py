@@ -6,7 +6,7 @@ the non-LLM guess, the transition prior alone and, when one exists, the publishe
 comparison is paired: n, both recalls, the recall difference with its 95% paired-bootstrap interval and
 the exact McNemar p-value of the discordant items.
 
-Rules (``mllm.gate.rule``):
+Rules (``mllm.gate.rule``, :class:`serendipity.config.GateConfig`):
 
 - ``paired_not_worse``: publish when, against every reference, the candidate's recall is at least the
   reference's minus ``margin`` and the paired test does not find it worse at level ``alpha``.
@@ -23,8 +23,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
 
+from serendipity.config import GateConfig
 from serendipity.intervals import exact_mcnemar, paired_bootstrap_difference, wilson_interval
 
 NON_LLM_GUESS_VERSION = "non-llm-guess"  # model_version of features written from the non-LLM guess
@@ -42,16 +42,6 @@ REFERENCE_KIND: dict[str, ServedKind] = {
     PRIOR_REFERENCE: "transition_prior",
     GUESS_REFERENCE: "non_llm_guess",
 }
-
-
-class GateConfig(BaseModel):
-    """When a fine-tuned model is published as ``latest`` (see the module docstring for the rules)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    rule: Literal["paired_not_worse", "always"] = "paired_not_worse"
-    margin: float = Field(0.0, ge=-1.0, le=1.0)  # recall shortfall tolerated against a reference
-    alpha: float = Field(0.05, gt=0.0, lt=1.0)  # level of the paired test
 
 
 def recall_figures(hits: np.ndarray) -> dict[str, float | int]:

@@ -6,7 +6,7 @@ outputs. Modules: :mod:`.rules` (checks and reason texts), :mod:`.table` (readin
 flags), :mod:`.checks` (tree, items and interactions rules), :mod:`.text` (title and text length limits),
 :mod:`.media` (media path checks), :mod:`.media_probe` (opening a file within the limits, in a child
 process), :mod:`.report` (problems and counts), :mod:`.dataset` (a whole dataset directory in and out).
-The limits are ``PipelineConfig.limits`` (:class:`serendipity.limits.InputLimitsConfig`).
+The limits are ``PipelineConfig.limits`` (:class:`serendipity.config.InputLimitsConfig`).
 """
 
 from serendipity.validation.dataset import (

@@ -13,7 +13,7 @@ from pathlib import Path, PurePosixPath, PureWindowsPath
 import pandas as pd
 import pyarrow as pa
 
-from serendipity.limits import InputLimitsConfig
+from serendipity.config import InputLimitsConfig
 from serendipity.schema import QUARANTINE_COLUMN, QUARANTINE_REASON, QUARANTINE_ROW, QUARANTINE_SOURCE
 from serendipity.validation.media_probe import (
     DECODE_TIMEOUT,

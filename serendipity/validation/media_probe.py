@@ -19,7 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 
-from serendipity.limits import InputLimitsConfig
+from serendipity.config import InputLimitsConfig
 
 UNREADABLE_IMAGE = "image does not decode"
 UNREADABLE_VIDEO = "video does not open or has no frames"

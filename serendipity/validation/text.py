@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from serendipity.limits import InputLimitsConfig
+from serendipity.config import InputLimitsConfig
 from serendipity.validation.report import Problem, warning_for_rows
 from serendipity.validation.rules import LENGTH_LIMITED_COLUMNS, over_long_check
 from serendipity.validation.table import TableValidation

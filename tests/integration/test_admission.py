@@ -19,7 +19,7 @@ import pytest
 import uvicorn
 from cluster_helpers import free_port
 
-from serendipity.serving_config import AdmissionConfig, ServingConfig
+from serendipity.config import AdmissionConfig, ServingConfig
 from serving.admission import (
     UNAVAILABLE,
     AdmissionError,
@@ -314,7 +314,7 @@ def test_the_sidecar_turns_sigterm_into_a_graceful_stop(tmp_path: Path) -> None:
     )
     threading.Thread(target=server.run, daemon=True).start()
     code = (
-        "import sys; from pathlib import Path; from serendipity.serving_config import ServingConfig; "
+        "import sys; from pathlib import Path; from serendipity.config import ServingConfig; "
         "from serving.admission import serve_front; "
         "sys.exit(serve_front(ServingConfig.model_validate_json(sys.argv[1]), Path(sys.argv[2])))"
     )

@@ -26,9 +26,8 @@ import redis
 from cluster_helpers import free_port, redis_feature_store_yaml, redis_server
 from serve_helpers import AUTH, TOKEN, ServedChain, known_pairs
 
-from serendipity.config import PipelineConfig, save_config, with_overrides
+from serendipity.config import AdmissionConfig, PipelineConfig, ServingConfig, save_config, with_overrides
 from serendipity.feature_store import PROJECT_ROOT
-from serendipity.serving_config import AdmissionConfig, ServingConfig
 from serving.settings import TOKEN_ENV
 
 pytestmark = pytest.mark.slow

@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 from finetune_helpers import isolated_finetune_config
 
-from serendipity.config import PipelineConfig
+from serendipity.config import GateConfig, PipelineConfig
 from serendipity.layout import WorkLayout
-from serendipity.mllm.gate import NON_LLM_GUESS_VERSION, GateConfig
+from serendipity.mllm.gate import NON_LLM_GUESS_VERSION
 
 pytestmark = pytest.mark.slow
 

@@ -53,7 +53,7 @@ def tuned(mined: PipelineConfig, ray_local) -> PipelineConfig:
         for name in CHAIN_OUTPUTS:
             if (mined.work_dir / name).exists():
                 copy_flattened(mined.work_dir / name, work_dir / name)
-    from serendipity.mllm.gate import GateConfig
+    from serendipity.config import GateConfig
 
     always = GateConfig(rule="always")  # published whatever its recall: these tests infer with a model
     mllm = mined.mllm.model_copy(update={"max_steps": 4, "eval_every": 2, "num_beams": 2, "gate": always})

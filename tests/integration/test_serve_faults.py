@@ -155,7 +155,7 @@ def test_overload_is_shed_fast_with_retry_after_and_recovers(faults: FaultApp) -
 
 def test_admission_front_refuses_a_burst_before_it_reaches_serve(faults: FaultApp, tmp_path: Path) -> None:
     """One request at a time through the front (the ingress would take two): every 503 is the front's."""
-    from serendipity.serving_config import AdmissionConfig
+    from serendipity.config import AdmissionConfig
     from serving.admission import run_front
     from serving.guard import OVERLOADED
 

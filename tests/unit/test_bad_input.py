@@ -23,7 +23,7 @@ from hostile_inputs import (
     hanging_probe,
 )
 
-from serendipity.limits import InputLimitsConfig
+from serendipity.config import InputLimitsConfig
 from serendipity.mllm.prompts import MAX_TITLE_TOKENS, ItemMedia, PromptStyle, build_prompt
 from serendipity.mllm.tiny import build_tiny_model, dataset_texts
 from serendipity.schema import DATASET_FILES, INTERACTIONS_FILE, ITEMS_FILE, QUARANTINE_REASON, QUARANTINE_ROW

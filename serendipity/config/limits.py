@@ -1,4 +1,4 @@
-"""Bounds on what a dataset may hold, enforced by validation (``PipelineConfig.limits``).
+"""The ``limits:`` section: bounds on what a dataset may hold, enforced by validation.
 
 Media over a limit (or that trip Pillow's decompression-bomb check, or whose decoding outlasts the time
 limit or crashes) get their path set to null with the reason, so the item keeps a text-only prompt.
@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
+
+from serendipity.config.base import Section
 
 
-class InputLimitsConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
+class InputLimitsConfig(Section):
     max_media_bytes: int = Field(200 * 2**20, ge=1)  # per thumbnail or video file
     max_video_seconds: float = Field(600.0, gt=0)
     max_video_frames: int = Field(36_000, ge=1)
