@@ -11,14 +11,17 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-from typing import Any
+from typing import TYPE_CHECKING
 
 from serendipity.config import PipelineConfig, load_config, with_overrides
 from serendipity.worklock import holds_work_dir
 
+if TYPE_CHECKING:
+    from serendipity.mllm.results import FinetuneSummary
+
 
 @holds_work_dir("finetune")
-def run(config: PipelineConfig, *, max_steps: int | None = None, fresh: bool = False) -> dict[str, Any]:
+def run(config: PipelineConfig, *, max_steps: int | None = None, fresh: bool = False) -> FinetuneSummary:
     """Fine-tune, gate and publish; ``max_steps`` overrides mllm.max_steps. Returns the run's summary."""
     from serendipity.mllm.finetune import run_finetune
 
@@ -26,8 +29,15 @@ def run(config: PipelineConfig, *, max_steps: int | None = None, fresh: bool = F
     summary = run_finetune(with_overrides(config, {"mllm.max_steps": max_steps}), fresh=fresh)
     from serendipity.mllm.judge import describe
 
-    keys = ("model_version", "feature_version", "steps", "final_metrics", "served_metrics", "prior_weight")
-    print(json.dumps({key: summary[key] for key in keys}, indent=2, default=str))
+    headline = {
+        "model_version": summary.model_version,
+        "feature_version": summary.feature_version,
+        "steps": summary.steps,
+        "final_metrics": summary.final_metrics,
+        "served_metrics": summary.served_metrics.to_json() if summary.served_metrics else None,
+        "prior_weight": summary.prior_weight,
+    }
+    print(json.dumps(headline, indent=2, default=str))
     print("\n".join(describe(summary)))
     return summary
 
@@ -59,7 +69,7 @@ def config_of(options: argparse.Namespace) -> PipelineConfig:
     return with_overrides(load_config(options.config), overrides)
 
 
-def main(argv: list[str] | None = None) -> dict[str, Any]:
+def main(argv: list[str] | None = None) -> FinetuneSummary:
     options = parse_options(argv)
     return run(config_of(options), max_steps=options.max_steps, fresh=options.fresh)
 

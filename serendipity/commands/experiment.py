@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import typer
 
@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from serendipity.config import PipelineConfig
     from serendipity.mllm.ablation import Experiment
     from serendipity.mllm.ablation_report import AblationReport
+    from serendipity.mllm.results import FinetuneSummary
 
 app = typer.Typer(no_args_is_help=True, help="experiment commands")
 
@@ -61,11 +62,11 @@ def _ablation_inputs(
     return pipeline, chosen
 
 
-def _print_arm_done(console: Console) -> Callable[[str, int, dict[str, Any]], None]:
-    def arm_done(arm: str, seed: int, summary: dict[str, Any]) -> None:
-        final = {"match_rate": float("nan"), "recall": float("nan"), **summary.get("final_metrics", {})}
+def _print_arm_done(console: Console) -> Callable[[str, int, FinetuneSummary], None]:
+    def arm_done(arm: str, seed: int, summary: FinetuneSummary) -> None:
+        final = {"match_rate": float("nan"), "recall": float("nan"), **(summary.final_metrics or {})}
         console.print(
-            f"[green]done[/] {arm} seed {seed}: step {summary['steps']}, "
+            f"[green]done[/] {arm} seed {seed}: step {summary.steps}, "
             f"match rate {final['match_rate']:.3f}, recall {final['recall']:.3f}"
         )
 

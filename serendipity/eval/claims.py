@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from serendipity.intervals import wilson_interval
+from serendipity.mllm.results import FinetuneSummary, GateDecision, RecallFigures
 
 HOLDS = "holds"
 FAILS = "does not hold"
@@ -215,37 +216,39 @@ def ablation_claims(ablation: Section) -> list[ClaimCheck]:
     return checks
 
 
-def _gate_text(gate: Mapping[str, Any] | None) -> str:
-    if not gate:
+def _gate_text(gate: GateDecision | None) -> str:
+    if gate is None or not gate.model_fields_set:
         return ""
-    worse = ", ".join(gate.get("worse_than") or []) or "no reference"
-    small = f"; WARNING: only {gate.get('n')} validation items" if gate.get("small_sample") else ""
+    worse = ", ".join(gate.worse_than) or "no reference"
+    small = f"; WARNING: only {gate.n} validation items" if gate.small_sample else ""
     return (
-        f"; publish gate ({gate.get('rule')}, margin {gate.get('margin')}): {gate.get('decision')}, "
-        f"worse than {worse}, serving {gate.get('served_model_version')}{small}"
+        f"; publish gate ({gate.rule}, margin {gate.margin}): {gate.decision}, "
+        f"worse than {worse}, serving {gate.served_model_version}{small}"
     )
+
+
+def _wilson(figures: RecallFigures, recall: float) -> Interval:
+    trials = figures.items or 0
+    low, high = wilson_interval(recall * trials, trials)
+    return Interval(recall, low, high)
 
 
 def finetuned_beats_baseline(finetune: Section) -> ClaimCheck:
+    """Claim 7 from the finetune section's ``FinetuneSummary`` (``summary``, absent before fine-tuning)."""
     claim = "the served nomination's validation recall beats the non-LLM baseline"
-    summary = (finetune or {}).get("summary") or {}
-    served, baseline = summary.get("served_metrics") or {}, summary.get("non_llm_baseline") or {}
-    if "recall" not in served or "recall" not in baseline:
+    summary: FinetuneSummary = (finetune or {}).get("summary") or FinetuneSummary()
+    served, baseline = summary.served_metrics, summary.non_llm_baseline
+    if served is None or served.recall is None or baseline is None or baseline.recall is None:
         needs = "the fine-tuning summary with the served (constrained) recall and the non-LLM baseline"
         return _not_measured("7", claim, "finetune", needs)
-    intervals = []
-    for source in (served, baseline):
-        trials = int(source.get("items") or 0)
-        low, high = wilson_interval(float(source["recall"]) * trials, trials)
-        intervals.append(Interval(float(source["recall"]), low, high))
-    mllm, base = intervals
-    free = (summary.get("final_metrics") or {}).get("recall")
+    mllm, base = _wilson(served, served.recall), _wilson(baseline, baseline.recall)
+    free = (summary.final_metrics or {}).get("recall")  # the last evaluation row of training
     evidence = (
-        f"served recall on n={int(served.get('items', 0))} validation items: served {mllm.text(3)} vs best "
+        f"served recall on n={served.items or 0} validation items: served {mllm.text(3)} vs best "
         f"non-LLM sibling guess {base.text(3)} (Wilson 95%); free-decoding recall "
         f"{'-' if free is None else f'{float(free):.3f}'} (diagnostic, not served)"
     )
-    return ClaimCheck("7", claim, compare(mllm, base), evidence + _gate_text(summary.get("gate")), "finetune")
+    return ClaimCheck("7", claim, compare(mllm, base), evidence + _gate_text(summary.gate), "finetune")
 
 
 def replay_mllm_beats_baseline(replay: Section) -> ClaimCheck:

@@ -18,6 +18,7 @@ from serendipity.eval.claims import check_claims
 from serendipity.eval.report_html import interval_text, render_html
 from serendipity.io import json_safe, write_json_atomic, write_text_atomic
 from serendipity.layout import REPORT_HTML_FILE, REPORT_JSON_FILE, WorkLayout
+from serendipity.mllm.results import FinetuneSummary
 
 SECTION_TITLES = {
     "finetune": "Fine-tuning: curves, served recall and the publish gate",
@@ -26,6 +27,10 @@ SECTION_TITLES = {
     "experiment": "Simulated live experiment (arms)",
     "replay": "Offline replay on logged next items",
 }
+# the fine-tuning summary's fields the report shows (serendipity.mllm.results.FinetuneSummary)
+FINETUNE_FIELDS = ("model_version", "feature_version", "steps", "prompt_style", "num_frames",
+                   "served_metrics", "final_metrics", "non_llm_baseline", "prior_weight", "validation",
+                   "gate")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -46,6 +51,7 @@ def _optional_json(path: Path) -> dict[str, Any] | None:
 
 
 def _finetune(layout: WorkLayout) -> dict[str, Any] | None:
+    """The curves and (a ``FinetuneSummary``, when fine-tuning wrote one) ``summary``."""
     import pandas as pd
 
     curves_path = layout.finetune_curves_path
@@ -56,12 +62,21 @@ def _finetune(layout: WorkLayout) -> dict[str, Any] | None:
     if missing:
         raise ValueError(f"{curves_path}: missing columns {sorted(missing)}")
     data: dict[str, Any] = {"curves": curves.sort_values("step").to_dict(orient="list")}
-    summary = _optional_json(layout.finetune_summary_path)
-    if summary is not None:
-        keys = ("model_version", "feature_version", "steps", "prompt_style", "num_frames", "served_metrics",
-                "final_metrics", "non_llm_baseline", "prior_weight", "validation", "gate")  # fmt: skip
-        data["summary"] = {key: summary.get(key) for key in keys}
+    path = layout.finetune_summary_path
+    if path.exists():
+        try:
+            data["summary"] = FinetuneSummary.read(path)
+        except ValueError as error:
+            raise ValueError(f"{path}: not a fine-tuning summary: {error}") from None
     return data
+
+
+def finetune_section_json(data: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The finetune section as the report writes it: the summary's ``FINETUNE_FIELDS`` (None when absent)."""
+    if data is None or data.get("summary") is None:
+        return data
+    shown = data["summary"].model_dump(include=set(FINETUNE_FIELDS), exclude_unset=True)
+    return {**data, "summary": dict.fromkeys(FINETUNE_FIELDS) | shown}
 
 
 def _aggregates(layout: WorkLayout, config: PipelineConfig) -> dict[str, Any] | None:
@@ -118,6 +133,8 @@ def build_report(config: PipelineConfig, config_path: str | Path | None = None) 
         "replay": layout.replay_path,
     }
     commands = producing_commands(str(config_path) if config_path else "CONFIG", config.world is not None)
+    claims = [check.as_dict() for check in check_claims(data, commands)]
+    data["finetune"] = finetune_section_json(data["finetune"])
     sections = {
         name: {
             "title": title,
@@ -128,7 +145,6 @@ def build_report(config: PipelineConfig, config_path: str | Path | None = None) 
         }
         for name, title in SECTION_TITLES.items()
     }
-    claims = [check.as_dict() for check in check_claims(data, commands)]
     return json_safe(
         {"name": config.name, "work_dir": str(config.work_dir), "sections": sections, "claims": claims}
     )

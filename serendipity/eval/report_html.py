@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from serendipity.eval.claims import ablation_provenance
+from serendipity.mllm.results import FinetuneSummary, GateDecision, RecallFigures, Validation
 
 STYLE = (
     "body{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}"
@@ -39,34 +40,31 @@ def _number(value: Any, digits: int = 3) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
 
-def _gate_html(gate: dict[str, Any]) -> str:
+def _gate_html(gate: GateDecision) -> str:
     rows = [
-        [
-            "candidate (served if published)",
-            gate.get("n"),
-            interval_text(_as_interval(gate.get("candidate")), 3),
-            "",
-            "",
-        ]
+        ["candidate (served if published)", gate.n, interval_text(_as_interval(gate.candidate), 3), "", ""]
     ]
-    for name, figures in (gate.get("references") or {}).items():
-        paired = (gate.get("comparisons") or {}).get(name) or {}
-        low, high = paired.get("difference_ci_low"), paired.get("difference_ci_high")
-        difference = f"{paired['difference']:+.3f} [{low:+.3f}, {high:+.3f}]" if paired else "-"
-        p_value = f"{paired['p_value']:.3g}" if paired else "-"
-        rows.append(
-            [name, figures.get("items"), interval_text(_as_interval(figures), 3), difference, p_value]
-        )
-    worse = ", ".join(gate.get("worse_than") or []) or "none"
+    for name, figures in gate.references.items():
+        paired = gate.comparisons.get(name)
+        if paired is not None and paired.model_fields_set:
+            low, high = paired.difference_ci_low, paired.difference_ci_high
+            difference, p_value = (
+                f"{paired.difference:+.3f} [{low:+.3f}, {high:+.3f}]",
+                f"{paired.p_value:.3g}",
+            )
+        else:
+            difference, p_value = "-", "-"
+        rows.append([name, figures.items, interval_text(_as_interval(figures), 3), difference, p_value])
+    worse = ", ".join(gate.worse_than) or "none"
     warning = (
-        f"<p class=missing>only {gate.get('n')} validation items (fewer than 200): the recalls are noisy</p>"
-        if gate.get("small_sample")
+        f"<p class=missing>only {gate.n} validation items (fewer than 200): the recalls are noisy</p>"
+        if gate.small_sample
         else ""
     )
     return (
-        f"<p>publish gate ({html.escape(str(gate.get('rule')))}, margin {gate.get('margin')}): "
-        f"<b>{html.escape(str(gate.get('decision')))}</b>; worse than: {html.escape(worse)}; "
-        f"serving {html.escape(str(gate.get('served_model_version')))}</p>"
+        f"<p>publish gate ({html.escape(str(gate.rule))}, margin {gate.margin}): "
+        f"<b>{html.escape(str(gate.decision))}</b>; worse than: {html.escape(worse)}; "
+        f"serving {html.escape(str(gate.served_model_version))}</p>"
         + warning
         + _table(
             [
@@ -81,44 +79,53 @@ def _gate_html(gate: dict[str, Any]) -> str:
     )
 
 
-def _nominators_html(validation: dict[str, Any]) -> str:
-    rows = [
-        [name, f.get("items"), interval_text(_as_interval(f), 3)]
-        for name, f in validation.get("nominators", {}).items()
-    ]
-    for group, figures in (validation.get("by_evidence") or {}).items():
+def _nominators_html(validation: Validation) -> str:
+    rows = [[name, f.items, interval_text(_as_interval(f), 3)] for name, f in validation.nominators.items()]
+    for group, evidence in validation.by_evidence.items():
         rows += [
-            [f"{name} ({group} context items)", f.get("items"), interval_text(_as_interval(f), 3)]
-            for name, f in figures.items()
-            if isinstance(f, dict)
+            [f"{name} ({group} context items)", f.items, interval_text(_as_interval(f), 3)]
+            for name, f in evidence.nominators.items()
         ]
     return _table(["nominator on the validation items", "n", "recall [Wilson 95%]"], rows)
 
 
-def _as_interval(figures: dict[str, Any] | None) -> dict[str, Any] | None:
-    if not figures:
+def _as_interval(figures: RecallFigures | None) -> dict[str, Any] | None:
+    if figures is None or not figures.model_fields_set:
         return None
-    return {"mean": figures.get("recall"), "ci_low": figures.get("ci_low"), "ci_high": figures.get("ci_high")}
+    return {"mean": figures.recall, "ci_low": figures.ci_low, "ci_high": figures.ci_high}
+
+
+def _served_rows(served: RecallFigures | None) -> list[list[str]]:
+    """The served nominator's figures (earlier runs' summaries kept an evaluation row with more of them)."""
+    if served is None:
+        return []
+    figures = {
+        "match_rate": served.extra_metric("match_rate"),
+        "recall": served.recall,
+        "recall_at_k": served.extra_metric("recall_at_k"),
+    }
+    shown = served.model_fields_set | set(served.model_extra or {})
+    return [[f"served nomination {k}", _number(value)] for k, value in figures.items() if k in shown]
 
 
 def _finetune_html(data: dict[str, Any]) -> str:
     from serendipity.eval.report_plots import curves_png
 
     parts = [_image(curves_png(data["curves"]), "fine-tuning curves")]
-    summary = data.get("summary")
-    if summary:
-        served, final = summary.get("served_metrics") or {}, summary.get("final_metrics") or {}
-        baseline = summary.get("non_llm_baseline") or {}
+    if data.get("summary"):  # the report's FINETUNE_FIELDS of the summary
+        summary = FinetuneSummary.model_validate(data["summary"])
+        final = summary.final_metrics or {}  # the last evaluation row of training
         keys = ("match_rate", "recall", "recall_at_k")
-        rows = [[f"served nomination {k}", _number(served.get(k))] for k in keys if k in served]
+        rows = _served_rows(summary.served_metrics)
         rows += [[f"free decoding {k} (diagnostic)", _number(final.get(k))] for k in keys if k in final]
-        rows.append(["non-LLM best sibling guess recall", _number(baseline.get("recall"))])
-        parts.append(f"<p>model {summary.get('model_version')}, {summary.get('steps')} steps</p>")
+        baseline = summary.non_llm_baseline.recall if summary.non_llm_baseline else None
+        rows.append(["non-LLM best sibling guess recall", _number(baseline)])
+        parts.append(f"<p>model {summary.model_version}, {summary.steps} steps</p>")
         parts.append(_table(["final metric", "value"], rows))
-        if summary.get("gate"):
-            parts.append(_gate_html(summary["gate"]))
-        if summary.get("validation"):
-            parts.append(_nominators_html(summary["validation"]))
+        if summary.gate is not None and summary.gate.model_fields_set:
+            parts.append(_gate_html(summary.gate))
+        if summary.validation is not None and summary.validation.model_fields_set:
+            parts.append(_nominators_html(summary.validation))
     return "".join(parts)
 
 

@@ -26,6 +26,7 @@ from serendipity.layout import WorkLayout
 from serendipity.mllm.ablation_report import AblationReport, build_report
 from serendipity.mllm.model import MODEL_CONFIG_FILE
 from serendipity.mllm.prompts import PromptStyle
+from serendipity.mllm.results import FinetuneSummary
 from serendipity.schema import CLUSTERS_FILE, ITEMS_FILE
 
 BASE_MODELS_DIR = "base"
@@ -186,7 +187,7 @@ def _settings(config: PipelineConfig, arm_cfg: PipelineConfig) -> dict[str, Any]
     }
 
 
-def run_arm(config: PipelineConfig, arm: Arm, seed: int, max_steps: int, eval_every: int) -> dict[str, Any]:
+def run_arm(config: PipelineConfig, arm: Arm, seed: int, max_steps: int, eval_every: int) -> FinetuneSummary:
     """Fine-tune one arm x seed; a finished arm with unchanged settings is reused, a killed one resumes."""
     from serendipity.mllm.finetune import run_finetune
 
@@ -204,8 +205,8 @@ def run_arm(config: PipelineConfig, arm: Arm, seed: int, max_steps: int, eval_ev
     return run_finetune(arm_cfg, fresh=fresh)
 
 
-def _history_frame(summary: dict[str, Any], arm: Arm, seed: int) -> pd.DataFrame:
-    frame = pd.DataFrame(summary["history"])
+def _history_frame(summary: FinetuneSummary, arm: Arm, seed: int) -> pd.DataFrame:
+    frame = pd.DataFrame(summary.history)
     frame.insert(0, "seed", seed)
     frame.insert(0, "arm", arm.name)
     return frame
@@ -233,7 +234,7 @@ def run_ablation(
     seeds: Sequence[int] = (0,),
     max_steps: int | None = None,
     eval_every: int | None = None,
-    on_arm_done: Callable[[str, int, dict[str, Any]], None] | None = None,
+    on_arm_done: Callable[[str, int, FinetuneSummary], None] | None = None,
     config_path: str | Path | None = None,
 ) -> AblationReport:
     """Run every arm x seed (sequentially, in the current Ray session) and write the report files."""
@@ -243,13 +244,15 @@ def run_ablation(
     steps = max_steps or config.mllm.max_steps
     every = min(eval_every or config.mllm.eval_every, steps)
     arms = list({arm.name: arm for experiment in experiments for arm in experiment.arms}.values())
-    histories, baseline = [], {}
+    histories: list[pd.DataFrame] = []
+    baseline: dict[str, Any] = {}
     for arm in arms:
         for seed in seeds:
             log.info("ablation arm %s seed %d: %d steps, evaluated every %d", arm.name, seed, steps, every)
             summary = run_arm(config, arm, seed, steps, every)
             histories.append(_history_frame(summary, arm, seed))
-            baseline = summary["non_llm_baseline"]  # the same data for every arm
+            if summary.non_llm_baseline is not None:  # the same data for every arm
+                baseline = summary.non_llm_baseline.to_json()
             if on_arm_done is not None:
                 on_arm_done(arm.name, seed, summary)
     return build_report(

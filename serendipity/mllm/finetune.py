@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 from serendipity.config import MllmConfig, PipelineConfig
-from serendipity.io import json_safe, write_json_atomic
 from serendipity.layout import LATEST_MODEL_POINTER, WorkLayout
 from serendipity.mllm.checkpoints import (
     checkpoint_history,
@@ -30,6 +29,7 @@ from serendipity.mllm.gate import (
 )
 from serendipity.mllm.judge import Judged, feature_version, judge, served_nominator
 from serendipity.mllm.model import model_metadata, publish_model, resolve_model_dir
+from serendipity.mllm.results import FinetuneSummary, GateDecision, Validation
 from serendipity.mllm.training import finetune_worker
 from serendipity.nomination.combine import PRIOR_ALONE
 from serendipity.ray_local import init_local_ray
@@ -110,12 +110,12 @@ def _current_model(models_dir: Path) -> Path | None:
 
 
 def _served(
-    decision: str, gate: dict[str, Any], candidate_dir: Path | None, judged: Judged, current: Path | None
+    decision: str, gate: GateDecision, candidate_dir: Path | None, judged: Judged, current: Path | None
 ) -> ServedChoice:
     """What inference serves: the candidate when published, else the gate's best reference."""
     if decision in (PUBLISH, ALREADY_PUBLISHED) and candidate_dir is not None:
         return ServedChoice("model", candidate_dir.name, judged.weight, judged.text_weight)
-    best = gate["best_reference"]
+    best = gate.best_reference
     if best == PUBLISHED_REFERENCE and current is not None:
         recorded = model_metadata(current)
         weights = float(recorded.get("prior_weight", 0.0)), float(recorded.get("text_weight", 0.0))
@@ -125,7 +125,7 @@ def _served(
     return ServedChoice("non_llm_guess", NON_LLM_GUESS_VERSION, 0.0)
 
 
-def run_finetune(config: PipelineConfig, *, fresh: bool = False) -> dict[str, Any]:
+def run_finetune(config: PipelineConfig, *, fresh: bool = False) -> FinetuneSummary:
     """Fine-tune (resuming from the last checkpoint unless ``fresh``), fit the nominator's prior weight on
     the calibration split, gate on the validation split, publish, write a summary.
 
@@ -161,8 +161,8 @@ def run_finetune(config: PipelineConfig, *, fresh: bool = False) -> dict[str, An
     current = _current_model(layout.models_dir) if already is None else None
     judged = judge(config, model, processor, current)
     gate = judged.gate
-    decision = ALREADY_PUBLISHED if already is not None and gate["decision"] == PUBLISH else gate["decision"]
-    gate["decision"] = decision
+    decision = ALREADY_PUBLISHED if already is not None and gate.decision == PUBLISH else gate.decision
+    assert decision is not None
     candidate_dir = already
     if decision == PUBLISH:
         published = {
@@ -173,34 +173,34 @@ def run_finetune(config: PipelineConfig, *, fresh: bool = False) -> dict[str, An
         }
         candidate_dir = publish_model(model, processor, layout.models_dir, published)
     served = _served(decision, gate, candidate_dir, judged, current)
-    gate["served_model_version"] = served.model_version
-    summary = {
+    gate = gate.model_copy(update={"decision": decision, "served_model_version": served.model_version})
+    summary = FinetuneSummary(
         **metadata,
-        "resumed_from_step": start_step,
-        "model_dir": str(candidate_dir or current) if (candidate_dir or current) else None,
-        "model_version": served.model_version,
-        "served": served.to_json(),
-        "feature_version": feature_version(served, judged.prior),
-        "served_metrics": judged.nominators[served_nominator(served, gate)],
-        "non_llm_baseline": judged.nominators[GUESS_REFERENCE],
-        "prior": asdict(judged.prior),
-        "prior_weight": judged.weight,
-        "text_weight": judged.text_weight,
-        "calibration": judged.calibration,
-        "validation": {"nominators": judged.nominators, "by_evidence": judged.by_evidence},
-        "gate": gate,
-        "history": history,
-    }
-    write_json_atomic(json_safe(summary), layout.finetune_summary_path)
+        resumed_from_step=start_step,
+        model_dir=str(candidate_dir or current) if (candidate_dir or current) else None,
+        model_version=served.model_version,
+        served=served,
+        feature_version=feature_version(served, judged.prior),
+        served_metrics=judged.nominators[served_nominator(served, gate)],
+        non_llm_baseline=judged.nominators[GUESS_REFERENCE],
+        prior=asdict(judged.prior),
+        prior_weight=judged.weight,
+        text_weight=judged.text_weight,
+        calibration=judged.calibration,
+        validation=Validation(nominators=judged.nominators, by_evidence=judged.by_evidence),
+        gate=gate,
+        history=history,
+    )
+    summary.write(layout.finetune_summary_path)
     log.info(
         "fine-tuned %s steps; validation n=%d: candidate (lambda %.3g) recall %.3f, prior alone %.3f, "
         "guess %.3f; gate: %s, serving %s",
-        summary["steps"],
-        gate["n"],
+        summary.steps,
+        gate.n,
         judged.weight,
-        gate["candidate"]["recall"],
-        judged.nominators[PRIOR_REFERENCE]["recall"],
-        judged.nominators[GUESS_REFERENCE]["recall"],
+        gate.candidate.recall if gate.candidate else float("nan"),
+        judged.nominators[PRIOR_REFERENCE].recall,
+        judged.nominators[GUESS_REFERENCE].recall,
         decision,
         served.model_version,
     )

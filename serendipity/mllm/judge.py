@@ -30,6 +30,13 @@ from serendipity.mllm.gate import (
 )
 from serendipity.mllm.guess import best_sibling_guess
 from serendipity.mllm.nominator import held_out, model_scores
+from serendipity.mllm.results import (
+    Calibration,
+    EvidenceGroup,
+    FinetuneSummary,
+    GateDecision,
+    RecallFigures,
+)
 from serendipity.nomination.combine import PRIOR_ALONE, ScoredItem, fit_weight, fit_weights, hits
 from serendipity.nomination.prior import PriorInfo, load_prior
 from serendipity.nomination.similarity import TextSimilarity
@@ -43,10 +50,10 @@ class Judged:
     weight: float  # lambda fitted on the calibration split
     text_weight: float  # mu of the text-similarity feature (0 when it is off)
     prior: PriorInfo
-    calibration: dict[str, Any]
-    nominators: dict[str, dict[str, Any]]  # recall figures on the validation items, per nominator
-    by_evidence: dict[str, dict[str, Any]]  # the same, split into warm and cold context items
-    gate: dict[str, Any]
+    calibration: Calibration
+    nominators: dict[str, RecallFigures]  # recall figures on the validation items, per nominator
+    by_evidence: dict[str, EvidenceGroup]  # the same, split into warm and cold context items
+    gate: GateDecision
 
 
 def _guess_hits(config: PipelineConfig, items: list[ScoredItem], own: dict[int, int]) -> np.ndarray:
@@ -99,30 +106,32 @@ def judge(config: PipelineConfig, model: Any, processor: Any, published: Path | 
     gate = decide(vectors[CANDIDATE], {name: vectors[name] for name in references}, config.mllm.gate)
     warm = np.array([item.warm for item in validation], dtype=bool)
     by_evidence = {
-        group: {"n": int(mask.sum()), **{name: recall_figures(v[mask]) for name, v in vectors.items()}}
+        group: EvidenceGroup(
+            n=int(mask.sum()), nominators={name: recall_figures(v[mask]) for name, v in vectors.items()}
+        )
         for group, mask in (("warm", warm), ("cold", ~warm))
     }
     return Judged(
         weight=weight,
         text_weight=text_weight,
         prior=prior.info,
-        calibration={
-            "n": len(calibration),
-            "weight": weight,
-            "text_weight": text_weight,
-            "recall_by_weight": {str(k): v for k, v in weight_recalls.items()},
-            "recall_by_weight_and_text_weight": text_recalls,
-        },
+        calibration=Calibration(
+            n=len(calibration),
+            weight=weight,
+            text_weight=text_weight,
+            recall_by_weight={str(k): v for k, v in weight_recalls.items()},
+            recall_by_weight_and_text_weight=text_recalls,
+        ),
         nominators={name: recall_figures(v) for name, v in vectors.items()},
         by_evidence=by_evidence,
         gate=gate,
     )
 
 
-def served_nominator(served: ServedChoice, gate: dict[str, Any]) -> str:
+def served_nominator(served: ServedChoice, gate: GateDecision) -> str:
     """Which of the judged nominators is the one served."""
     if served.kind == "model":
-        return CANDIDATE if gate["decision"] in (PUBLISH, ALREADY_PUBLISHED) else PUBLISHED_REFERENCE
+        return CANDIDATE if gate.decision in (PUBLISH, ALREADY_PUBLISHED) else PUBLISHED_REFERENCE
     return PRIOR_REFERENCE if served.kind == "transition_prior" else GUESS_REFERENCE
 
 
@@ -143,34 +152,36 @@ NOMINATOR_LABELS = {
 }
 
 
-def _recall(figures: dict[str, Any]) -> str:
-    return f"{figures['recall']:.3f} [{figures['ci_low']:.3f}, {figures['ci_high']:.3f}]"
+def _recall(figures: RecallFigures) -> str:
+    return f"{figures.recall:.3f} [{figures.ci_low:.3f}, {figures.ci_high:.3f}]"
 
 
-def describe(summary: dict[str, Any]) -> list[str]:
+def describe(summary: FinetuneSummary) -> list[str]:
     """The fine-tuning summary's judgement as lines a person reads (CLI output)."""
-    gate, validation = summary["gate"], summary["validation"]
-    calibration = summary["calibration"]["n"]
+    gate, validation, calibration = summary.gate, summary.validation, summary.calibration
+    if gate is None or validation is None or calibration is None:
+        raise ValueError("the summary has no judgement (written by an earlier version of fine-tuning)")
     lines = [
-        f"validation items n={gate['n']} (the latest pairs; calibration n={calibration}, "
-        f"prior weight lambda={summary['prior_weight']:g})"
+        f"validation items n={gate.n} (the latest pairs; calibration n={calibration.n}, "
+        f"prior weight lambda={summary.prior_weight:g})"
     ]
-    if gate["small_sample"]:
+    if gate.small_sample:
         lines.append(f"WARNING: n < {SMALL_SAMPLE}: recalls this noisy decide little")
-    for name, figures in validation["nominators"].items():
-        lines.append(
-            f"  {NOMINATOR_LABELS.get(name, name):<28} recall {_recall(figures)} (n={figures['items']})"
-        )
-    for group, figures in validation["by_evidence"].items():
+    for name, figures in validation.nominators.items():
+        label = NOMINATOR_LABELS.get(name, name)
+        lines.append(f"  {label:<28} recall {_recall(figures)} (n={figures.items})")
+    for group, evidence in validation.by_evidence.items():
         parts = ", ".join(
-            f"{name} {figures[name]['recall']:.3f}" for name in NOMINATOR_LABELS if name in figures
+            f"{name} {evidence.nominators[name].recall:.3f}"
+            for name in NOMINATOR_LABELS
+            if name in evidence.nominators
         )
-        lines.append(f"  {group} context items (n={figures['n']}): {parts}")
-    for name, comparison in gate["comparisons"].items():
+        lines.append(f"  {group} context items (n={evidence.n}): {parts}")
+    for name, comparison in gate.comparisons.items():
         lines.append(
-            f"  candidate vs {name}: difference {comparison['difference']:+.3f} "
-            f"[{comparison['difference_ci_low']:+.3f}, {comparison['difference_ci_high']:+.3f}], "
-            f"exact McNemar p={comparison['p_value']:.3g}"
+            f"  candidate vs {name}: difference {comparison.difference:+.3f} "
+            f"[{comparison.difference_ci_low:+.3f}, {comparison.difference_ci_high:+.3f}], "
+            f"exact McNemar p={comparison.p_value:.3g}"
         )
-    lines.append(f"gate ({gate['rule']}): {gate['decision']}; serving {summary['feature_version']}")
+    lines.append(f"gate ({gate.rule}): {gate.decision}; serving {summary.feature_version}")
     return lines

@@ -55,12 +55,12 @@ def test_two_workers_match_one_and_resume(mined: PipelineConfig, ray_local, tmp_
     # A quarter core each: the session's Serve app holds part of local Ray's 2 CPUs.
     two = isolated_finetune_config(mined, tmp_path / "two", num_workers=2, cpus_per_worker=0.25, max_steps=2)
     first = run_finetune(two)
-    assert first["steps"] == 2
+    assert first.steps == 2
     assert checkpoint_step(latest_checkpoint(WorkLayout.of(two).finetune_dir)) == 2
     longer = two.model_copy(update={"mllm": two.mllm.model_copy(update={"max_steps": 4})})
     resumed = run_finetune(longer)
-    assert resumed["resumed_from_step"] == 2 and resumed["steps"] == 4
-    history = {int(row["step"]): row for row in resumed["history"]}
+    assert resumed.resumed_from_step == 2 and resumed.steps == 4
+    history = {int(row["step"]): row for row in resumed.history}
     assert sorted(history) == [2, 4]
 
     reference = _one_worker_losses(isolated_finetune_config(mined, tmp_path / "one"))
