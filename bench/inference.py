@@ -114,11 +114,10 @@ def plain_loop(config: PipelineConfig, item_ids: list[int]) -> dict[str, Any]:
 def job_run(config: PipelineConfig) -> dict[str, Any]:
     from ray_jobs import infer
 
-    figures = infer.run(config)
-    figures["items_per_s"] = (
-        round(figures["inferred"] / figures["seconds"], 3) if figures["inferred"] else None
-    )
-    return figures
+    summary = infer.run(config)
+    inferred = summary.tally.inferred
+    items_per_s = round(inferred / summary.seconds, 3) if inferred else None
+    return {**summary.to_json(), "items_per_s": items_per_s}
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:

@@ -12,29 +12,30 @@ import argparse
 import json
 import logging
 from pathlib import Path
-from typing import Any
 
 from serendipity.config import PipelineConfig, load_config
 from serendipity.inference import run_inference
-from serendipity.io import write_json_atomic
+from serendipity.inference.summary import InferenceSummary
 from serendipity.layout import WorkLayout
 from serendipity.ray_local import init_local_ray
 from serendipity.worklock import holds_work_dir
 
 
 @holds_work_dir("infer")
-def run(config: PipelineConfig, *, model_dir: Path | None = None, delta_only: bool = False) -> dict[str, Any]:
+def run(
+    config: PipelineConfig, *, model_dir: Path | None = None, delta_only: bool = False
+) -> InferenceSummary:
     """Infer the corpus (or only its delta) not yet done under the model; returns and records the figures.
 
     Joins the Ray already initialised, else RAY_ADDRESS's cluster, else a private local Ray.
     """
     init_local_ray(config.ray, log_to_driver=False)
     figures = run_inference(config, model_dir, delta_only)
-    write_json_atomic(figures, WorkLayout.of(config).job_stats_path("infer"))
+    figures.write(WorkLayout.of(config).job_stats_path("infer"))
     return figures
 
 
-def main(argv: list[str] | None = None) -> dict[str, Any]:
+def main(argv: list[str] | None = None) -> InferenceSummary:
     import ray
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -50,7 +51,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if not ray.is_initialized():
         ray.init(address=args.address, log_to_driver=False, configure_logging=False)
     figures = run(config, model_dir=args.model_dir, delta_only=args.delta_only)
-    print(json.dumps(figures, indent=2))
+    print(json.dumps(figures.to_json(), indent=2))
     return figures
 
 

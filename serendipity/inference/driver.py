@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ from serendipity.inference.predict import (
     tally,
 )
 from serendipity.inference.store import InferenceStore
+from serendipity.inference.summary import InferenceSummary, InferenceTally
 from serendipity.layout import WorkLayout
 from serendipity.schema import CONTENT_HASH_COLUMN
 
@@ -53,10 +55,6 @@ def _chunks(frame: pd.DataFrame, size: int) -> list[pd.DataFrame]:
     return [frame.iloc[start : start + size].reset_index(drop=True) for start in range(0, len(frame), size)]
 
 
-def _nothing_inferred() -> dict[str, Any]:
-    return {"inferred": 0, "inferred_ok": 0, "media_fallback": 0, SUMMARY_PEAK_RSS: 0.0}
-
-
 def _predictor_arguments(
     config: PipelineConfig, model_dir: Path, started: pd.Timestamp, weights: tuple[float, float]
 ) -> dict[str, Any]:
@@ -75,7 +73,7 @@ def _predict_all(
     model_dir: Path,
     started: pd.Timestamp,
     weights: tuple[float, float],
-) -> dict[str, Any]:
+) -> InferenceTally:
     import ray
     from ray.data import ActorPoolStrategy, TaskPoolStrategy
 
@@ -104,21 +102,23 @@ def _predict_all(
             num_gpus=gpus or None,
         )
     )
-    totals = _nothing_inferred()
+    totals = InferenceTally()
     clock, first_batch, first_size = time.perf_counter(), None, 0
     for summary in summaries.iter_batches(batch_format="pandas", batch_size=None):
         if first_batch is None:
             first_batch, first_size = time.perf_counter(), len(summary)
-        for name, count in tally(summary).items():
-            totals[name] += count
-        totals[SUMMARY_PEAK_RSS] = max(totals[SUMMARY_PEAK_RSS], float(summary[SUMMARY_PEAK_RSS].max()))
-        log.info("inferred %d / %d items", totals["inferred"], len(todo))
+        peak = float(summary[SUMMARY_PEAK_RSS].max())
+        totals = totals.plus(InferenceTally(**tally(summary), actor_peak_rss_mb=peak))
+        log.info("inferred %d / %d items", totals.inferred, len(todo))
     if first_batch is not None:
         # Startup (actors, model loads) until the first batch; throughput after it.
-        totals["first_batch_seconds"] = round(first_batch - clock, 3)
         after = time.perf_counter() - first_batch
-        steady = (totals["inferred"] - first_size) / after if after > 0 else None
-        totals["steady_items_per_s"] = round(steady, 3) if steady else None
+        steady = (totals.inferred - first_size) / after if after > 0 else None
+        totals = replace(
+            totals,
+            first_batch_seconds=round(first_batch - clock, 3),
+            steady_items_per_s=round(steady, 3) if steady else None,
+        )
     return totals
 
 
@@ -128,14 +128,14 @@ def _predict_in_process(
     model_dir: Path,
     started: pd.Timestamp,
     weights: tuple[float, float],
-) -> dict[str, Any]:
+) -> InferenceTally:
     """A small delta in the driver: the same decode and predictor code, without actor startup (and
     without Ray: on a GPU machine the predictor runs on its GPU, see ``precision.inference_device``)."""
     predictor = PredictBatch(**_predictor_arguments(config, model_dir, started, weights))
     decoding = decode_settings(config)
     chunks = _chunks(todo, config.inference.batch_size)
     summaries = [predictor(decode_batch(chunk, **decoding)) for chunk in chunks]
-    return {**tally(pd.concat(summaries, ignore_index=True)), SUMMARY_PEAK_RSS: 0.0, "in_process": True}
+    return InferenceTally(**tally(pd.concat(summaries, ignore_index=True)), in_process=True)
 
 
 def _runs_in_process(settings: InferenceConfig, to_infer: int) -> bool:
@@ -144,7 +144,7 @@ def _runs_in_process(settings: InferenceConfig, to_infer: int) -> bool:
 
 def run_inference(
     config: PipelineConfig, model_dir: Path | None = None, delta_only: bool = False
-) -> dict[str, Any]:
+) -> InferenceSummary:
     """Infer every corpus item not yet done under the current model version; returns run figures.
 
     Serves what the last fine-tuning run chose (``finetune/summary.json``'s ``served``): the published
@@ -186,7 +186,7 @@ def run_inference(
     items = items.assign(**{CONTENT_HASH_COLUMN: content_hashes(items, config.dataset_dir).astype(str)})
     todo = store.plan(items, version)
     log.info("corpus %d items, %d to infer under model %s", len(items), len(todo), version)
-    totals = _nothing_inferred()
+    totals = InferenceTally()
     if len(todo) and reference:  # the publish gate found a reference better than every model
         assert served is not None
         totals = reference_all(config, todo, started, served.kind, version)
@@ -195,13 +195,13 @@ def run_inference(
     elif len(todo):
         totals = _predict_all(config, todo, model_dir, started, weights)
     output_rows, error_rows = store.compact()
-    return {
-        "corpus_items": len(items) + len(missing),
-        "to_infer": len(todo),
-        **totals,
-        "output_rows": output_rows,
-        "error_rows": error_rows,
-        "model_version": version,
-        "seconds": round(time.perf_counter() - clock, 3),
-        "driver_peak_rss_mb": peak_rss_mb(),
-    }
+    return InferenceSummary(
+        corpus_items=len(items) + len(missing),
+        to_infer=len(todo),
+        tally=totals,
+        output_rows=output_rows,
+        error_rows=error_rows,
+        model_version=version,
+        seconds=round(time.perf_counter() - clock, 3),
+        driver_peak_rss_mb=peak_rss_mb(),
+    )

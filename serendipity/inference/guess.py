@@ -12,8 +12,8 @@ from typing import Any
 import pandas as pd
 
 from serendipity.config import PipelineConfig
-from serendipity.inference.predict import SUMMARY_PEAK_RSS
 from serendipity.inference.store import InferenceStore, prediction_rows
+from serendipity.inference.summary import InferenceTally
 from serendipity.layout import WorkLayout
 from serendipity.schema import CONTENT_HASH_COLUMN, ITEM_JOIN_KEY, LEVEL_COLUMNS, level_column
 
@@ -59,7 +59,7 @@ def _prior_predictions(config: PipelineConfig, todo: pd.DataFrame) -> list[list[
 
 def reference_all(
     config: PipelineConfig, todo: pd.DataFrame, started: pd.Timestamp, kind: str, version: str
-) -> dict[str, Any]:
+) -> InferenceTally:
     """Write the reference's nomination for every row of ``todo`` (items-table rows with content_hash)."""
     own = todo[level_column(config.mining.level)].astype("int64")
     item_ids = todo[ITEM_JOIN_KEY].astype("int64").tolist()
@@ -77,4 +77,4 @@ def reference_all(
         started,
     )
     InferenceStore.of(WorkLayout.of(config)).write_part(rows, unmapped)
-    return {"inferred": len(todo), "inferred_ok": len(rows), "media_fallback": 0, SUMMARY_PEAK_RSS: 0.0}
+    return InferenceTally(inferred=len(todo), inferred_ok=len(rows))

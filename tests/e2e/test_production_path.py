@@ -7,7 +7,6 @@ redis-server -> `serve run serving/config.yaml` on that head -> POST /recommend 
 
 from __future__ import annotations
 
-import json
 import shutil
 import subprocess
 import time
@@ -38,6 +37,7 @@ from cluster_helpers import (
 )
 
 from serendipity.config import PipelineConfig, load_config, save_config, with_overrides
+from serendipity.inference.summary import InferenceSummary
 from serendipity.layout import WorkLayout
 from serendipity.schema import ITEMS_FILE, SERENDIPITY_SCHEMA, level_column
 from serving.settings import CONFIG_ENV, TOKEN_ENV
@@ -250,5 +250,5 @@ def test_the_submitted_inference_covers_the_corpus_once(deployed: Deployment) ->
     corpus = set(pq.read_table(layout.corpus_path).column("item_id").to_pylist())
     assert output["item_id"].is_unique and output["model_version"].nunique() == 1
     assert set(output["item_id"]) | set(errors["item_id"]) == corpus
-    stats = json.loads(layout.job_stats_path("infer").read_text())
-    assert stats["inferred"] == len(corpus) and stats["output_rows"] == len(output)
+    stats = InferenceSummary.read(layout.job_stats_path("infer"))
+    assert stats.tally.inferred == len(corpus) and stats.output_rows == len(output)

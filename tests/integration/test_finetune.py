@@ -134,7 +134,7 @@ def test_gate_holds_back_a_model_worse_than_the_references_and_the_chain_serves_
     figures = infer.run(config)
     output = pq.read_table(layout.serendipity_path).to_pandas()
     corpus = set(pq.read_table(layout.corpus_path).column("item_id").to_pylist())
-    assert figures["model_version"] == summary.feature_version and set(output["item_id"]) <= corpus
+    assert figures.model_version == summary.feature_version and set(output["item_id"]) <= corpus
     assert len(output) > 0 and (output["model_version"] == summary.feature_version).all()
     items = pq.read_table(layout.catalog_dir() / ITEMS_FILE).to_pandas().set_index("item_id")
     own = items.loc[output["item_id"], level_column(config.mining.level)].astype(int)
@@ -150,4 +150,4 @@ def test_gate_holds_back_a_model_worse_than_the_references_and_the_chain_serves_
             chances = prior.probabilities(item, cluster, options)
             expected.append(nominate(item, options, None, chances, PRIOR_ALONE).best)
     assert output["serendipitous_cluster"].tolist() == expected
-    assert infer.run(config)["to_infer"] == 0  # incremental under the reference's version too
+    assert infer.run(config).to_infer == 0  # incremental under the reference's version too

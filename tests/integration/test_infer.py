@@ -107,8 +107,8 @@ def test_inference_output_is_the_feast_source_and_runs_incrementally(tuned, tmp_
     assert output["item_id"].is_unique
     assert set(output["item_id"]) | set(errors["item_id"]) == corpus
     assert not set(output["item_id"]) & set(errors["item_id"])
-    assert first["inferred"] == len(corpus) and first["output_rows"] == len(output) > 0
-    assert (output["model_version"] == first["model_version"]).all()
+    assert first.tally.inferred == len(corpus) and first.output_rows == len(output) > 0
+    assert (output["model_version"] == first.model_version).all()
     assert not output["media_fallback"].any()
 
     tree: ClusterTree = load_tree(layout)
@@ -125,13 +125,13 @@ def test_inference_output_is_the_feast_source_and_runs_incrementally(tuned, tmp_
         assert row.serendipitous_description == tree.description(row.serendipitous_cluster)
 
     again = infer.run(config)
-    assert again["to_infer"] == 0
+    assert again.to_infer == 0
     pd.testing.assert_frame_equal(read_output(config), output)
 
     retitled, broken = sorted(output["item_id"])[:2]
     edit_items(config, {retitled: {"title": "a changed title"}, broken: {"video_path": "media/missing.mp4"}})
     changed = infer.run(config)
-    assert changed["to_infer"] == 2 and changed["media_fallback"] == 1
+    assert changed.to_infer == 2 and changed.tally.media_fallback == 1
     after = read_output(config).set_index("item_id")
     assert len(after) == len(output) and bool(after.loc[broken, "media_fallback"])
     newer = after.loc[[retitled, broken], "event_timestamp"]
@@ -150,7 +150,7 @@ def test_delta_only_infers_the_delta_and_reports_unknown_items(tuned, tmp_path) 
     delta = pa.table({"item_id": pa.array([*delta_ids, unknown], pa.int64())})
     write_parquet_atomic(delta, layout.corpus_delta_path)
     figures = infer.run(config, delta_only=True)
-    assert figures["to_infer"] == 3
+    assert figures.to_infer == 3
     assert set(read_output(config)["item_id"]) | set(read_errors(config)["item_id"]) == {*delta_ids, unknown}
     reason = read_errors(config).set_index("item_id").loc[unknown, "reason"]
     assert "not in" in reason and ITEMS_FILE in reason
@@ -216,4 +216,4 @@ def test_inference_on_gpu_actors(tuned, tmp_path) -> None:
 
     config = isolated_work(tuned, tmp_path / "work", num_gpus_per_actor=1.0)
     figures = infer.run(config)
-    assert figures["inferred"] == len(corpus_ids(tuned)) and figures["output_rows"] > 0
+    assert figures.tally.inferred == len(corpus_ids(tuned)) and figures.output_rows > 0
