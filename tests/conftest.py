@@ -18,6 +18,14 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests on the session's Serve app (the ``served`` fixture) run last, in their collected order: once
+    started, the app holds part of local Ray's 2 CPUs until the session ends, and the Ray Data and Ray
+    Train runs of the other tests need them whole (else they wait for a CPU until their timeout)."""
+    items.sort(key=lambda item: "served" in getattr(item, "fixturenames", ()))
+
+
 @pytest.fixture(scope="session")
 def repo_root() -> Path:
     return REPO_ROOT

@@ -45,7 +45,7 @@ def sources(retrieval_chain: Path, tmp_path_factory: pytest.TempPathFactory) -> 
 
 
 @pytest.fixture(scope="module")
-def served(sources: PipelineConfig) -> ServingFeatures:
+def serving_features(sources: PipelineConfig) -> ServingFeatures:
     """Applied and materialised up to just after the inference run."""
     features = ServingFeatures(sources)
     apply_definitions(features)
@@ -57,28 +57,30 @@ def _serendipity(config: PipelineConfig) -> pd.DataFrame:
     return pq.read_table(WorkLayout.of(config).serendipity_path).to_pandas()
 
 
-def test_online_read_through_the_service_for_every_item(served: ServingFeatures) -> None:
-    expected = _serendipity(served.config).sort_values("item_id").reset_index(drop=True)
-    history = pq.read_table(WorkLayout.of(served.config).user_history_path).to_pandas()
+def test_online_read_through_the_service_for_every_item(serving_features: ServingFeatures) -> None:
+    expected = _serendipity(serving_features.config).sort_values("item_id").reset_index(drop=True)
+    history = pq.read_table(WorkLayout.of(serving_features.config).user_history_path).to_pandas()
     user_id = int(history.sort_values("event_timestamp")["user_id"].iloc[-1])
-    now = inference_time(served.config) + timedelta(days=1)
-    online = served.online_features(expected["item_id"].tolist(), [user_id] * len(expected), now=now)
+    now = inference_time(serving_features.config) + timedelta(days=1)
+    online = serving_features.online_features(
+        expected["item_id"].tolist(), [user_id] * len(expected), now=now
+    )
     assert online["serendipitous_cluster"].tolist() == expected["serendipitous_cluster"].tolist()
     assert online["serendipitous_description"].tolist() == expected["serendipitous_description"].tolist()
     assert [list(v) for v in online["alternatives"]] == [list(v) for v in expected["alternatives"]]
     assert online["model_version"].tolist() == expected["model_version"].tolist()
-    items = pq.read_table(WorkLayout.of(served.config).catalog_dir() / ITEMS_FILE).to_pandas()
+    items = pq.read_table(WorkLayout.of(serving_features.config).catalog_dir() / ITEMS_FILE).to_pandas()
     assert online["c3"].tolist() == items.set_index("item_id").loc[expected["item_id"], "c3"].tolist()
     latest = history[history["user_id"] == user_id].sort_values("event_timestamp").iloc[-1]
     assert all(list(v) == list(latest["recent_item_ids"]) for v in online["recent_item_ids"])
 
 
-def test_stale_serendipity_expires_after_its_ttl(served: ServingFeatures) -> None:
-    ttl = timedelta(days=served.config.features.serendipity_ttl_days)
-    inferred = inference_time(served.config)
-    item_id = int(_serendipity(served.config)["item_id"].iloc[0])
-    fresh = served.online_features([item_id], [0], now=inferred + ttl - timedelta(hours=1))
-    stale = served.online_features([item_id], [0], now=inferred + ttl + timedelta(hours=1))
+def test_stale_serendipity_expires_after_its_ttl(serving_features: ServingFeatures) -> None:
+    ttl = timedelta(days=serving_features.config.features.serendipity_ttl_days)
+    inferred = inference_time(serving_features.config)
+    item_id = int(_serendipity(serving_features.config)["item_id"].iloc[0])
+    fresh = serving_features.online_features([item_id], [0], now=inferred + ttl - timedelta(hours=1))
+    stale = serving_features.online_features([item_id], [0], now=inferred + ttl + timedelta(hours=1))
     assert fresh["serendipitous_cluster"].notna().all()
     assert stale["serendipitous_cluster"].isna().all() and stale["model_version"].isna().all()
     assert stale["c1"].notna().all()  # item_meta has its own, longer TTL
@@ -89,17 +91,17 @@ def test_stale_serendipity_expires_after_its_ttl(served: ServingFeatures) -> Non
             "event_timestamp": [inferred - timedelta(seconds=1), inferred + ttl / 2, inferred + ttl * 2],
         }
     )
-    joined = served.historical_features(entity_df)
+    joined = serving_features.historical_features(entity_df)
     assert joined["serendipitous_cluster"].isna().tolist() == [True, False, True]
 
 
-def test_historical_features_are_point_in_time_correct(served: ServingFeatures) -> None:
-    history = pq.read_table(WorkLayout.of(served.config).user_history_path).to_pandas()
+def test_historical_features_are_point_in_time_correct(serving_features: ServingFeatures) -> None:
+    history = pq.read_table(WorkLayout.of(serving_features.config).user_history_path).to_pandas()
     counts = history.groupby("user_id").size()
     user_id = int(counts[counts >= 2].index[0])
     snapshots = history[history["user_id"] == user_id].sort_values("event_timestamp").reset_index(drop=True)
-    logs = pq.read_table(WorkLayout.of(served.config).validated_dir / INTERACTIONS_FILE).to_pandas()
-    item_id = int(_serendipity(served.config)["item_id"].iloc[0])
+    logs = pq.read_table(WorkLayout.of(serving_features.config).validated_dir / INTERACTIONS_FILE).to_pandas()
+    item_id = int(_serendipity(serving_features.config)["item_id"].iloc[0])
     cutoff = snapshots["event_timestamp"].iloc[1]
     times = [
         cutoff - timedelta(microseconds=1),
@@ -107,7 +109,7 @@ def test_historical_features_are_point_in_time_correct(served: ServingFeatures) 
         snapshots["event_timestamp"].iloc[0] - timedelta(seconds=1),
     ]
     entity_df = pd.DataFrame({"item_id": item_id, "user_id": user_id, "event_timestamp": times})
-    joined = served.historical_features(entity_df)
+    joined = serving_features.historical_features(entity_df)
     assert list(joined["recent_item_ids"].iloc[0]) == list(snapshots["recent_item_ids"].iloc[0])
     assert list(joined["recent_item_ids"].iloc[1]) == list(snapshots["recent_item_ids"].iloc[1])
     assert not isinstance(joined["recent_item_ids"].iloc[2], list | tuple | np.ndarray)  # before any snapshot
@@ -117,13 +119,13 @@ def test_historical_features_are_point_in_time_correct(served: ServingFeatures) 
     assert joined["c1"].notna().all()
 
 
-def test_rematerialising_the_same_window_is_idempotent(served: ServingFeatures) -> None:
-    items = _serendipity(served.config)["item_id"].tolist()
-    now = inference_time(served.config)
-    before = served.online_features(items, [0] * len(items), now=now)
-    served.materialize_incremental(now + timedelta(minutes=1))
-    served.materialize(now - timedelta(days=1), now + timedelta(minutes=1))
-    after = served.online_features(items, [0] * len(items), now=now)
+def test_rematerialising_the_same_window_is_idempotent(serving_features: ServingFeatures) -> None:
+    items = _serendipity(serving_features.config)["item_id"].tolist()
+    now = inference_time(serving_features.config)
+    before = serving_features.online_features(items, [0] * len(items), now=now)
+    serving_features.materialize_incremental(now + timedelta(minutes=1))
+    serving_features.materialize(now - timedelta(days=1), now + timedelta(minutes=1))
+    after = serving_features.online_features(items, [0] * len(items), now=now)
     pd.testing.assert_frame_equal(before, after)
 
 
