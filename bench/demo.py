@@ -22,7 +22,7 @@ from pathlib import Path
 
 import psutil
 
-from bench.common import REPO
+from devtools import REPO, VENV_BIN
 
 
 def process_label(process: psutil.Process) -> str:
@@ -141,7 +141,7 @@ def main() -> None:
     shutil.rmtree(config.work_dir, ignore_errors=True)
     if not args.keep_dataset:
         shutil.rmtree(config.dataset_dir, ignore_errors=True)
-    cli = str(REPO / ".venv" / "bin" / "serendipity")
+    cli = str(VENV_BIN / "serendipity")
     log_path = args.out.with_suffix(".log")
     log_path.unlink(missing_ok=True)
     steps = {

@@ -11,9 +11,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
-import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -23,41 +20,15 @@ from pathlib import Path
 
 import numpy as np
 
+from devtools.feast_sources import write_sources
+from devtools.services import redis_available, redis_server
 from features.definitions import apply_definitions
 from serendipity.config import load_config
 from serendipity.feature_store import PROJECT_ROOT, ServingFeatures
 from serendipity.io import write_json_atomic
 from serendipity.schema import ITEM_JOIN_KEY, USER_JOIN_KEY
-from serendipity.world.feast_sources import write_sources
 
 RESULTS_PATH = Path(__file__).resolve().parent / "results" / "feast_online.json"
-
-
-def start_redis(directory: Path) -> tuple[subprocess.Popen, str] | None:
-    binary = shutil.which("redis-server")
-    if binary is None:
-        return None
-    import redis
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    args = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
-    server = subprocess.Popen(
-        [*args, "--dir", str(directory)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    client = redis.Redis(host="127.0.0.1", port=port)
-    for _ in range(100):
-        try:
-            client.ping()
-            return server, f"127.0.0.1:{port}"
-        except redis.ConnectionError:
-            time.sleep(0.1)
-    server.terminate()
-    return None
 
 
 def redis_yaml(directory: Path, connection_string: str, engine: str = "local") -> Path:
@@ -166,23 +137,18 @@ def main(argv: list[str] | None = None) -> None:
         for name, engine in (("redis", "local"), ("redis_spark_engine", "spark")):
             if name not in args.stores:
                 continue
-            redis = start_redis(root)
-            if redis is None:
+            if not redis_available():
                 results["stores"][name] = {"skipped": "redis-server not installed"}
                 continue
-            server, url = redis
             if engine == "spark":
                 warm_up_spark()
-            try:
+            with redis_server(root) as url:
                 redis_dir = root / f"{name}_feast"
                 redis_dir.mkdir()
                 on_redis = ServingFeatures(config, redis_yaml(redis_dir, url, engine))
                 results["stores"][name] = {"engine": engine} | bench_store(
                     on_redis, end, rows, args.reads, args.users
                 )
-            finally:
-                server.terminate()
-                server.wait(timeout=10)
     results["load_average_1min_after"] = round(os.getloadavg()[0], 2)
     write_json_atomic(results, RESULTS_PATH)
     for name, store in results["stores"].items():

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.common import REPO
+from devtools import REPO
 
 RESULTS = REPO / "bench" / "results" / "gpu_check.json"
 LEVEL = 3

@@ -15,7 +15,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from bench.common import REPO
+from devtools import REPO
 from serendipity.config import load_config, with_overrides
 from serendipity.io import json_safe, write_json_atomic
 from serendipity.layout import WorkLayout

@@ -31,7 +31,8 @@ from typing import Any
 
 import numpy as np
 
-from bench.common import REPO, free_port
+from devtools import REPO
+from devtools.services import free_port
 
 RESULTS_PATH = Path(__file__).resolve().parent / "results" / "serve_load.json"
 REQUEST_TIMEOUT_S = 10.0

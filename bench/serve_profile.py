@@ -26,8 +26,9 @@ from typing import Any
 
 import psutil
 
-from bench.common import REPO, free_port
 from bench.serve_load import deploy, load_command, request_bodies, run_load
+from devtools import REPO
+from devtools.services import free_port
 
 OUT_DIR = Path(__file__).resolve().parent / "results" / "serve_profile"
 PY_SPY = Path(sys.executable).parent / "py-spy"

@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.common import REPO
+from devtools import REPO
 
 RESULTS_PATH = REPO / "bench" / "results" / "soak.json"
 CAPACITY_PATH = REPO / "bench" / "results" / "serve_load.json"

@@ -17,7 +17,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from bench.common import REPO
+from devtools import REPO, VENV_BIN
 
 
 def main() -> None:
@@ -39,13 +39,12 @@ def main() -> None:
     config = with_overrides(base, {"work_dir": str(work_dir)})
     config_path = save_config(config, work_dir / "pipeline.yaml")  # what spark-submit's --config reads
 
-    venv_bin = REPO / ".venv" / "bin"
     env = {
         **os.environ,
         "SPARK_MASTER": args.master,
-        "SPARK_SUBMIT": str(venv_bin / "spark-submit"),
-        "PYSPARK_PYTHON": str(venv_bin / "python"),
-        "PYSPARK_DRIVER_PYTHON": str(venv_bin / "python"),
+        "SPARK_SUBMIT": str(VENV_BIN / "spark-submit"),
+        "PYSPARK_PYTHON": str(VENV_BIN / "python"),
+        "PYSPARK_DRIVER_PYTHON": str(VENV_BIN / "python"),
     }
     figures: dict[str, object] = {"config": str(args.config), "master": args.master, "jobs": {}}
     log_path = work_dir / "spark-submit.log"

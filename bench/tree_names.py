@@ -7,7 +7,8 @@ both namings describe the SAME clusters from the same term weights. The older na
 
     git show HEAD:serendipity/treebuild/describe.py > /tmp/old_describe.py
     flock /tmp/serendipity-tests.lock .venv/bin/python -m bench.tree_names \
-        --old-describe /tmp/old_describe.py --old-revision "$(git rev-parse HEAD)"
+        --old-describe /tmp/old_describe.py --old-revision "$(git rev-parse HEAD)" \
+        --source ../shared/datasets/movielens-ml-latest-small
 
 Reported per naming: ``name_quality`` (serendipity.treebuild.quality) per level and overall, and 10
 example names per level. Saves ``bench/results/tree_names.json`` with the command and the load average.
@@ -30,7 +31,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from bench.common import REPO
 from serendipity.config import TreeBuildConfig
 from serendipity.io import write_json_atomic
 from serendipity.schema import INTERACTIONS_FILE, ITEMS_FILE
@@ -40,8 +40,6 @@ from serendipity.treebuild.embed import embed_items
 from serendipity.treebuild.quality import name_quality
 
 RESULTS = Path(__file__).resolve().parent / "results" / "tree_names.json"
-# beside the repository, where the tests look for it too (tests/conftest.py)
-DEFAULT_SOURCE = REPO.parent / "shared" / "datasets" / "movielens-ml-latest-small"
 EXAMPLES_PER_LEVEL = 10
 
 
@@ -125,7 +123,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--old-describe", type=Path, required=True, help="describe.py of the old naming")
     parser.add_argument("--old-revision", default="HEAD", help="the git revision --old-describe came from")
-    parser.add_argument("--source", type=Path, default=DEFAULT_SOURCE, help="ml-latest-small directory")
+    parser.add_argument("--source", type=Path, required=True, help="the ml-latest-small directory")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     tree = TreeBuildConfig()

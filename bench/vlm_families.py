@@ -22,7 +22,7 @@ from typing import Any
 import pandas as pd
 import torch
 
-from bench.common import REPO
+from devtools import REPO
 from serendipity.config import load_config
 from serendipity.io import write_json_atomic
 from serendipity.mllm.data import SftExample, description_examples

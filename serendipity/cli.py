@@ -34,7 +34,7 @@ app.add_typer(experiment.app, name="experiment", help="The paper's offline exper
 app.add_typer(pipeline.app, name="pipeline", help="Run the whole pipeline or a subset of stages.")
 app.add_typer(report.app, name="report", help="Write the evaluation report (HTML + report.json).")
 app.add_typer(serve.app, name="serve", help="Run and query the Ray Serve endpoint on this machine.")
-app.add_typer(explore.app, name="explore", help="The explorer page: its address, a screenshot.")
+app.add_typer(explore.app, name="explore", help="The explorer page: its address, its media rendered.")
 
 if __name__ == "__main__":
     app()

@@ -1,4 +1,4 @@
-"""Browser-test helpers over ``serendipity.explorer.browser`` (the code the README screenshot uses too)."""
+"""Browser-test helpers over ``devtools.browser`` (the code the README screenshot uses too)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from serendipity.explorer.browser import chromium_paths, console_errors, headless_chromium, images
+from devtools.browser import chromium_paths, console_errors, headless_chromium, images
 
 
 def browser_session() -> Iterator[Any]:

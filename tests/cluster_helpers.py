@@ -1,7 +1,8 @@
 """Processes a cluster user starts, run privately for tests: a Ray head, `ray job submit`, a redis-server.
 
 Every process started here runs in its own process group on free loopback ports and is ended through
-that group (never `ray stop`, which would stop every Ray on the machine), also when a test fails.
+that group (never `ray stop`, which would stop every Ray on the machine), also when a test fails. Ports,
+process groups and the redis-server itself come from ``devtools.services`` (shared with ``bench/``).
 """
 
 from __future__ import annotations
@@ -9,8 +10,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -18,15 +17,16 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import closing, contextmanager, suppress
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import yaml
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-VENV_BIN = REPO_ROOT / ".venv" / "bin"
+from devtools import REPO, VENV_BIN, services
+from devtools.services import REDIS_INSTALL_HINT, free_port, redis_available, stop_process_group
+
 SPARK_SUBMIT = VENV_BIN / "spark-submit"
 HEAD_PORTS = (
     "port",
@@ -50,27 +50,9 @@ def spark_submit_env() -> dict[str, str]:
     return {**os.environ, "PYSPARK_PYTHON": sys.executable, "PYSPARK_DRIVER_PYTHON": sys.executable}
 
 
-def free_port() -> int:
-    with closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def venv_path() -> str:
     """PATH as from an activated virtualenv, so a job's `python` is the project's interpreter."""
     return f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}"
-
-
-def stop_process_group(process: subprocess.Popen, grace_s: float = 30) -> None:
-    """SIGTERM the group ``process`` leads (started with ``start_new_session=True``), then SIGKILL it."""
-    with suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGTERM)
-    with suppress(subprocess.TimeoutExpired):
-        process.wait(timeout=grace_s)
-    with suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGKILL)
-    with suppress(subprocess.TimeoutExpired):
-        process.wait(timeout=10)
 
 
 def _answers_http(url: str) -> bool:
@@ -135,7 +117,7 @@ def ray_job_submit(
         "--address",
         head.dashboard_url,
         "--working-dir",
-        str(REPO_ROOT),
+        str(REPO),
         "--runtime-env-json",
         json.dumps(runtime_env),
         "--",
@@ -151,34 +133,11 @@ def job_output(result: subprocess.CompletedProcess[str]) -> str:
 
 @contextmanager
 def redis_server(directory: Path) -> Iterator[str]:
-    """A private redis-server on a free loopback port, without persistence; yields ``host:port``."""
-    binary = shutil.which("redis-server")
-    if binary is None:
-        pytest.skip("redis-server is not installed (apt-get install -y redis-server)")
-    import redis
-
-    port = free_port()
-    command = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
-    server = subprocess.Popen(
-        [*command, "--dir", str(directory)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    client = redis.Redis(host="127.0.0.1", port=port)
-    try:
-        for _ in range(100):
-            try:
-                client.ping()
-                break
-            except redis.ConnectionError:
-                time.sleep(0.1)
-        else:
-            pytest.fail("redis-server did not answer within 10 s")
-        yield f"127.0.0.1:{port}"
-    finally:
-        client.close()
-        stop_process_group(server, grace_s=10)
+    """``devtools.services.redis_server`` for a test: skipped where redis-server is not installed."""
+    if not redis_available():
+        pytest.skip(f"redis-server is not installed ({REDIS_INSTALL_HINT})")
+    with services.redis_server(directory) as connection:
+        yield connection
 
 
 def redis_feature_store_yaml(prod_yaml: Path, directory: Path, connection_string: str) -> Path:

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import httpx
 import pandas as pd
-from cluster_helpers import free_port
 
+from devtools.services import free_port
 from serendipity.config import PipelineConfig, load_config, save_config, with_overrides
 from serendipity.layout import WorkLayout
 from serendipity.schema import ITEMS_FILE, level_column

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import typer
@@ -11,7 +10,6 @@ from rich.console import Console
 app = typer.Typer(no_args_is_help=True, help="The serendipity explorer page of the running endpoint.")
 console = Console(soft_wrap=True)
 ConfigOption = typer.Option(..., "--config", "-c", exists=True, dir_okay=False, help="pipeline YAML")
-SCREENSHOT_K = 8
 
 
 def _running_url(config: Path) -> str:
@@ -41,31 +39,3 @@ def render(config: Path = ConfigOption) -> None:
     pipeline_config = load_config(config)
     counts = render_media(pipeline_config)
     console.print(f"explorer media in {rendered_dir(pipeline_config)}: {counts}")
-
-
-@app.command("screenshot")
-def screenshot(
-    config: Path = ConfigOption,
-    out: Path = typer.Option(Path("docs/explorer.png"), "--out", help="PNG to write"),
-    item: int | None = typer.Option(None, "--item", help="context item (default: the first demo query's)"),
-    user: int | None = typer.Option(None, "--user", help="user (default: the first demo query's)"),
-    url: str | None = typer.Option(None, "--url", help="endpoint; default: the one `serve start` recorded"),
-) -> None:
-    """Open the explorer in headless Chromium on one request and save a screenshot of the whole page."""
-    from serendipity.config import load_config
-    from serendipity.explorer.browser import BrowserUnavailable, explorer_url
-    from serendipity.explorer.browser import screenshot as take_screenshot
-    from serving.demo_queries import demo_requests
-    from serving.settings import TOKEN_ENV
-
-    base = url or _running_url(config)
-    if item is None or user is None:
-        request = demo_requests(load_config(config), count=1)[0]
-        item = request["context_item_id"] if item is None else item
-        user = request["user_id"] if user is None else user
-    try:
-        path = take_screenshot(explorer_url(base, item, user, SCREENSHOT_K), out, os.environ.get(TOKEN_ENV))
-    except BrowserUnavailable as error:
-        console.print(f"[red]{error}")
-        raise typer.Exit(1) from None
-    console.print(f"explorer screenshot (item {item}, user {user}): {path}")

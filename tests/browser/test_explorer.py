@@ -19,7 +19,7 @@ from browser_helpers import (
 )
 from serve_helpers import AUTH, TOKEN, UNKNOWN_USER, ServedChain, known_pairs
 
-from serendipity.explorer.browser import (
+from devtools.browser import (
     console_errors,
     explorer_url,
     open_explorer,

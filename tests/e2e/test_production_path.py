@@ -22,20 +22,18 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 from cluster_helpers import (
-    REPO_ROOT,
     SPARK_SUBMIT,
-    VENV_BIN,
     RayHead,
-    free_port,
     job_output,
     ray_head,
     ray_job_submit,
     redis_feature_store_yaml,
     redis_server,
     spark_submit_env,
-    stop_process_group,
 )
 
+from devtools import REPO, VENV_BIN
+from devtools.services import free_port, stop_process_group
 from serendipity.config import PipelineConfig, load_config, save_config, with_overrides
 from serendipity.inference.summary import InferenceSummary
 from serendipity.layout import WorkLayout
@@ -44,9 +42,9 @@ from serving.settings import CONFIG_ENV, TOKEN_ENV
 
 pytestmark = pytest.mark.slow
 
-SUBMIT_SCRIPT = REPO_ROOT / "infra" / "spark" / "submit.sh"
-PROD_FEATURE_STORE = REPO_ROOT / "infra" / "feast" / "prod" / "feature_store.yaml"
-SERVE_CONFIG = REPO_ROOT / "serving" / "config.yaml"
+SUBMIT_SCRIPT = REPO / "infra" / "spark" / "submit.sh"
+PROD_FEATURE_STORE = REPO / "infra" / "feast" / "prod" / "feature_store.yaml"
+SERVE_CONFIG = REPO / "serving" / "config.yaml"
 TOKEN = "e2e-token-4b1d"
 READY_TIMEOUT_S = 300
 
@@ -124,7 +122,7 @@ def submit_ray_jobs(head: RayHead, config_path: Path) -> None:
 def feast_apply_and_materialize(head: RayHead, config_path: Path, feature_store_yaml: Path) -> None:
     env = dict(head.env)
     run(
-        [str(VENV_BIN / "feast"), "-c", str(REPO_ROOT / "features"), "-f", str(feature_store_yaml), "apply"],
+        [str(VENV_BIN / "feast"), "-c", str(REPO / "features"), "-f", str(feature_store_yaml), "apply"],
         env,
     )
     end = (datetime.now(UTC) + timedelta(minutes=1)).isoformat()

@@ -17,8 +17,8 @@ from pathlib import Path
 import httpx
 import pytest
 import uvicorn
-from cluster_helpers import free_port
 
+from devtools.services import free_port
 from serendipity.config import AdmissionConfig, ServingConfig
 from serving.admission import (
     UNAVAILABLE,

@@ -23,9 +23,10 @@ import httpx
 import numpy as np
 import pytest
 import redis
-from cluster_helpers import free_port, redis_feature_store_yaml, redis_server
+from cluster_helpers import redis_feature_store_yaml, redis_server
 from serve_helpers import AUTH, TOKEN, ServedChain, known_pairs
 
+from devtools.services import free_port
 from serendipity.config import AdmissionConfig, PipelineConfig, ServingConfig, save_config, with_overrides
 from serendipity.feature_store import PROJECT_ROOT
 from serving.settings import TOKEN_ENV

@@ -13,9 +13,9 @@ from pathlib import Path
 import httpx
 import pytest
 import yaml
-from cluster_helpers import free_port
 from serve_helpers import AUTH, TOKEN, UNKNOWN_USER, ServedChain, known_pairs, post, reconfigure
 
+from devtools.services import free_port
 from serendipity.config import PipelineConfig, ServingConfig
 from serendipity.layout import WorkLayout
 from serving.api import build_api

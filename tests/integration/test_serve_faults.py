@@ -20,9 +20,10 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 import redis
-from cluster_helpers import free_port, redis_feature_store_yaml, redis_server
+from cluster_helpers import redis_feature_store_yaml, redis_server
 from serve_helpers import AUTH, TOKEN, UNKNOWN_USER, ServedChain, known_pairs, post
 
+from devtools.services import free_port
 from serendipity.config import PipelineConfig, save_config, with_overrides
 from serendipity.feature_store import PROJECT_ROOT
 from serving.settings import TOKEN_ENV, AppArgs

@@ -12,8 +12,8 @@ from pathlib import Path
 import psutil
 import pytest
 import yaml
-from cluster_helpers import free_port
 
+from devtools.services import free_port
 from serendipity.config import load_config
 from serving.demo_queries import demo_requests
 from serving.local import endpoint_file, read_endpoint

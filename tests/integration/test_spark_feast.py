@@ -10,10 +10,10 @@ import pandas as pd
 import yaml
 from cluster_helpers import redis_server
 
+from devtools.feast_sources import write_sources
 from features.definitions import apply_definitions
 from serendipity.config import PipelineConfig, with_overrides
 from serendipity.feature_store import PROJECT_ROOT, ServingFeatures
-from serendipity.world.feast_sources import write_sources
 
 PROD_YAML = PROJECT_ROOT / "infra" / "feast" / "prod" / "feature_store.yaml"
 ITEMS, USERS = 300, 40

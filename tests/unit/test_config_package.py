@@ -22,7 +22,17 @@ import serendipity.config
 print(json.dumps(sorted(m for m in set(sys.modules) - before if m.startswith("serendipity"))))
 """
 
-REPO_ROOTS = ("serendipity", "serving", "spark_jobs", "ray_jobs", "features", "bench", "infra", "tests")
+REPO_ROOTS = (
+    "serendipity",
+    "serving",
+    "spark_jobs",
+    "ray_jobs",
+    "features",
+    "bench",
+    "devtools",
+    "infra",
+    "tests",
+)
 
 
 def test_config_imports_nothing_from_higher_layers() -> None:

@@ -1,4 +1,4 @@
-"""Synthetic Feast sources following the contract schemas, for the Feast benchmark and tests.
+"""Synthetic Feast sources following the contract schemas, for the Feast benchmark and the Feast tests.
 
 Random rows for the three views (item serendipity, item meta, user history) under a config's work dir,
 all stamped with one event time.

@@ -1,4 +1,5 @@
-"""Headless Chromium driven by Selenium: the browser tests and the README screenshot use this same code.
+"""Headless Chromium driven by Selenium: the browser tests and the README screenshot
+(``python -m devtools.screenshot``) use this same code.
 
 The browser is the system's (Debian's ``chromium`` + ``chromium-driver``); nothing is downloaded. A bearer
 token, when the app has one, is sent on every request of the page (HTML, scripts, JSON, images) through
