@@ -26,12 +26,15 @@ from typing import Any
 import psutil
 import pyarrow.parquet as pq
 
+from serendipity.app.stages import Engine, stages_on
 from serendipity.config import PipelineConfig, WorldConfig, config_from_dict
 from serendipity.io import write_json_atomic
 from serendipity.layout import WorkLayout
 from serendipity.schema import DATASET_FILES, INTERACTIONS_FILE, TREE_INFO_FILE
 from serendipity.world import generate_world
-from spark_jobs import MINING_JOBS, SPARK_JOBS
+from spark_jobs import MINING_JOBS
+
+SPARK_STAGES = {stage.name: stage for stage in stages_on(Engine.SPARK)}  # the stage table's Spark jobs
 
 MAIN_INPUT = {
     "build_tree": "items",
@@ -135,13 +138,10 @@ def rows_in(name: str, stats: dict[str, Any]) -> int:
 
 
 def run_job(name: str, config: PipelineConfig) -> dict[str, Any]:
-    import importlib
-
-    module = importlib.import_module(f"spark_jobs.{name}")
     load_before = os.getloadavg()[0]
     with PeakMemory() as memory:
         clock = time.perf_counter()
-        module.run(config)
+        SPARK_STAGES[name].run(config)
         seconds = time.perf_counter() - clock
     stats = json.loads(WorkLayout.of(config).job_stats_path(name).read_text())
     count = rows_in(name, stats)
@@ -204,7 +204,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--master", default="local[*]")
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--keep", action="store_true", help="keep the generated worlds and outputs")
-    parser.add_argument("--jobs", nargs="+", default=list(SPARK_JOBS), choices=SPARK_JOBS)
+    parser.add_argument("--jobs", nargs="+", default=list(SPARK_STAGES), choices=list(SPARK_STAGES))
     parser.add_argument(
         "--merge", action="store_true", help="replace only these jobs' figures in --out, keep its other rows"
     )

@@ -28,10 +28,9 @@ def main() -> None:
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
 
+    from serendipity.app.stages import Engine, stages_on
     from serendipity.config import load_config, save_config, with_overrides
     from serendipity.layout import WorkLayout
-    from serendipity.stages import placeholder_tree
-    from spark_jobs import SPARK_JOBS
 
     base = load_config(args.config)
     work_dir = args.work_dir or base.work_dir.with_name(base.work_dir.name + "-spark-submit")
@@ -48,9 +47,10 @@ def main() -> None:
     }
     figures: dict[str, object] = {"config": str(args.config), "master": args.master, "jobs": {}}
     log_path = work_dir / "spark-submit.log"
-    for job in SPARK_JOBS:
-        if job == "build_tree" and not placeholder_tree(config):
+    for stage in stages_on(Engine.SPARK):
+        if not stage.enabled(config):  # build_tree: only for a placeholder tree
             continue
+        job = stage.job_module.rpartition(".")[2]  # spark_jobs/<job>.py
         started = time.perf_counter()
         with log_path.open("a") as log:
             done = subprocess.run(

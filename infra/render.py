@@ -12,9 +12,9 @@ import sys
 from pathlib import Path
 from typing import NamedTuple
 
+from serendipity.app.stages import spark_job_names
 from serendipity.config import ServingConfig, load_config
 from serving.settings import THROUGHPUT_ENV
-from spark_jobs import SPARK_JOBS
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SERVE_CONFIG = REPO_ROOT / "serving" / "config.yaml"
@@ -166,9 +166,11 @@ def _kubernetes_name(job: str) -> str:
 
 
 def render_spark_applications() -> str:
-    """One SparkApplication document per job of ``SPARK_JOBS``."""
+    """One SparkApplication document per Spark job of the stage table (``spark_job_names``)."""
     body = _template_body(SPARK_TEMPLATE)
-    documents = [body.replace("@job@", job).replace("@name@", _kubernetes_name(job)) for job in SPARK_JOBS]
+    documents = [
+        body.replace("@job@", job).replace("@name@", _kubernetes_name(job)) for job in spark_job_names()
+    ]
     return _header(SPARK_TEMPLATE) + "---\n".join(documents)
 
 

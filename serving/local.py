@@ -144,7 +144,7 @@ def start_detached(config_path: Path, timeout_s: float = 600.0) -> Endpoint:
     directory.mkdir(parents=True, exist_ok=True)
     log_path = directory / "serve.log"
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
-    command = [sys.executable, "-m", "serendipity.cli", "serve", "run", "--config", str(config_path)]
+    command = [sys.executable, "-m", "serendipity.app.cli", "serve", "run", "--config", str(config_path)]
     with log_path.open("w") as log:
         process = subprocess.Popen(
             command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True

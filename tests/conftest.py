@@ -88,7 +88,7 @@ MINING_STAGES = ("validate", *MINING_JOBS)
 @pytest.fixture(scope="session")
 def mined(test_config: PipelineConfig, world_dataset: Path, spark) -> PipelineConfig:
     """The Spark chain (validate .. corpus) run once on the test world, as the pipeline runs it."""
-    from serendipity.pipeline import run_pipeline
+    from serendipity.app.pipeline import run_pipeline
 
     run_pipeline(test_config, stages=MINING_STAGES)
     return test_config

@@ -20,8 +20,11 @@ Environment:
 USAGE
 }
 
-jobs_available() {  # spark_jobs.SPARK_JOBS, one a line
-  (cd "$REPO_ROOT" && "$python_bin" -c 'import spark_jobs; print("\n".join(spark_jobs.SPARK_JOBS))')
+jobs_available() {  # the job modules of spark_jobs/, one a line: those with a main (the stage table's Spark stages)
+  local module
+  for module in "$REPO_ROOT"/spark_jobs/*.py; do
+    if grep -q '^def main(' "$module"; then basename "$module" .py; fi
+  done
 }
 
 if [[ $# -lt 1 ]]; then

@@ -90,7 +90,7 @@ def test_rerun_reuses_finished_arms(ablation) -> None:
 
 
 def test_cli_says_clearly_when_the_spark_chain_has_not_run(tmp_path: Path) -> None:
-    from serendipity.cli import app
+    from serendipity.app.cli import app
 
     config = tmp_path / "pipeline.yaml"
     config.write_text(yaml.safe_dump({"dataset_dir": str(tmp_path / "d"), "work_dir": str(tmp_path / "w")}))

@@ -369,7 +369,7 @@ def test_output_dir_guards(generic_source: Path, repo_root: Path, tmp_path: Path
 def test_cli_ingest_generic(generic_source: Path, repo_root: Path, tmp_path: Path) -> None:
     from typer.testing import CliRunner
 
-    from serendipity.cli import app
+    from serendipity.app.cli import app
 
     mapping = repo_root / "configs" / "generic_example.yaml"
     args = ["ingest", "generic", "--source", str(generic_source), "--out", str(tmp_path / "d"), "--mapping"]

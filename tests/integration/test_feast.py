@@ -181,7 +181,7 @@ def test_source_schema_mismatch_names_the_column(
 
 
 def test_cli_apply_and_materialize(sources: PipelineConfig, tmp_path: Path) -> None:
-    from serendipity.cli import app
+    from serendipity.app.cli import app
 
     config = copy_work(sources, tmp_path / "work")
     config_path = tmp_path / "work.yaml"

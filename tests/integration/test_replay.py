@@ -157,8 +157,8 @@ def test_replay_command_and_report_on_the_chain(retrieval_chain: Path, replay: d
     import typer
     from typer.testing import CliRunner
 
-    from serendipity.commands.report import app as report_app
-    from serendipity.commands.report import replay as replay_command
+    from serendipity.app.commands.report import app as report_app
+    from serendipity.app.commands.report import replay as replay_command
 
     replay_app = typer.Typer()
     replay_app.command()(replay_command)
@@ -183,8 +183,8 @@ def test_replay_is_the_pipeline_stage_of_a_dataset_without_a_simulator(
     chain_config: PipelineConfig, replay: dict
 ) -> None:
     """The same chain without a `world:`: evaluate is disabled, the replay stage runs and feeds claim 8."""
+    from serendipity.app.pipeline import run_pipeline
     from serendipity.eval.report import build_report
-    from serendipity.pipeline import run_pipeline
 
     no_world = chain_config.model_copy(update={"world": None})
     results = run_pipeline(no_world, stages=["evaluate", "replay"], force=True)

@@ -203,7 +203,7 @@ def test_hung_store_answers_degraded_within_the_deadline_then_recovers(faults: F
 def test_emptied_store_is_noticed_and_refilled_by_materialize(faults: FaultApp) -> None:
     from typer.testing import CliRunner
 
-    from serendipity.commands.features import app as features_cli
+    from serendipity.app.commands.features import app as features_cli
 
     wait_for(lambda: answers_serendipity(faults))
     faults.redis.flushall()

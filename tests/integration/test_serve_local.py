@@ -22,7 +22,7 @@ pytestmark = pytest.mark.slow
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
-    command = [sys.executable, "-m", "serendipity.cli", *args]
+    command = [sys.executable, "-m", "serendipity.app.cli", *args]
     return subprocess.run(command, capture_output=True, text=True, timeout=900, env={**os.environ})
 
 

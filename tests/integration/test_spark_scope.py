@@ -24,7 +24,7 @@ import psutil
 from pyspark import SparkContext
 from pyspark.sql import SparkSession
 
-from serendipity import pipeline
+from serendipity.app import pipeline
 from serendipity.config import load_config
 
 config = load_config(sys.argv[1])

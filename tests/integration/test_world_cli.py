@@ -5,7 +5,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 from typer.testing import CliRunner
 
-from serendipity.cli import app
+from serendipity.app.cli import app
 from serendipity.schema import DATASET_FILES, ITEMS_FILE
 from serendipity.world import UserSimulator
 

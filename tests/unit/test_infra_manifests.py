@@ -17,6 +17,8 @@ from typing import Any
 import pytest
 import yaml
 
+from serendipity.app.stages import Engine, spark_job_names, stages_on
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 INFRA = REPO_ROOT / "infra"
 IMAGE_ROOT = "/app"  # WORKDIR of infra/docker/Dockerfile: the repository inside the image
@@ -186,7 +188,7 @@ def test_finetune_rayjob_runs_ddp_workers_on_gpus_in_bf16_with_lora() -> None:
 def test_spark_applications_run_repository_jobs() -> None:
     render = _load_render()
     applications = documents_of("SparkApplication")
-    assert len(applications) == len(render.SPARK_JOBS)
+    assert len(applications) == len(render.spark_job_names())
     for application in applications:
         spec = application["spec"]
         script = REPO_ROOT / spec["mainApplicationFile"].removeprefix(f"local://{IMAGE_ROOT}/")
@@ -200,6 +202,8 @@ def test_ray_jobs_are_rendered_from_the_template() -> None:
     assert sorted(INFRA.glob("kuberay/rayjob-*.yaml")) == sorted(job.path for job in render.RAY_JOBS)
     assert {job.path for job in render.RAY_JOBS} <= generated
     assert len(documents_of("RayJob")) == len(render.RAY_JOBS)
+    ray_stages = stages_on(Engine.RAY)
+    assert {f"ray_jobs.{job.job}" for job in render.RAY_JOBS} == {stage.job_module for stage in ray_stages}
 
 
 def test_rayservice_serves_serving_config_verbatim() -> None:
@@ -232,7 +236,7 @@ def test_generated_manifests_are_up_to_date() -> None:
 def test_manifest_commands_exist_in_the_cli() -> None:
     from typer.testing import CliRunner
 
-    from serendipity.cli import app
+    from serendipity.app.cli import app
 
     commands = [
         container
@@ -282,6 +286,12 @@ def test_submit_script_parses_and_prints_usage() -> None:
     assert unknown.returncode == 2 and "unknown Spark job 'no_such_job'" in unknown.stderr
     no_master = _submit("aggregates", SPARK_MASTER="")
     assert no_master.returncode == 2 and "SPARK_MASTER" in no_master.stderr
+
+
+def test_submit_script_runs_the_stage_tables_spark_jobs() -> None:
+    usage = _submit("--help")
+    line = next(line for line in usage.stdout.splitlines() if line.startswith("JOB is one of:"))
+    assert sorted(line.removeprefix("JOB is one of:").split()) == sorted(spark_job_names())
 
 
 def test_submit_script_builds_the_spark_submit_command(tmp_path: Path) -> None:
@@ -399,7 +409,7 @@ def test_the_explorer_media_are_rendered_by_the_inference_job() -> None:
     """The RayService decodes no media: the infer RayJob renders them after inference, to the volume."""
     from typer.testing import CliRunner
 
-    from serendipity.cli import app
+    from serendipity.app.cli import app
 
     (infer,) = [job for job in documents_of("RayJob") if job["metadata"]["name"] == "serendipity-infer"]
     _, then = infer["spec"]["entrypoint"].split(" && ")

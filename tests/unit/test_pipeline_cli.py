@@ -9,7 +9,7 @@ import pyarrow.parquet as pq
 import yaml
 from typer.testing import CliRunner
 
-from serendipity.cli import app
+from serendipity.app.cli import app
 from serendipity.config import load_config
 
 
@@ -49,3 +49,23 @@ def test_bad_set_and_unknown_key_are_clear_errors(repo_root: Path, tmp_path: Pat
     assert malformed.exit_code == 2 and "KEY=VALUE" in malformed.output
     unknown = CliRunner().invoke(app, ["pipeline", "run", "--config", str(path), "--set", "mllm.max_stepz=3"])
     assert unknown.exit_code == 2 and "max_stepz" in unknown.output
+
+
+def test_jobs_run_help_names_the_stage_tables_spark_jobs() -> None:
+    """The help is written out (it must not import every job); the stage table is the truth."""
+    from serendipity.app.commands.jobs import SPARK_JOBS_HELP
+    from serendipity.app.stages import spark_job_names
+
+    assert f"one of: {', '.join(spark_job_names())}" == SPARK_JOBS_HELP
+
+
+def test_the_command_line_imports_no_job() -> None:
+    """`serendipity --help` stays fast: the CLI imports the stage table and the jobs only in a command."""
+    import subprocess
+    import sys
+
+    probe = "import json, sys, serendipity.app.cli; print(json.dumps(sorted(sys.modules)))"
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    loaded = set(json.loads(done.stdout))
+    assert not {name.split(".")[0] for name in loaded} & {"spark_jobs", "ray_jobs", "features", "serving"}
+    assert "serendipity.app.stages" not in loaded

@@ -315,7 +315,7 @@ def test_bad_input_names_the_file(full_inputs: PipelineConfig) -> None:
 def test_command_writes_the_report(full_inputs: PipelineConfig, tmp_path: Path) -> None:
     import yaml
 
-    from serendipity.commands.report import app
+    from serendipity.app.commands.report import app
 
     config_path = tmp_path / "config.yaml"
     config_path.write_text(yaml.safe_dump(full_inputs.model_dump(mode="json")))
@@ -396,8 +396,8 @@ def test_replay_figures_enter_the_claims(full_inputs: PipelineConfig) -> None:
 
 
 def test_replay_is_a_stage_for_datasets_without_a_simulator(config: PipelineConfig) -> None:
+    from serendipity.app.pipeline import run_pipeline, select_stages
     from serendipity.eval.replay import ReplayError
-    from serendipity.pipeline import run_pipeline, select_stages
 
     no_world = config.model_copy(update={"world": None})
     replay, evaluate = select_stages(["replay"])[0], select_stages(["evaluate"])[0]

@@ -631,7 +631,7 @@ def test_rerun_is_idempotent(dataset: Path, tmp_path: Path) -> None:
 def test_cli_exit_codes(dataset: Path, tmp_path: Path) -> None:
     from typer.testing import CliRunner
 
-    from serendipity.cli import app
+    from serendipity.app.cli import app
 
     runner = CliRunner()
     clean = runner.invoke(app, ["validate", str(dataset), "--out", str(tmp_path / "clean")])

@@ -3,7 +3,6 @@ over; a stage's input fingerprint is taken before it runs."""
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
 import signal
@@ -16,13 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from serendipity import pipeline
+from serendipity.app import pipeline
+from serendipity.app.pipeline import Stage, is_current, run_pipeline
+from serendipity.app.stages import Engine, default_stages
 from serendipity.config import PipelineConfig
-from serendipity.pipeline import Stage, is_current, run_pipeline
 from serendipity.worklock import LOCK_FILE, WorkDirBusyError, read_holder, work_dir_lock
-from spark_jobs import SPARK_JOBS
-
-RAY_JOBS = ("finetune", "infer", "train_retriever", "evaluate")
 
 HOLD = """
 import sys
@@ -138,16 +135,16 @@ def test_pipeline_refuses_a_held_work_dir_before_any_stage(
     assert not (config.work_dir / "_stages").exists()
 
 
-@pytest.mark.parametrize(
-    "job", [f"spark_jobs.{name}" for name in SPARK_JOBS] + [f"ray_jobs.{name}" for name in RAY_JOBS]
-)
+JOB_STAGES = [stage for stage in default_stages() if stage.engine in (Engine.SPARK, Engine.RAY)]
+
+
+@pytest.mark.parametrize("stage", JOB_STAGES, ids=[stage.job_module for stage in JOB_STAGES])
 def test_every_job_refuses_a_work_dir_another_run_holds(
-    job: str, other_holder: subprocess.Popen[str], tmp_path: Path
+    stage: Stage, other_holder: subprocess.Popen[str], tmp_path: Path
 ) -> None:
     """Run standalone (spark-submit, ray job submit, `serendipity jobs run`), a job holds its work dir too."""
-    run = importlib.import_module(job).run
     with pytest.raises(WorkDirBusyError, match=f"pid {other_holder.pid}"):
-        run(_config(tmp_path))
+        stage.run(_config(tmp_path))
 
 
 SHARE = """

@@ -1,21 +1,36 @@
-"""The stage table: each pipeline stage, the job it calls, its inputs, outputs and config sections.
+"""The stage table: each pipeline stage, the ``run`` function it calls and the engine that runs it, its
+inputs, outputs and config sections.
 
-A stage is a thin call into a job's ``run(config)`` (or a library function); the runner is
-``serendipity.pipeline``.
+A stage is a thin call into a job's ``run(config)`` (or a library function), referred to here as the
+function itself; the runner is ``serendipity.app.pipeline``. The Spark jobs are the stages on
+``Engine.SPARK`` (``spark_job_names``: ``serendipity jobs run`` and the SparkApplications of
+``infra/render.py``; ``infra/spark/submit.sh`` accepts the same modules, tested); a job's module path comes
+from its function (``job_module``).
 """
 
 from __future__ import annotations
 
-import importlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 
+from ray_jobs import evaluate, finetune, infer, train_retriever
 from serendipity.config import PipelineConfig
+from serendipity.eval.replay import run_replay
 from serendipity.io import write_json_atomic
 from serendipity.layout import WorkLayout
 from serendipity.schema import CLUSTERS_FILE, DATASET_FILES, INTERACTIONS_FILE, ITEMS_FILE, TREE_INFO_FILE
+from spark_jobs import aggregates, build_tree, corpus, curate, pairs, prior, user_history, validate
+
+
+class Engine(StrEnum):
+    """What runs a stage: a Spark session, Ray, or plain Python in the pipeline's process."""
+
+    LOCAL = "local"
+    SPARK = "spark"
+    RAY = "ray"
 
 
 @dataclass(frozen=True)
@@ -29,15 +44,12 @@ class Stage:
     outputs: Callable[[PipelineConfig], list[Path]]
     config_sections: tuple[str, ...] = ()
     enabled: Callable[[PipelineConfig], bool] = field(default=lambda config: True)
+    engine: Engine = Engine.LOCAL
 
-
-def _job(module: str, function: str = "run") -> Callable[[PipelineConfig], object]:
-    """The stage call of a job module: its ``run(config)``, imported when the stage runs."""
-
-    def run(config: PipelineConfig) -> object:
-        return getattr(importlib.import_module(module), function)(config)
-
-    return run
+    @property
+    def job_module(self) -> str:
+        """The module of the stage's ``run`` (``spark_jobs.validate``), that spark-submit runs."""
+        return self.run.__module__
 
 
 def _generate_world(config: PipelineConfig) -> None:
@@ -96,40 +108,44 @@ def default_stages() -> list[Stage]:
         Stage(
             "validate",
             "check the dataset against the contract; quarantine unusable rows",
-            _job("spark_jobs.validate"),
+            validate.run,
             inputs=_dataset_files,
             outputs=lambda c: [_layout(c).validated_dir / name for name in DATASET_FILES],
             config_sections=("limits",),
+            engine=Engine.SPARK,
         ),
         Stage(
             "build_tree",
             "build a 4-level traffic-balanced topic tree (datasets with a placeholder tree)",
-            _job("spark_jobs.build_tree"),
+            build_tree.run,
             inputs=lambda c: [_layout(c).validated_dir / ITEMS_FILE],
             outputs=lambda c: [_layout(c).tree_dir / CLUSTERS_FILE, _layout(c).tree_dir / ITEMS_FILE],
             config_sections=("tree",),
             enabled=placeholder_tree,
+            engine=Engine.SPARK,
         ),
         Stage(
             "aggregates",
             "satisfaction of similar vs serendipitous next items (the paper's preliminary analysis)",
-            _job("spark_jobs.aggregates"),
+            aggregates.run,
             inputs=lambda c: [_layout(c).validated_dir / INTERACTIONS_FILE],
             outputs=lambda c: [_layout(c).aggregates_overall_path],
             config_sections=("mining",),
+            engine=Engine.SPARK,
         ),
         Stage(
             "pairs",
             "serendipitous pairs and s(context item, next cluster)",
-            _job("spark_jobs.pairs"),
+            pairs.run,
             inputs=lambda c: [_layout(c).validated_dir / INTERACTIONS_FILE],
             outputs=lambda c: [_layout(c).pairs_path, _layout(c).scores_path],
             config_sections=("mining",),
+            engine=Engine.SPARK,
         ),
         Stage(
             "prior",
             "time split of the pairs; logged transition prior P(next cluster | context cluster, item)",
-            _job("spark_jobs.prior"),
+            prior.run,
             inputs=lambda c: [_layout(c).pairs_path],
             outputs=lambda c: [
                 _layout(c).cluster_prior_path,
@@ -137,43 +153,48 @@ def default_stages() -> list[Stage]:
                 _layout(c).prior_info_path,
             ],
             config_sections=("mining", "prior"),
+            engine=Engine.SPARK,
         ),
         Stage(
             "curate",
             "diversified fine-tuning set (training period) and held-out items (later periods)",
-            _job("spark_jobs.curate"),
+            curate.run,
             inputs=lambda c: [_layout(c).pairs_path, _layout(c).prior_info_path],
             outputs=lambda c: [_layout(c).sft_path, _layout(c).descriptions_path],
             config_sections=("mining",),
+            engine=Engine.SPARK,
         ),
         Stage(
             "corpus",
             "popular corpus covering the target impression share, and its delta",
-            _job("spark_jobs.corpus"),
+            corpus.run,
             inputs=lambda c: [_layout(c).validated_dir / INTERACTIONS_FILE],
             outputs=lambda c: [_layout(c).corpus_path, _layout(c).corpus_delta_path],
             config_sections=("mining",),
+            engine=Engine.SPARK,
         ),
         Stage(
             "user_history",
             "Feast sources: users' recent engaged items and items' cluster path and popularity",
-            _job("spark_jobs.user_history"),
+            user_history.run,
             inputs=lambda c: [_layout(c).validated_dir / INTERACTIONS_FILE],
             outputs=lambda c: [_layout(c).user_history_path, _layout(c).item_meta_path],
             config_sections=("features", "engagement"),
+            engine=Engine.SPARK,
         ),
         Stage(
             "finetune",
             "fine-tune the multimodal LLM on the curated set (Ray Train)",
-            _job("ray_jobs.finetune"),
+            finetune.run,
             inputs=lambda c: [_layout(c).sft_path, _layout(c).descriptions_path, _layout(c).prior_info_path],
             outputs=lambda c: [_layout(c).finetune_summary_path],  # `latest` only when the gate publishes
             config_sections=("mllm", "prior"),
+            engine=Engine.RAY,
         ),
         Stage(
             "infer",
             "serendipitous_cluster for the popular corpus (Ray Data), only new or changed items",
-            _job("ray_jobs.infer"),
+            infer.run,
             inputs=lambda c: [
                 _layout(c).corpus_path,
                 _layout(c).finetune_summary_path,
@@ -181,17 +202,19 @@ def default_stages() -> list[Stage]:
             ],
             outputs=lambda c: [_layout(c).serendipity_path],
             config_sections=("inference",),
+            engine=Engine.RAY,
         ),
         Stage(
             "train_retriever",
             "SASRec sequence model and the per-cluster item index (Ray Train)",
-            _job("ray_jobs.train_retriever"),
+            train_retriever.run,
             inputs=lambda c: [
                 _layout(c).validated_dir / INTERACTIONS_FILE,
                 _layout(c).catalog_dir() / ITEMS_FILE,
             ],
             outputs=lambda c: [_layout(c).retriever_metrics_path],
             config_sections=("retrieval", "engagement", "mining"),
+            engine=Engine.RAY,
         ),
         Stage(
             "materialize",
@@ -208,16 +231,17 @@ def default_stages() -> list[Stage]:
         Stage(
             "evaluate",
             "simulated live experiment: exploitation, exploration, bandit and MLLM arms (Ray)",
-            _job("ray_jobs.evaluate"),
+            evaluate.run,
             inputs=lambda c: [_layout(c).retriever_metrics_path, _layout(c).features_materialized_path],
             outputs=lambda c: [_layout(c).experiment_path],
             config_sections=("eval",),
             enabled=lambda c: c.world is not None,  # the simulator is the synthetic world's
+            engine=Engine.RAY,
         ),
         Stage(
             "replay",
             "offline replay: held-out next items vs the served cluster and the baselines (no simulator)",
-            _job("serendipity.eval.replay", "run_replay"),
+            run_replay,
             inputs=lambda c: [_layout(c).serendipity_path, _layout(c).retriever_metrics_path],
             outputs=lambda c: [_layout(c).replay_path],
             config_sections=("engagement", "mining"),
@@ -237,6 +261,16 @@ def default_stages() -> list[Stage]:
             outputs=lambda c: [_layout(c).report_html_path, _layout(c).report_json_path],
         ),
     ]
+
+
+def stages_on(engine: Engine) -> list[Stage]:
+    """The stages that ``engine`` runs, in data-flow order."""
+    return [stage for stage in default_stages() if stage.engine is engine]
+
+
+def spark_job_names() -> list[str]:
+    """The Spark jobs in data-flow order, each the name of its module ``spark_jobs/<name>.py``."""
+    return [stage.job_module.rpartition(".")[2] for stage in stages_on(Engine.SPARK)]
 
 
 def effective_config_path(config: PipelineConfig) -> Path:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from serendipity.commands import (
+from serendipity.app.commands import (
     experiment,
     explore,
     features,

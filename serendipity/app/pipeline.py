@@ -3,7 +3,7 @@
 A stage is *current* when its outputs exist and the fingerprint recorded for its last
 successful run (taken just before it ran) still matches: the config sections it reads plus the
 size and mtime of its inputs. Changing the config or re-running an upstream stage therefore
-re-runs it. The stages themselves are listed in ``serendipity.stages``.
+re-runs it. The stages themselves are listed in ``serendipity.app.stages``.
 """
 
 from __future__ import annotations
@@ -15,12 +15,20 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from serendipity.app.stages import Engine, Stage, default_stages, effective_config_path
 from serendipity.config import PipelineConfig, save_config
 from serendipity.io import write_json_atomic
-from serendipity.stages import Stage, default_stages, effective_config_path
 from serendipity.worklock import work_dir_lock
 
-__all__ = ["Stage", "StageResult", "UnknownStageError", "default_stages", "is_current", "run_pipeline"]
+__all__ = [
+    "Engine",
+    "Stage",
+    "StageResult",
+    "UnknownStageError",
+    "default_stages",
+    "is_current",
+    "run_pipeline",
+]
 
 
 class UnknownStageError(ValueError):
@@ -75,7 +83,6 @@ def run_pipeline(
     on_stage: Callable[[Stage], None] | None = None,
 ) -> list[StageResult]:
     """Run the selected stages (all by default) in order, skipping current ones unless ``force``."""
-    from spark_jobs import SPARK_JOBS
     from spark_jobs.common import SparkScope
 
     selected = select_stages(stages)
@@ -92,7 +99,7 @@ def run_pipeline(
                 continue
             if on_stage is not None:
                 on_stage(stage)
-            spark_scope.before_stage(stage.name in SPARK_JOBS)
+            spark_scope.before_stage(stage.engine is Engine.SPARK)
             fingerprint = _fingerprint(stage, config)  # before: an input rewritten meanwhile is not current
             started = time.perf_counter()
             stage.run(config)

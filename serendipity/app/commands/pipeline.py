@@ -24,8 +24,8 @@ def run(
     """Run the pipeline described by CONFIG."""
     import yaml
 
+    from serendipity.app.pipeline import Stage, UnknownStageError, run_pipeline, select_stages
     from serendipity.config import ConfigError, load_config
-    from serendipity.pipeline import Stage, UnknownStageError, run_pipeline, select_stages
 
     overrides = {}
     for setting in settings:
@@ -61,7 +61,7 @@ def run(
 @app.command("stages")
 def list_stages() -> None:
     """List the stages in order."""
-    from serendipity.pipeline import default_stages
+    from serendipity.app.pipeline import default_stages
 
     for stage in default_stages():
         console.print(f"[bold]{stage.name:12}[/bold] {stage.summary}")

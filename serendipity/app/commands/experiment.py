@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from serendipity.commands.report import replay
+from serendipity.app.commands.report import replay
 
 if TYPE_CHECKING:
     from rich.console import Console
