@@ -86,8 +86,9 @@ def _check_runnable(path: Path) -> None:
 def _model_class(path: Path, config: Any) -> Any:
     import transformers
     from transformers import AutoModelForImageTextToText
+    from transformers.models.auto.modeling_auto import MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES
 
-    if type(config) in AutoModelForImageTextToText._model_mapping:
+    if getattr(config, "model_type", None) in MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES:
         return AutoModelForImageTextToText
     for name in getattr(config, "architectures", None) or []:
         model_class = getattr(transformers, name, None)
