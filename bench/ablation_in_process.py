@@ -35,7 +35,7 @@ from serendipity.schema import LEVEL_COLUMNS
 
 
 def pack(args: argparse.Namespace) -> None:
-    from serendipity.media import decode_video, load_image
+    from serendipity.media_io import decode_video, load_image
     from serendipity.mllm.data import load_items, load_sft, load_tree
     from serendipity.mllm.tiny import dataset_texts
 
@@ -71,7 +71,7 @@ def pack(args: argparse.Namespace) -> None:
 
 
 def _media(packed: dict, tables: dict, style: PromptStyle, num_frames: int) -> dict[int, ItemMedia]:
-    from serendipity.media import uniform_frame_indices
+    from serendipity.media_io import uniform_frame_indices
 
     frames, thumbs = packed["frames"], packed["thumbs"]
     media = {}
@@ -147,7 +147,7 @@ def arm(args: argparse.Namespace) -> None:
 def table(args: argparse.Namespace) -> None:
     from serendipity.mllm.ablation import paper_experiments
     from serendipity.mllm.ablation_report import build_report
-    from serendipity.mllm.guess import best_sibling_guess_recall
+    from serendipity.mllm.satisfaction_guess import best_sibling_guess_recall
 
     rows = [json.loads(line) for path in args.histories for line in Path(path).read_text().splitlines()]
     histories = pd.DataFrame(rows).drop(columns=["seconds"]).sort_values(["arm", "seed", "step"])

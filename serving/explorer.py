@@ -23,7 +23,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Query, Response
 from fastapi.responses import HTMLResponse, JSONResponse
@@ -31,6 +31,11 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from serendipity.config import PipelineConfig, ServingConfig, load_config
 from serving.api import RecommenderBackend, RecommendRequest
 from serving.settings import RecommenderUserConfig
+
+if TYPE_CHECKING:
+    from serendipity.explorer.catalog import ExplorerCatalog
+    from serendipity.explorer.rendered_media import ExplorerMedia
+    from serendipity.retrieval.recommend import Recommender
 
 log = logging.getLogger("serendipity.serving")
 
@@ -67,15 +72,15 @@ SourceProvider = Callable[[], Awaitable[dict[str, Any]]]
 @dataclass(frozen=True)
 class ExplorerState:
     config: PipelineConfig
-    catalog: Any  # serendipity.explorer.catalog.ExplorerCatalog
-    media: Any  # serendipity.explorer.media.RenderedMedia: files rendered offline, nothing decoded here
-    recommender: Any  # serendipity.retrieval.recommend.Recommender, for the exploitation baseline
+    catalog: "ExplorerCatalog"
+    media: "ExplorerMedia"  # files rendered offline, nothing decoded while serving
+    recommender: "Recommender"  # for the exploitation baseline
 
 
 def load_state(source: dict[str, Any]) -> ExplorerState:
     """Catalogue, media and a recommender for the baseline, from what the recommender deployment loaded."""
     from serendipity.explorer.catalog import ExplorerCatalog
-    from serendipity.explorer.media import RenderedMedia, rendered_dir
+    from serendipity.explorer.rendered_media import RenderedMedia, rendered_dir
     from serendipity.retrieval.recommend import Recommender
 
     loaded = RecommenderUserConfig.model_validate(source)

@@ -79,7 +79,7 @@ def run_foreground(config_path: Path) -> None:
     import ray
     from ray import serve
 
-    from serendipity.explorer.media import render_media
+    from serendipity.explorer.rendered_media import render_media
     from serving.admission import LOOPBACK, AdmissionError, run_front
     from serving.app import compose
     from serving.guard import require_token_off_loopback

@@ -7,7 +7,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from serendipity.config import PipelineConfig
-from serendipity.pair_rates import print_rates
 from serendipity.worklock import holds_work_dir
 from spark_jobs.common import (
     config_from_argv,
@@ -26,6 +25,7 @@ from spark_jobs.mining import (
 )
 
 if TYPE_CHECKING:
+    import pandas as pd
     from pyspark.sql import SparkSession
 
 
@@ -57,6 +57,21 @@ def run(config: PipelineConfig, spark: SparkSession | None = None) -> dict[str, 
             "per_cluster_rows": spark.read.parquet(str(layout.aggregates_per_cluster_path)).count(),
         },
     )
+
+
+def print_rates(overall: pd.DataFrame, level: int) -> None:
+    """The aggregates job's overall table (one row per pair class) on the console."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"Next-item satisfaction by pair class (level L={level}, parent L-1={level - 1})")
+    for column in ("class", "pairs", "mean", "std", "95% CI"):
+        table.add_column(column, justify="left" if column == "class" else "right")
+    for row in overall.itertuples(index=False):
+        interval = "n/a" if row.ci_low != row.ci_low else f"[{row.ci_low:.4f}, {row.ci_high:.4f}]"
+        std = "n/a" if row.std_satisfaction != row.std_satisfaction else f"{row.std_satisfaction:.4f}"
+        table.add_row(row.pair_class, f"{row.count:,}", f"{row.mean_satisfaction:.4f}", std, interval)
+    Console().print(table)
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:

@@ -31,7 +31,7 @@ from serendipity.validation.dataset import (
     inspect_file,
     row_problems,
 )
-from serendipity.validation.media import MEDIA_PATH
+from serendipity.validation.media_paths import MEDIA_PATH
 from serendipity.validation.report import MAX_EXAMPLES, FileCounts, Problem, ValidationReport, describe_value
 from serendipity.validation.rules import EMPTY_TITLE, LENGTH_LIMITED_COLUMNS, Check, row_checks
 from serendipity.validation.table import TableValidation, read_table_file

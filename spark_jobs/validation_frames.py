@@ -24,7 +24,7 @@ from serendipity.schema import (
     QUARANTINE_SOURCE,
     SCHEMAS,
 )
-from serendipity.validation.media import (
+from serendipity.validation.media_paths import (
     MEDIA_PATH,
     PROBLEM_SUFFIX,
     check_media_frame,

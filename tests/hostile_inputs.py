@@ -17,7 +17,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from serendipity.config import InputLimitsConfig
-from serendipity.media import write_image, write_video
+from serendipity.media_io import write_image, write_video
 from serendipity.schema import ITEMS_FILE
 from serendipity.validation.media_probe import (
     DECODE_TIMEOUT,

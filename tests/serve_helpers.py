@@ -37,7 +37,7 @@ def serve_chain(config_path: Path) -> ServedChain:
     """The app of ``config_path`` on local Serve, on a free loopback port, with the token set."""
     from ray import serve
 
-    from serendipity.explorer.media import render_media
+    from serendipity.explorer.rendered_media import render_media
     from serving.app import compose
 
     config = with_overrides(load_config(config_path), FUNCTIONAL_SETTINGS)

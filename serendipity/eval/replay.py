@@ -254,7 +254,7 @@ def validation_period_replay(config: PipelineConfig, inputs: ReplayInputs) -> di
     covered: is its next cluster the served one, the prior's, the guess's? Split by whether the context
     item has an item-level prior (warm: enough transitions of its own before the cut) or not (cold, like a
     new video: only the model can know it); chance is one over the context cluster's siblings."""
-    from serendipity.mllm.guess import best_sibling_guess
+    from serendipity.mllm.satisfaction_guess import best_sibling_guess
     from serendipity.nomination.combine import PRIOR_ALONE, nominate
     from serendipity.nomination.prior import epoch_micros, load_prior
 

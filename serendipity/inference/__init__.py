@@ -3,7 +3,7 @@
 ``ray_jobs/infer.py`` is the job that runs ``run_inference``; everything it needs lives here.
 """
 
-from serendipity.inference.corpus import content_hashes, load_corpus_items
+from serendipity.inference.corpus_items import content_hashes, load_corpus_items
 from serendipity.inference.driver import run_inference
 from serendipity.inference.store import InferenceStore, append_audit, error_rows, prediction_rows
 

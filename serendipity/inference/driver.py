@@ -16,7 +16,7 @@ from typing import Any
 import pandas as pd
 
 from serendipity.config import InferenceConfig, PipelineConfig, with_overrides
-from serendipity.inference.corpus import content_hashes, load_corpus_items
+from serendipity.inference.corpus_items import content_hashes, load_corpus_items
 from serendipity.inference.predict import (
     SUMMARY_PEAK_RSS,
     PredictBatch,
@@ -153,7 +153,7 @@ def run_inference(
 
     Uses the Ray that is initialised (Ray Data starts a local one otherwise).
     """
-    from serendipity.inference.guess import reference_all
+    from serendipity.inference.without_model import reference_all
     from serendipity.mllm.gate import served_choice
     from serendipity.mllm.model import model_version, resolve_model_dir
     from serendipity.nomination.prior import load_prior

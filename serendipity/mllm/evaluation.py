@@ -14,10 +14,10 @@ from serendipity.io import write_json_atomic
 from serendipity.layout import WorkLayout
 from serendipity.mllm.data import load_validation
 from serendipity.mllm.generation import serendipitous_candidates
-from serendipity.mllm.guess import best_sibling_guess_recall
 from serendipity.mllm.metrics import predict_serendipitous_clusters, score_predictions
 from serendipity.mllm.model import load_model, model_version
 from serendipity.mllm.prompts import ItemMedia
+from serendipity.mllm.satisfaction_guess import best_sibling_guess_recall
 from serendipity.tree import ClusterTree
 
 EVALUATION_FILE = "evaluation.json"

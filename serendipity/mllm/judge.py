@@ -28,7 +28,6 @@ from serendipity.mllm.gate import (
     decide,
     recall_figures,
 )
-from serendipity.mllm.guess import best_sibling_guess
 from serendipity.mllm.nominator import held_out, model_scores
 from serendipity.mllm.results import (
     Calibration,
@@ -37,6 +36,7 @@ from serendipity.mllm.results import (
     GateDecision,
     RecallFigures,
 )
+from serendipity.mllm.satisfaction_guess import best_sibling_guess
 from serendipity.nomination.combine import PRIOR_ALONE, ScoredItem, fit_weight, fit_weights, hits
 from serendipity.nomination.prior import PriorInfo, load_prior
 from serendipity.nomination.similarity import TextSimilarity

@@ -101,7 +101,7 @@ def _row_value(row: Mapping[str, Any], key: str) -> Any:
 def _decode_images(
     row: Mapping[str, Any], dataset_dir: Path, style: PromptStyle, num_frames: int, image_size: int
 ) -> list[np.ndarray]:
-    from serendipity.media import MediaError, load_image, random_frame, sample_frames
+    from serendipity.media_io import MediaError, load_image, random_frame, sample_frames
 
     column = "video_path" if style.uses_video else "thumbnail_path"
     relative = _row_value(row, column)
@@ -124,7 +124,7 @@ def item_media_from_row(
     image_size: int,
 ) -> ItemMedia:
     """Decode what ``style`` needs for one items-table row; media problems become a text fallback."""
-    from serendipity.media import MediaError
+    from serendipity.media_io import MediaError
 
     style = PromptStyle(style)
     media = ItemMedia(

@@ -30,7 +30,7 @@ from serendipity.schema import (
     SCHEMAS,
 )
 from serendipity.validation.checks import check_clusters, check_interactions, check_items
-from serendipity.validation.media import (
+from serendipity.validation.media_paths import (
     MEDIA_PATH,
     PROBLEM_SUFFIX,
     check_media_frame,

@@ -43,7 +43,7 @@ def _unreadable(column: str) -> str:
 
 
 def _video_problem(path: Path, limits: InputLimitsConfig) -> str | None:
-    from serendipity.media import MediaError, decode_frames, video_info
+    from serendipity.media_io import MediaError, decode_frames, video_info
 
     try:
         info = video_info(path)
@@ -60,7 +60,7 @@ def _video_problem(path: Path, limits: InputLimitsConfig) -> str | None:
 
 
 def _image_problem(path: Path, limits: InputLimitsConfig) -> str | None:
-    from serendipity.media import ImageBombError, MediaError, image_size, load_image
+    from serendipity.media_io import ImageBombError, MediaError, image_size, load_image
 
     try:
         width, height = image_size(path)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from serendipity.media import write_image, write_video
+from serendipity.media_io import write_image, write_video
 
 BAND_GREY = 0.5
 NOISE_STD = 0.02

@@ -115,7 +115,7 @@ def test_gate_holds_back_a_model_worse_than_the_references_and_the_chain_serves_
     from serendipity.mllm.data import load_tree
     from serendipity.mllm.finetune import run_finetune
     from serendipity.mllm.generation import serendipitous_candidates
-    from serendipity.mllm.guess import best_sibling_guess
+    from serendipity.mllm.satisfaction_guess import best_sibling_guess
     from serendipity.nomination.combine import PRIOR_ALONE, nominate
     from serendipity.nomination.prior import load_prior
     from serendipity.schema import ITEMS_FILE, level_column

@@ -29,7 +29,7 @@ from serendipity.mllm.tiny import build_tiny_model, dataset_texts
 from serendipity.schema import DATASET_FILES, INTERACTIONS_FILE, ITEMS_FILE, QUARANTINE_REASON, QUARANTINE_ROW
 from serendipity.tree import ClusterTree
 from serendipity.validation import validate_dataset, write_validation
-from serendipity.validation.media import MEDIA_PATH
+from serendipity.validation.media_paths import MEDIA_PATH
 from serendipity.validation.rules import over_long_check
 from serendipity.validation.text import truncated_reason
 

@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from serendipity.media import (
+from serendipity.media_io import (
     ImageBombError,
     MediaError,
     decode_frames,
@@ -133,13 +133,13 @@ def test_frames_at_any_indices(numbered_video: Path) -> None:
 def test_sampling_a_long_video_seeks_instead_of_decoding_it_all(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import serendipity.media
+    import serendipity.media_io
 
     brightness = (np.arange(600) % 200).astype(np.uint8)
     frames = np.broadcast_to(brightness[:, None, None, None], (600, 32, 32, 3))
     path = write_video(tmp_path / "long.mp4", frames.copy(), fps=10)
     decoded = 0
-    numbered_frames = serendipity.media._numbered_frames
+    numbered_frames = serendipity.media_io._numbered_frames
 
     def counting(*args: object) -> Iterator[tuple[int, object]]:
         nonlocal decoded
@@ -147,7 +147,7 @@ def test_sampling_a_long_video_seeks_instead_of_decoding_it_all(
             decoded += 1
             yield numbered
 
-    monkeypatch.setattr(serendipity.media, "_numbered_frames", counting)
+    monkeypatch.setattr(serendipity.media_io, "_numbered_frames", counting)
     sampled = sample_frames(path, 4, 32)
     assert [float(f.mean()) for f in sampled] == pytest.approx([75, 25, 175, 125], abs=3)
     assert decoded < 0.8 * 600

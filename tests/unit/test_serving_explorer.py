@@ -141,7 +141,7 @@ def test_the_report_is_served_without_the_work_dir(tmp_path: Path) -> None:
 
 
 def test_rendered_media_are_read_from_files_only(tmp_path: Path) -> None:
-    from serendipity.explorer.media import RenderedMedia
+    from serendipity.explorer.rendered_media import RenderedMedia
 
     item = tmp_path / "7"
     item.mkdir()

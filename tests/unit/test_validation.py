@@ -29,7 +29,7 @@ from serendipity.schema import (
 )
 from serendipity.tree import ClusterTree
 from serendipity.validation import validate_dataset, write_validation
-from serendipity.validation.media import (
+from serendipity.validation.media_paths import (
     ABSOLUTE_PATH,
     DECOMPRESSION_BOMB,
     EMPTY_PATH,

@@ -7,7 +7,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from serendipity.config import PipelineConfig, WorldConfig
-from serendipity.media import load_image, sample_frames
+from serendipity.media_io import load_image, sample_frames
 from serendipity.schema import CLUSTERS_FILE, INTERACTIONS_FILE, ITEMS_FILE, SCHEMAS
 from serendipity.tree import ClusterTree
 from serendipity.world import Relation, UserSimulator, generate_world

@@ -34,7 +34,7 @@ def address(config: Path = ConfigOption) -> None:
 def render(config: Path = ConfigOption) -> None:
     """Decode the explorer's thumbnails and prompt frames to files (once; `serve run|start` does it too)."""
     from serendipity.config import load_config
-    from serendipity.explorer.media import render_media, rendered_dir
+    from serendipity.explorer.rendered_media import render_media, rendered_dir
 
     pipeline_config = load_config(config)
     counts = render_media(pipeline_config)

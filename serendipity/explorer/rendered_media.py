@@ -23,9 +23,9 @@ import numpy as np
 from serendipity.config import PipelineConfig
 from serendipity.explorer.catalog import ExplorerCatalog
 from serendipity.io import write_bytes_atomic
-from serendipity.media import MediaError, load_image
+from serendipity.media_io import MediaError, load_image
 from serendipity.mllm.prompts import PromptStyle, item_media_from_row
-from serendipity.validation.media import media_problem
+from serendipity.validation.media_paths import media_problem
 from serendipity.validation.media_probe import MediaProber
 
 THUMBNAIL_PX = 160

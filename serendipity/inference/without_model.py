@@ -21,7 +21,7 @@ from serendipity.schema import CONTENT_HASH_COLUMN, ITEM_JOIN_KEY, LEVEL_COLUMNS
 def _guess_predictions(config: PipelineConfig, own: pd.Series) -> list[list[Any]]:
     from serendipity.mllm.data import load_tree
     from serendipity.mllm.generation import Prediction
-    from serendipity.mllm.guess import GUESS_REASONING, best_sibling_guess
+    from serendipity.mllm.satisfaction_guess import GUESS_REASONING, best_sibling_guess
 
     tree = load_tree(WorkLayout.of(config))
     guess, _ = best_sibling_guess(config)
@@ -36,9 +36,9 @@ def _prior_predictions(config: PipelineConfig, todo: pd.DataFrame) -> list[list[
     from dataclasses import replace
 
     from serendipity.mllm.data import load_tree
-    from serendipity.mllm.guess import PRIOR_REASONING
     from serendipity.mllm.nominator import nominate_items, predictions_of
     from serendipity.mllm.prompts import ItemMedia
+    from serendipity.mllm.satisfaction_guess import PRIOR_REASONING
     from serendipity.nomination.combine import PRIOR_ALONE
     from serendipity.nomination.prior import load_prior
 
