@@ -30,20 +30,13 @@ from serendipity.app.stages import Engine, stages_on
 from serendipity.config import PipelineConfig, WorldConfig, config_from_dict
 from serendipity.io import write_json_atomic
 from serendipity.layout import WorkLayout
-from serendipity.schema import DATASET_FILES, INTERACTIONS_FILE, TREE_INFO_FILE
+from serendipity.schema import DATASET_FILES, TREE_INFO_FILE
+from serendipity.stage_stats import read_stage_stats
 from serendipity.world import generate_world
 from spark_jobs import MINING_JOBS
 
 SPARK_STAGES = {stage.name: stage for stage in stages_on(Engine.SPARK)}  # the stage table's Spark jobs
 
-MAIN_INPUT = {
-    "build_tree": "items",
-    "aggregates": "interactions",
-    "pairs": "interactions",
-    "curate": "context_cluster_scores",
-    "corpus": "interactions",
-    "user_history": "interactions",
-}
 RESULTS = Path(__file__).resolve().parent / "results" / "spark_chain.json"
 QUIET_LOAD = 1.5  # 1-min load average under which the machine counts as quiet
 
@@ -131,28 +124,21 @@ def generate(dataset: Path, interactions: int) -> float:
     return time.perf_counter() - clock
 
 
-def rows_in(name: str, stats: dict[str, Any]) -> int:
-    if name == "validate":
-        return int(stats["input_rows"][INTERACTIONS_FILE])
-    return int(stats["inputs"][MAIN_INPUT[name]])
-
-
 def run_job(name: str, config: PipelineConfig) -> dict[str, Any]:
     load_before = os.getloadavg()[0]
     with PeakMemory() as memory:
         clock = time.perf_counter()
         SPARK_STAGES[name].run(config)
         seconds = time.perf_counter() - clock
-    stats = json.loads(WorkLayout.of(config).job_stats_path(name).read_text())
-    count = rows_in(name, stats)
-    outputs = stats.get("outputs", stats.get("output_rows"))
+    stats = read_stage_stats(WorkLayout.of(config), name)
+    count = stats.rows_in
     return {
         "seconds": round(seconds, 3),
         "rows_in": count,
         "rows_per_s": round(count / seconds, 1),
         "peak_rss_driver_python_mb": round(memory.peak_python_bytes / 2**20, 1),
         "peak_rss_jvm_mb": round(memory.peak_jvm_bytes / 2**20, 1),
-        "outputs": outputs,
+        "outputs": stats.output_figures(),
         "load_average_1min_at_start": round(load_before, 2),
         "under_load": load_before >= QUIET_LOAD,
     }

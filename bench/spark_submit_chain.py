@@ -31,6 +31,7 @@ def main() -> None:
     from serendipity.app.stages import Engine, stages_on
     from serendipity.config import load_config, save_config, with_overrides
     from serendipity.layout import WorkLayout
+    from serendipity.stage_stats import read_stage_stats
 
     base = load_config(args.config)
     work_dir = args.work_dir or base.work_dir.with_name(base.work_dir.name + "-spark-submit")
@@ -60,9 +61,13 @@ def main() -> None:
                 stderr=subprocess.STDOUT,
             )
         seconds = round(time.perf_counter() - started, 1)
-        stats_path = WorkLayout.of(config).job_stats_path(job)
-        stats = json.loads(stats_path.read_text()) if stats_path.exists() else None
-        figures["jobs"][job] = {"seconds": seconds, "exit_code": done.returncode, "stats": stats}
+        layout = WorkLayout.of(config)
+        stats = read_stage_stats(layout, job) if layout.job_stats_path(job).exists() else None
+        figures["jobs"][job] = {
+            "seconds": seconds,
+            "exit_code": done.returncode,
+            "stats": None if stats is None else stats.to_json(),
+        }
         print(f"{job}: exit {done.returncode} in {seconds} s", flush=True)
         if done.returncode != 0:
             figures["failed"] = f"{job}; see {log_path}"

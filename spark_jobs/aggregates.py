@@ -4,9 +4,10 @@ Writes ``overall.parquet`` and ``per_cluster.parquet`` under ``WorkLayout.aggreg
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from serendipity.config import PipelineConfig
+from serendipity.stage_stats import AggregatesOutputs, AggregatesStats, LogInputs, write_stage_stats
 from serendipity.worklock import holds_work_dir
 from spark_jobs.common import (
     config_from_argv,
@@ -15,7 +16,6 @@ from spark_jobs.common import (
     single_sorted_file,
     start_job,
     write_dataframe_atomic,
-    write_job_stats,
 )
 from spark_jobs.mining import (
     OVERALL_RATES_SCHEMA,
@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 
 
 @holds_work_dir("aggregates")
-def run(config: PipelineConfig, spark: SparkSession | None = None) -> dict[str, Any]:
+def run(config: PipelineConfig, spark: SparkSession | None = None) -> AggregatesStats:
     layout, spark = start_job(config, spark)
     interactions, items = read_logs(spark, layout)
     level = config.mining.level
@@ -47,15 +47,16 @@ def run(config: PipelineConfig, spark: SparkSession | None = None) -> dict[str, 
     overall_table = spark.read.parquet(str(layout.aggregates_overall_path)).orderBy("pair_class").toPandas()
     pairs.unpersist()
     print_rates(overall_table, level)
-    return write_job_stats(
+    return write_stage_stats(
         layout,
-        "aggregates",
-        inputs={"interactions": interactions.count(), "items": items.count()},
-        outputs={
-            "pairs": int(overall_table["count"].sum()),
-            "overall_rows": len(overall_table),
-            "per_cluster_rows": spark.read.parquet(str(layout.aggregates_per_cluster_path)).count(),
-        },
+        AggregatesStats(
+            inputs=LogInputs(interactions=interactions.count(), items=items.count()),
+            outputs=AggregatesOutputs(
+                pairs=int(overall_table["count"].sum()),
+                overall_rows=len(overall_table),
+                per_cluster_rows=spark.read.parquet(str(layout.aggregates_per_cluster_path)).count(),
+            ),
+        ),
     )
 
 
@@ -74,7 +75,7 @@ def print_rates(overall: pd.DataFrame, level: int) -> None:
     Console().print(table)
 
 
-def main(argv: list[str] | None = None) -> dict[str, Any]:
+def main(argv: list[str] | None = None) -> AggregatesStats:
     return run(config_from_argv(__doc__.splitlines()[0], argv))
 
 

@@ -6,17 +6,18 @@ Reads items + interactions (``WorkLayout.validated_dir``, else ``dataset_dir``);
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import pyarrow.parquet as pq
 
 from serendipity.config import PipelineConfig
 from serendipity.io import atomic_directory, write_json_atomic
 from serendipity.schema import CLUSTERS_FILE, ITEMS_FILE, TREE_INFO_FILE
+from serendipity.stage_stats import BuildTreeInputs, BuildTreeOutputs, BuildTreeStats, write_stage_stats
 from serendipity.treebuild.quality import format_name_quality
 from serendipity.treebuild.tables import format_balance
 from serendipity.worklock import holds_work_dir
-from spark_jobs.common import config_from_argv, start_job, write_job_stats
+from spark_jobs.common import config_from_argv, start_job
 from spark_jobs.tree_frames import build_balanced_tree, read_tree_inputs
 
 if TYPE_CHECKING:
@@ -26,7 +27,7 @@ BALANCE_FILE = "balance.json"
 
 
 @holds_work_dir("build_tree")
-def run(config: PipelineConfig, spark: SparkSession | None = None) -> dict[str, Any]:
+def run(config: PipelineConfig, spark: SparkSession | None = None) -> BuildTreeStats:
     layout, spark = start_job(config, spark)
     input_dir = layout.validated_dir if layout.validated_dir.exists() else config.dataset_dir
     items, interactions = read_tree_inputs(spark, input_dir)
@@ -45,22 +46,23 @@ def run(config: PipelineConfig, spark: SparkSession | None = None) -> dict[str, 
             },
             staging / TREE_INFO_FILE,
         )
-    stats = write_job_stats(
+    stats = write_stage_stats(
         layout,
-        "build_tree",
-        inputs={"items": items.count(), "interactions": interactions.count()},
-        outputs={
-            "items": built.placed_items,
-            "clusters": built.clusters.num_rows,
-            "items_with_thumbnail": built.items_with_thumbnail,
-        },
+        BuildTreeStats(
+            inputs=BuildTreeInputs(items=items.count(), interactions=interactions.count()),
+            outputs=BuildTreeOutputs(
+                items=built.placed_items,
+                clusters=built.clusters.num_rows,
+                items_with_thumbnail=built.items_with_thumbnail,
+            ),
+        ),
     )
     print(format_balance(built.balance))
     print(format_name_quality(built.name_quality))
     return stats
 
 
-def main(argv: list[str] | None = None) -> dict[str, Any]:
+def main(argv: list[str] | None = None) -> BuildTreeStats:
     return run(config_from_argv(__doc__.splitlines()[0], argv))
 
 

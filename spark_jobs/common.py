@@ -6,12 +6,12 @@ import argparse
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import pyarrow as pa
 
 from serendipity.config import PipelineConfig, SparkConfig, load_config, with_overrides
-from serendipity.io import atomic_directory, write_json_atomic
+from serendipity.io import atomic_directory
 from serendipity.layout import WorkLayout
 from serendipity.schema import INTERACTIONS_FILE, ITEMS_FILE
 
@@ -184,12 +184,3 @@ def write_dataframe_atomic(df: DataFrame, uri: str | Path) -> None:
         return
     with atomic_directory(uri.removeprefix("file://")) as staging:
         df.write.mode("overwrite").parquet(str(staging))
-
-
-def write_job_stats(
-    layout: WorkLayout, job: str, inputs: dict[str, int], outputs: dict[str, Any]
-) -> dict[str, Any]:
-    """Write the job's row counts to ``layout.job_stats_path(job)``; returns them."""
-    stats = {"job": job, "inputs": inputs, "outputs": outputs}
-    write_json_atomic(stats, layout.job_stats_path(job))
-    return stats

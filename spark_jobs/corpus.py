@@ -6,17 +6,17 @@ first run), the committed items and baseline (Parquet), and the manifest itself,
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from serendipity.config import PipelineConfig
 from serendipity.schema import CORPUS_SCHEMA, INTERACTIONS_FILE
+from serendipity.stage_stats import CorpusInputs, CorpusOutputs, CorpusStats, write_stage_stats
 from serendipity.worklock import holds_work_dir
 from spark_jobs.common import (
     config_from_argv,
     conform,
     read_parquet,
     start_job,
-    write_job_stats,
     write_sorted_atomic,
 )
 from spark_jobs.corpus_commit import commit_generation
@@ -29,7 +29,7 @@ CORPUS_ORDER = ("cumulative_share", "item_id")
 
 
 @holds_work_dir("corpus")
-def run(config: PipelineConfig, spark: SparkSession | None = None) -> dict[str, Any]:
+def run(config: PipelineConfig, spark: SparkSession | None = None) -> CorpusStats:
     layout, spark = start_job(config, spark)
     coverage = config.mining.corpus_coverage
     interactions = read_parquet(spark, layout.validated_dir / INTERACTIONS_FILE, "validated interactions")
@@ -46,19 +46,20 @@ def run(config: PipelineConfig, spark: SparkSession | None = None) -> dict[str, 
         f"corpus: {manifest.corpus_items:,} items cover {achieved:.2%} of impressions "
         f"(target {coverage:.0%}); {delta_count:,} new since the previous manifest"
     )
-    return write_job_stats(
+    return write_stage_stats(
         layout,
-        "corpus",
-        inputs={"interactions": interactions.count()},
-        outputs={
-            "corpus_items": manifest.corpus_items,
-            "delta_items": delta_count,
-            "achieved_coverage": achieved,
-        },
+        CorpusStats(
+            inputs=CorpusInputs(interactions=interactions.count()),
+            outputs=CorpusOutputs(
+                corpus_items=manifest.corpus_items,
+                delta_items=delta_count,
+                achieved_coverage=achieved,
+            ),
+        ),
     )
 
 
-def main(argv: list[str] | None = None) -> dict[str, Any]:
+def main(argv: list[str] | None = None) -> CorpusStats:
     return run(config_from_argv(__doc__.splitlines()[0], argv))
 
 

@@ -11,7 +11,7 @@ jump, as curation ranks them). Writes the SFT examples
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -27,6 +27,7 @@ from serendipity.schema import (
     SPLIT_TRAIN,
     SPLIT_VALIDATION,
 )
+from serendipity.stage_stats import CurateInputs, CurateOutputs, CurateStats, write_stage_stats
 from serendipity.worklock import holds_work_dir
 from spark_jobs.common import (
     config_from_argv,
@@ -35,7 +36,6 @@ from spark_jobs.common import (
     single_sorted_file,
     start_job,
     write_dataframe_atomic,
-    write_job_stats,
 )
 from spark_jobs.mining import cluster_descriptions, context_cluster_scores, top_context_items_per_cluster
 from spark_jobs.transitions import holdout_labels, period
@@ -51,7 +51,7 @@ def write_descriptions(descriptions: DataFrame, path: Path) -> None:
 
 
 @holds_work_dir("curate")
-def run(config: PipelineConfig, spark: SparkSession | None = None) -> dict[str, Any]:
+def run(config: PipelineConfig, spark: SparkSession | None = None) -> CurateStats:
     from pyspark.sql import functions as F
 
     layout, spark = start_job(config, spark)
@@ -80,28 +80,29 @@ def run(config: PipelineConfig, spark: SparkSession | None = None) -> dict[str, 
     write_descriptions(cluster_descriptions(clusters), layout.descriptions_path)
     written = spark.read.parquet(str(layout.sft_path))
     split_counts = {row["split"]: row["count"] for row in written.groupBy("split").count().collect()}
-    stats = write_job_stats(
+    stats = write_stage_stats(
         layout,
-        "curate",
-        inputs={"serendipitous_pairs": split.count(), "clusters": clusters.count()},
-        outputs={
-            "examples": sum(split_counts.values()),
-            "examples_by_split": split_counts,
-            "target_clusters": written.agg(F.countDistinct("target_cluster")).first()[0],
-            "descriptions": pq.read_metadata(layout.descriptions_path).num_rows,
-            "items_by_split": {
-                row["split"]: row["items"]
-                for row in written.groupBy("split")
-                .agg(F.countDistinct("context_item_id").alias("items"))
-                .collect()
-            },
-        },
+        CurateStats(
+            inputs=CurateInputs(serendipitous_pairs=split.count(), clusters=clusters.count()),
+            outputs=CurateOutputs(
+                examples=sum(split_counts.values()),
+                examples_by_split=split_counts,
+                target_clusters=written.agg(F.countDistinct("target_cluster")).first()[0],
+                descriptions=pq.read_metadata(layout.descriptions_path).num_rows,
+                items_by_split={
+                    row["split"]: row["items"]
+                    for row in written.groupBy("split")
+                    .agg(F.countDistinct("context_item_id").alias("items"))
+                    .collect()
+                },
+            ),
+        ),
     )
     split.unpersist()
     return stats
 
 
-def main(argv: list[str] | None = None) -> dict[str, Any]:
+def main(argv: list[str] | None = None) -> CurateStats:
     return run(config_from_argv(__doc__.splitlines()[0], argv))
 
 

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from serendipity.config import PipelineConfig
 from serendipity.schema import CONTEXT_CLUSTER_SCORES_SCHEMA, PAIRS_SCHEMA
+from serendipity.stage_stats import LogInputs, PairsOutputs, PairsStats, write_stage_stats
 from serendipity.worklock import holds_work_dir
 from spark_jobs.common import (
     config_from_argv,
@@ -13,7 +14,6 @@ from spark_jobs.common import (
     read_logs,
     start_job,
     write_dataframe_atomic,
-    write_job_stats,
 )
 from spark_jobs.mining import consecutive_pairs, context_cluster_scores, serendipitous_pairs
 
@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
 
 @holds_work_dir("pairs")
-def run(config: PipelineConfig, spark: SparkSession | None = None) -> dict[str, Any]:
+def run(config: PipelineConfig, spark: SparkSession | None = None) -> PairsStats:
     layout, spark = start_job(config, spark)
     interactions, items = read_logs(spark, layout)
     mining = config.mining
@@ -37,20 +37,21 @@ def run(config: PipelineConfig, spark: SparkSession | None = None) -> dict[str, 
         layout.pairs_path,
     )
     write_dataframe_atomic(scores.orderBy("next_cluster", "context_item_id"), layout.scores_path)
-    stats = write_job_stats(
+    stats = write_stage_stats(
         layout,
-        "pairs",
-        inputs={"interactions": interactions.count(), "items": items.count()},
-        outputs={
-            "serendipitous_pairs": pairs.count(),
-            "context_cluster_scores": spark.read.parquet(str(layout.scores_path)).count(),
-        },
+        PairsStats(
+            inputs=LogInputs(interactions=interactions.count(), items=items.count()),
+            outputs=PairsOutputs(
+                serendipitous_pairs=pairs.count(),
+                context_cluster_scores=spark.read.parquet(str(layout.scores_path)).count(),
+            ),
+        ),
     )
     pairs.unpersist()
     return stats
 
 
-def main(argv: list[str] | None = None) -> dict[str, Any]:
+def main(argv: list[str] | None = None) -> PairsStats:
     return run(config_from_argv(__doc__.splitlines()[0], argv))
 
 

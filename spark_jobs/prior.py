@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from serendipity.config import PipelineConfig
 from serendipity.nomination.prior import PriorInfo
 from serendipity.schema import CLUSTER_PRIOR_SCHEMA, CLUSTERS_FILE, ITEM_PRIOR_SCHEMA, SPLIT_TRAIN, SPLITS
+from serendipity.stage_stats import PairsInputs, PriorOutputs, PriorStats, write_stage_stats
 from serendipity.worklock import holds_work_dir
 from spark_jobs.common import (
     config_from_argv,
@@ -15,7 +16,6 @@ from spark_jobs.common import (
     single_sorted_file,
     start_job,
     write_dataframe_atomic,
-    write_job_stats,
 )
 from spark_jobs.transitions import (
     best_shrinkage,
@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 
 
 @holds_work_dir("prior")
-def run(config: PipelineConfig, spark: SparkSession | None = None) -> dict[str, Any]:
+def run(config: PipelineConfig, spark: SparkSession | None = None) -> PriorStats:
     from pyspark.sql import functions as F
 
     layout, spark = start_job(config, spark)
@@ -69,22 +69,23 @@ def run(config: PipelineConfig, spark: SparkSession | None = None) -> dict[str, 
     info.write(layout.prior_info_path)
     for frame in (train, clusters_prior, evidence):
         frame.unpersist()
-    return write_job_stats(
+    return write_stage_stats(
         layout,
-        "prior",
-        inputs={"serendipitous_pairs": sum(counts.values())},
-        outputs={
-            "pairs_by_split": info.pairs_by_split,
-            "cluster_prior_rows": spark.read.parquet(str(layout.cluster_prior_path)).count(),
-            "warm_items": info.warm_items,
-            "shrinkage": beta,
-            "snapshot": info.snapshot,
-            **info.cuts.iso(),
-        },
+        PriorStats(
+            inputs=PairsInputs(serendipitous_pairs=sum(counts.values())),
+            outputs=PriorOutputs(
+                pairs_by_split=info.pairs_by_split,
+                cluster_prior_rows=spark.read.parquet(str(layout.cluster_prior_path)).count(),
+                warm_items=info.warm_items,
+                shrinkage=beta,
+                snapshot=info.snapshot,
+                **info.cuts.iso(),
+            ),
+        ),
     )
 
 
-def main(argv: list[str] | None = None) -> dict[str, Any]:
+def main(argv: list[str] | None = None) -> PriorStats:
     return run(config_from_argv(__doc__.splitlines()[0], argv))
 
 

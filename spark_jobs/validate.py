@@ -9,10 +9,10 @@ library; items and interactions stay distributed; media files are opened on the 
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from serendipity.config import PipelineConfig
-from serendipity.io import write_json_atomic
+from serendipity.stage_stats import ValidateStats, write_stage_stats
 from serendipity.worklock import holds_work_dir
 from spark_jobs.common import config_from_argv, start_job
 from spark_jobs.validation_dataset import job_stats, validate_with_spark
@@ -26,20 +26,19 @@ class DatasetInvalid(ValueError):
 
 
 @holds_work_dir("validate")
-def run(config: PipelineConfig, spark: SparkSession | None = None) -> dict[str, Any]:
+def run(config: PipelineConfig, spark: SparkSession | None = None) -> ValidateStats:
     """Validate the dataset into ``WorkLayout.validated_dir``; DatasetInvalid when a file is unusable."""
     layout, spark = start_job(config, spark)
     report = validate_with_spark(spark, config.dataset_dir, layout.validated_dir, config.limits)
-    stats = job_stats(report)
-    write_json_atomic(stats, layout.job_stats_path("validate"))
-    print(json.dumps(stats))
+    stats = write_stage_stats(layout, job_stats(report))
+    print(json.dumps(stats.to_json()))
     print(report.summary())
     if report.fatal:
         raise DatasetInvalid("\n".join(p.message for p in report.problems if p.severity == "fatal"))
     return stats
 
 
-def main(argv: list[str] | None = None) -> dict[str, Any]:
+def main(argv: list[str] | None = None) -> ValidateStats:
     return run(config_from_argv("Validate the dataset; write usable rows, quarantine and report.", argv))
 
 

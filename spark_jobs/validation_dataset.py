@@ -23,6 +23,7 @@ from serendipity.schema import (
     QUARANTINE_REASON,
     QUARANTINE_ROW,
 )
+from serendipity.stage_stats import ValidateStats
 from serendipity.validation.checks import check_clusters
 from serendipity.validation.dataset import (
     MEDIA_QUARANTINE_FILE,
@@ -225,11 +226,11 @@ def validate_with_spark(
     return report
 
 
-def job_stats(report: ValidationReport) -> dict[str, object]:
-    return {
-        "input_rows": {f: c.input_rows for f, c in report.files.items()},
-        "output_rows": {f: c.usable_rows for f, c in report.files.items()},
-        "quarantined_rows": {f: c.quarantined_rows for f, c in report.files.items()},
-        "media_problems": report.media_problems,
-        "fatal": report.fatal,
-    }
+def job_stats(report: ValidationReport) -> ValidateStats:
+    return ValidateStats(
+        input_rows={f: c.input_rows for f, c in report.files.items()},
+        output_rows={f: c.usable_rows for f, c in report.files.items()},
+        quarantined_rows={f: c.quarantined_rows for f, c in report.files.items()},
+        media_problems=report.media_problems,
+        fatal=report.fatal,
+    )

@@ -33,6 +33,7 @@ from serendipity.schema import (
     PAIRS_SCHEMA,
     SFT_SCHEMA,
 )
+from serendipity.stage_stats import AggregatesStats, CorpusStats, CurateStats, PairsStats, read_stage_stats
 from serendipity.tree import ClusterTree
 from spark_jobs import MINING_JOBS, aggregates, corpus
 
@@ -87,8 +88,7 @@ def test_aggregates_match_reference(mined_config: PipelineConfig) -> None:
         ["context_parent_cluster", "pair_class"],
     )
     assert set(overall["pair_class"]) == {"similar", "serendipitous", "distant"}
-    stats = json.loads(layout.job_stats_path("aggregates").read_text())
-    assert stats["outputs"]["pairs"] == len(ref_pairs)
+    assert read_stage_stats(layout, AggregatesStats).outputs.pairs == len(ref_pairs)
 
 
 def test_pairs_and_scores_match_reference(mined_config: PipelineConfig) -> None:
@@ -201,9 +201,9 @@ def test_outputs_follow_the_contract_schemas(mined_config: PipelineConfig) -> No
     ):
         written = pq.read_table(path).schema
         assert [(f.name, f.type) for f in written] == [(f.name, f.type) for f in schema], path
-    for job in ("aggregates", "pairs", "curate", "corpus"):
-        stats = json.loads(layout.job_stats_path(job).read_text())
-        assert stats["inputs"] and stats["outputs"], job
+    for kind in (AggregatesStats, PairsStats, CurateStats, CorpusStats):
+        stats = read_stage_stats(layout, kind)
+        assert stats.job == kind.JOB  # and every input and output figure is there (typed read)
 
 
 def _snapshot(layout: WorkLayout) -> dict[str, pd.DataFrame]:

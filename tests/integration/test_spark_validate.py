@@ -26,6 +26,7 @@ from serendipity.schema import (
     QUARANTINE_SOURCE,
     SCHEMAS,
 )
+from serendipity.stage_stats import ValidateStats, read_stage_stats
 from serendipity.tree import ClusterTree
 from serendipity.validation import validate_dataset, write_validation
 from spark_jobs import validate
@@ -157,10 +158,9 @@ def test_reports_and_stats_agree(both_outputs: tuple[Path, PipelineConfig]) -> N
         }
 
     assert kinds(actual) == kinds(expected)
-    stats_path = WorkLayout.of(config).job_stats_path("validate")
-    stats = json.loads(stats_path.read_text())
-    assert stats["input_rows"] == {f: c["input_rows"] for f, c in expected["files"].items()}
-    assert stats["output_rows"] == {f: c["usable_rows"] for f, c in expected["files"].items()}
+    stats = read_stage_stats(WorkLayout.of(config), ValidateStats)
+    assert stats.input_rows == {f: c["input_rows"] for f, c in expected["files"].items()}
+    assert stats.output_rows == {f: c["usable_rows"] for f, c in expected["files"].items()}
 
 
 def test_missing_column_fails_and_writes_only_the_report(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pandas as pd
@@ -23,6 +22,7 @@ from serendipity.schema import (
     LEVEL_COLUMNS,
     USER_HISTORY_SCHEMA,
 )
+from serendipity.stage_stats import UserHistoryStats, read_stage_stats
 from spark_jobs import user_history
 
 
@@ -118,9 +118,9 @@ def test_outputs_follow_contract_and_rerun_is_idempotent(history_config: Pipelin
     for old, new in zip(before, after, strict=True):
         pd.testing.assert_frame_equal(old, new, check_exact=True)
     assert not [p for p in layout.work_dir.rglob(".*") if ".tmp-" in p.name or ".old-" in p.name]
-    stats = json.loads(layout.job_stats_path("user_history").read_text())
-    assert stats["outputs"]["user_history_rows"] == len(after[0])
-    assert stats["outputs"]["interactions_outside_catalog"] == 0
+    stats = read_stage_stats(layout, UserHistoryStats)
+    assert stats.outputs.user_history_rows == len(after[0])
+    assert stats.outputs.interactions_outside_catalog == 0
 
 
 def test_missing_input_names_the_file(spark, test_config, tmp_path: Path) -> None:
