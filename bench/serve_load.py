@@ -9,7 +9,7 @@ bounded to rate x duration requests; one asyncio process, its CPU seconds report
 ``capacity_rps``, the highest rate meeting the target below; ``overload``, 3x that rate (503s with
 Retry-After are "shed", counted apart from other errors); ``recovery``, capacity / 2 right after the
 overload next to the same rate before it. Prints a table and writes bench/results/serve_load.json
-with the command and the load average; never asserts.
+with the command and the load average (``ServeLoadResult`` of bench/load_figures.py); never asserts.
 Target: /recommend p99 at most 2x the no-op p99 at the same rate, with zero errors.
 """
 
@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from bench.load_figures import LoadRun, Overload, RateRow, Recovery, ServeLoadResult
 from devtools import REPO
 from devtools.services import free_port
 
@@ -38,7 +39,7 @@ RESULTS_PATH = Path(__file__).resolve().parent / "results" / "serve_load.json"
 REQUEST_TIMEOUT_S = 10.0
 
 
-async def _open_loop(url: str, bodies: list[dict], rate: float, duration: float) -> dict[str, Any]:
+async def _open_loop(url: str, bodies: list[dict], rate: float, duration: float) -> LoadRun:
     import aiohttp  # far cheaper per request than httpx: the generator shares the cores it measures
 
     count = max(1, int(rate * duration))
@@ -76,20 +77,20 @@ async def _open_loop(url: str, bodies: list[dict], rate: float, duration: float)
         await asyncio.gather(*tasks)
         elapsed = time.perf_counter() - start
     usage = resource.getrusage(resource.RUSAGE_SELF)
-    return {
-        "rate": rate,
-        "sent": count,
-        "ok": len(latencies),
-        "errors": errors,
-        "shed": len(shed),
-        "other_errors": sum(errors.values()) - len(shed),
-        "elapsed_s": round(elapsed, 3),
-        "throughput_rps": round(len(latencies) / elapsed, 2),
-        "p50_ms": _percentile_ms(latencies, 50),
-        "p99_ms": _percentile_ms(latencies, 99),
-        "shed_p99_ms": _percentile_ms(shed, 99),
-        "generator_cpu_s": round(usage.ru_utime + usage.ru_stime, 3),
-    }
+    return LoadRun(
+        rate=rate,
+        sent=count,
+        ok=len(latencies),
+        errors=errors,
+        shed=len(shed),
+        other_errors=sum(errors.values()) - len(shed),
+        elapsed_s=round(elapsed, 3),
+        throughput_rps=round(len(latencies) / elapsed, 2),
+        p50_ms=_percentile_ms(latencies, 50),
+        p99_ms=_percentile_ms(latencies, 99),
+        shed_p99_ms=_percentile_ms(shed, 99),
+        generator_cpu_s=round(usage.ru_utime + usage.ru_stime, 3),
+    )
 
 
 def _percentile_ms(seconds: list[float], q: float) -> float | None:
@@ -105,7 +106,7 @@ def generate_load(argv: list[str]) -> None:
     parser.add_argument("--duration", type=float, required=True)
     args = parser.parse_args(argv)
     bodies = json.loads(args.bodies.read_text())
-    print(json.dumps(asyncio.run(_open_loop(args.url, bodies, args.rate, args.duration))))
+    print(asyncio.run(_open_loop(args.url, bodies, args.rate, args.duration)).line())
 
 
 def load_command(url: str, bodies_path: Path, rate: float, duration: float) -> list[str]:
@@ -114,7 +115,7 @@ def load_command(url: str, bodies_path: Path, rate: float, duration: float) -> l
     return command + ["--rate", str(rate), "--duration", str(duration)]
 
 
-def run_load(url: str, bodies_path: Path, rate: float, duration: float) -> dict[str, Any]:
+def run_load(url: str, bodies_path: Path, rate: float, duration: float) -> LoadRun:
     command = load_command(url, bodies_path, rate, duration)
     limit = 3 * duration + 6 * REQUEST_TIMEOUT_S
     try:
@@ -124,20 +125,20 @@ def run_load(url: str, bodies_path: Path, rate: float, duration: float) -> dict[
     except subprocess.TimeoutExpired:
         sent = int(rate * duration)
         errors = {f"load process over {limit:.0f} s": sent}
-        return {
-            "rate": rate,
-            "sent": sent,
-            "ok": 0,
-            "errors": errors,
-            "shed": 0,
-            "other_errors": sent,
-            "throughput_rps": 0.0,
-            "p50_ms": None,
-            "p99_ms": None,
-            "shed_p99_ms": None,
-            "generator_cpu_s": None,
-        }
-    return json.loads(finished.stdout.strip().splitlines()[-1])
+        return LoadRun(
+            rate=rate,
+            sent=sent,
+            ok=0,
+            errors=errors,
+            shed=0,
+            other_errors=sent,
+            throughput_rps=0.0,
+            p50_ms=None,
+            p99_ms=None,
+            shed_p99_ms=None,
+            generator_cpu_s=None,
+        )
+    return LoadRun.from_line(finished.stdout.strip().splitlines()[-1])
 
 
 def request_bodies(config_path: Path, k: int, count: int = 200, seed: int = 0) -> list[dict]:
@@ -182,48 +183,48 @@ def deploy(config_path: Path, port: int, admission: bool, stack: ExitStack) -> N
         stack.enter_context(run_front(serving, scratch / "admission.cfg"))
 
 
-def measure(base: str, bodies_path: Path, rate: float, duration: float) -> dict[str, Any]:
+def measure(base: str, bodies_path: Path, rate: float, duration: float) -> RateRow:
     noop = run_load(f"{base}/noop/recommend", bodies_path, rate, duration)
     recommend = run_load(f"{base}/recommend", bodies_path, rate, duration)
-    ratio = round(recommend["p99_ms"] / noop["p99_ms"], 3) if recommend["p99_ms"] and noop["p99_ms"] else None
-    met = ratio is not None and ratio <= 2.0 and not recommend["errors"] and not noop["errors"]
-    return {"rate": rate, "recommend": recommend, "noop": noop, "p99_ratio": ratio, "met": met}
+    ratio = round(recommend.p99_ms / noop.p99_ms, 3) if recommend.p99_ms and noop.p99_ms else None
+    met = ratio is not None and ratio <= 2.0 and not recommend.errors and not noop.errors
+    return RateRow(rate=rate, recommend=recommend, noop=noop, p99_ratio=ratio, met=met)
 
 
-def overload_and_recovery(base: str, bodies_path: Path, capacity: float, duration: float) -> dict[str, Any]:
+def overload_and_recovery(
+    base: str, bodies_path: Path, capacity: float, duration: float
+) -> tuple[Overload, Recovery]:
     """3x ``capacity`` on /recommend, between two runs at ``capacity`` / 2 (before and right after)."""
     url = f"{base}/recommend"
     before = run_load(url, bodies_path, capacity / 2, duration)
     over = run_load(url, bodies_path, 3 * capacity, duration)
     after = run_load(url, bodies_path, capacity / 2, duration)
-    p99_change = (
-        round(after["p99_ms"] / before["p99_ms"] - 1, 3) if after["p99_ms"] and before["p99_ms"] else None
+    p99_change = round(after.p99_ms / before.p99_ms - 1, 3) if after.p99_ms and before.p99_ms else None
+    overload = Overload(
+        rate=over.rate,
+        sent=over.sent,
+        accepted=over.ok,
+        shed=over.shed,
+        accepted_p99_ms=over.p99_ms,
+        shed_p99_ms=over.shed_p99_ms,
+        other_errors=over.other_errors,
+        generator_cpu_s=over.generator_cpu_s,
     )
-    overload = {
-        "rate": over["rate"],
-        "sent": over["sent"],
-        "accepted": over["ok"],
-        "shed": over["shed"],
-        "accepted_p99_ms": over["p99_ms"],
-        "shed_p99_ms": over["shed_p99_ms"],
-        "other_errors": over["other_errors"],
-        "generator_cpu_s": over["generator_cpu_s"],
-    }
-    recovery = {"rate": capacity / 2, "before": before, "after": after, "p99_change": p99_change}
-    return {"overload": overload, "recovery": recovery}
+    recovery = Recovery(rate=capacity / 2, before=before, after=after, p99_change=p99_change)
+    return overload, recovery
 
 
 def _ms(value: float | None) -> str:
     return "   n/a" if value is None else f"{value:6.1f}"
 
 
-def describe(row: dict[str, Any]) -> str:
-    recommend, noop, ratio = row["recommend"], row["noop"], row["p99_ratio"]
-    verdict = "target met" if row["met"] else "target missed"
+def describe(row: RateRow) -> str:
+    recommend, noop, ratio = row.recommend, row.noop, row.p99_ratio
+    verdict = "target met" if row.met else "target missed"
     return (
-        f"{row['rate']:5.0f} req/s | recommend {recommend['throughput_rps']:5.1f} rps "
-        f"p50 {_ms(recommend['p50_ms'])} ms p99 {_ms(recommend['p99_ms'])} ms errors {recommend['errors']} | "
-        f"no-op p50 {_ms(noop['p50_ms'])} ms p99 {_ms(noop['p99_ms'])} ms errors {noop['errors']} | "
+        f"{row.rate:5.0f} req/s | recommend {recommend.throughput_rps:5.1f} rps "
+        f"p50 {_ms(recommend.p50_ms)} ms p99 {_ms(recommend.p99_ms)} ms errors {recommend.errors} | "
+        f"no-op p50 {_ms(noop.p50_ms)} ms p99 {_ms(noop.p99_ms)} ms errors {noop.errors} | "
         f"p99 ratio {'n/a' if ratio is None else f'{ratio:.2f}'} {verdict}"
     )
 
@@ -252,15 +253,9 @@ def run(args: argparse.Namespace, argv: list[str], stack: ExitStack) -> None:
     port = free_port()
     deploy(args.config.resolve(), port, not args.no_admission, stack)
     base = f"http://127.0.0.1:{port}"
-    results: dict[str, Any] = {
-        "command": " ".join(["python", "-m", "bench.serve_load", *argv]),
-        "front": "Serve's proxy only" if args.no_admission else "admission front (HAProxy) -> Serve's proxy",
-        "duration_s": args.duration,
-        "k": args.k,
-        "cpus": os.cpu_count(),
-        "load_average_before": [round(value, 2) for value in os.getloadavg()],
-        "rates": [],
-    }
+    load_average_before = [round(value, 2) for value in os.getloadavg()]
+    rows: list[RateRow] = []
+    overload: dict[str, Any] = {}  # the overload and the recovery, when some rate met the target
     with tempfile.TemporaryDirectory() as scratch:
         bodies_path = Path(scratch) / "bodies.json"
         bodies_path.write_text(json.dumps(request_bodies(args.config.resolve(), args.k)))
@@ -268,22 +263,31 @@ def run(args: argparse.Namespace, argv: list[str], stack: ExitStack) -> None:
             run_load(url, bodies_path, rate=10, duration=1)  # warm-up, not recorded
         for rate in args.rates:
             row = measure(base, bodies_path, rate, args.duration)
-            results["rates"].append(row)
+            rows.append(row)
             print(describe(row))
-        met = [row["rate"] for row in results["rates"] if row["met"]]
-        results["capacity_rps"] = max(met) if met else None
+        met = [row.rate for row in rows if row.met]
         if met:
-            results.update(overload_and_recovery(base, bodies_path, max(met), args.duration))
-            print(f"overload: {results['overload']}")
-            print(f"recovery p99 change: {results['recovery']['p99_change']}")
-    results["load_average_after"] = [round(value, 2) for value in os.getloadavg()]
-    results["under_load"] = results["load_average_before"][0] > 1.0
-    results["generator_cpu_s"] = round(
-        sum(row[name]["generator_cpu_s"] or 0 for row in results["rates"] for name in ("recommend", "noop")),
-        3,
+            over, recovery = overload_and_recovery(base, bodies_path, max(met), args.duration)
+            overload = {"overload": over, "recovery": recovery}
+            print(f"overload: {over.to_json()}")
+            print(f"recovery p99 change: {recovery.p99_change}")
+    results = ServeLoadResult(
+        command=" ".join(["python", "-m", "bench.serve_load", *argv]),
+        front="Serve's proxy only" if args.no_admission else "admission front (HAProxy) -> Serve's proxy",
+        duration_s=args.duration,
+        k=args.k,
+        cpus=os.cpu_count(),
+        load_average_before=load_average_before,
+        rates=rows,
+        capacity_rps=max(met) if met else None,
+        **overload,
+        load_average_after=[round(value, 2) for value in os.getloadavg()],
+        under_load=load_average_before[0] > 1.0,
+        generator_cpu_s=round(
+            sum(run.generator_cpu_s or 0 for row in rows for run in (row.recommend, row.noop)), 3
+        ),
     )
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=2, allow_nan=False))
+    results.write(args.out)
     print(f"wrote {args.out}")
 
 

@@ -26,6 +26,7 @@ from typing import Any
 
 import psutil
 
+from bench.load_figures import LoadRun
 from bench.serve_load import deploy, load_command, request_bodies, run_load
 from devtools import REPO
 from devtools.services import free_port
@@ -140,8 +141,8 @@ def profile_rate(url: str, bodies: Path, rate: float, duration: float, scratch: 
     for spy in spies.values():
         spy.wait()
     after = cpu_snapshot()
-    result = json.loads(load.communicate()[0].strip().splitlines()[-1])
-    answered_in_window = max(1.0, result["throughput_rps"] * window)
+    result = LoadRun.from_line(load.communicate()[0].strip().splitlines()[-1])
+    answered_in_window = max(1.0, result.throughput_rps * window)
     cpu = cpu_deltas(before, after)
     own = {role: after[p.pid][1] - before[p.pid][1] for role, p in processes.items()}
     return {
@@ -181,8 +182,9 @@ def main(argv: list[str] | None = None) -> None:
             report["under_load"] = loadavg[0] > 1.0
             report["command"] = " ".join(["python", "-m", "bench.serve_profile", *(argv or sys.argv[1:])])
             path = args.out / f"{args.label}rate_{rate:g}.json"
-            path.write_text(json.dumps(report, indent=2))
-            load = {key: report["load"][key] for key in ("ok", "shed", "p50_ms", "p99_ms", "shed_p99_ms")}
+            run: LoadRun = report["load"]
+            path.write_text(json.dumps({**report, "load": run.to_json()}, indent=2))
+            load = run.model_dump(include={"ok", "shed", "p50_ms", "p99_ms", "shed_p99_ms"})
             print(f"wrote {path}: {load} cpu/request {report['cpu_ms_per_answered_request']}")
             for role, summary in report["profiles"].items():
                 print(role, summary["samples"], json.dumps(summary["categories"]))

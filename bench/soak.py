@@ -11,7 +11,7 @@ generator, so it never shares the event loop it measures). After each window: th
 (ok, shed, other errors, p50, p99) and the resident memory of the endpoint's whole process tree (the
 driver, Ray's processes, the replicas, HAProxy). ``memory_growth`` compares the last third of the
 samples with the first third after the first window (warm-up). Writes bench/results/soak.json with
-the command and the load average before and after; never asserts.
+the command and the load average before and after (``SoakResult`` of bench/load_figures.py); never asserts.
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
 
+from bench.load_figures import ServeLoadResult, SoakResult, SoakWindow
 from devtools import REPO
 
 RESULTS_PATH = REPO / "bench" / "results" / "soak.json"
@@ -34,9 +34,10 @@ CAPACITY_PATH = REPO / "bench" / "results" / "serve_load.json"
 def half_capacity() -> float:
     """Half the capacity bench/serve_load.py measured (50 req/s when it has no figure)."""
     try:
-        return float(json.loads(CAPACITY_PATH.read_text())["capacity_rps"]) / 2
-    except (OSError, KeyError, TypeError, ValueError):
+        capacity = ServeLoadResult.read(CAPACITY_PATH).capacity_rps
+    except (OSError, ValueError):  # no file, not JSON, figures of the wrong type
         return 50.0
+    return 50.0 if capacity is None else capacity / 2
 
 
 def tree_rss_mib(pid: int) -> float:
@@ -81,7 +82,7 @@ def main(argv: list[str] | None = None) -> None:
     load_before = os.getloadavg()
     started_here = read_endpoint(config) is None
     endpoint = start_detached(config_path)
-    windows: list[dict[str, Any]] = []
+    windows: list[SoakWindow] = []
     try:
         with tempfile.TemporaryDirectory() as scratch:
             bodies_path = Path(scratch) / "bodies.json"
@@ -89,44 +90,46 @@ def main(argv: list[str] | None = None) -> None:
             url = f"{endpoint.url}/recommend"
             begun = time.monotonic()
             while time.monotonic() - begun < args.duration:
-                result = run_load(url, bodies_path, rate, args.window)
-                result["at_s"] = round(time.monotonic() - begun, 1)
-                result["rss_mib"] = tree_rss_mib(endpoint.pid)
-                result["load_avg_1m"] = os.getloadavg()[0]
-                windows.append(result)
+                run = run_load(url, bodies_path, rate, args.window)
+                window = SoakWindow(
+                    **run.to_json(),
+                    at_s=round(time.monotonic() - begun, 1),
+                    rss_mib=tree_rss_mib(endpoint.pid),
+                    load_avg_1m=os.getloadavg()[0],
+                )
+                windows.append(window)
                 print(
-                    f"{result['at_s']:7.1f} s  ok {result['ok']:6d}  shed {result['shed']:3d}  "
-                    f"other {result['other_errors']:3d}  p50 {result['p50_ms']} ms  "
-                    f"p99 {result['p99_ms']} ms  "
-                    f"rss {result['rss_mib']} MiB  load {result['load_avg_1m']:.2f}",
+                    f"{window.at_s:7.1f} s  ok {window.ok:6d}  shed {window.shed:3d}  "
+                    f"other {window.other_errors:3d}  p50 {window.p50_ms} ms  "
+                    f"p99 {window.p99_ms} ms  "
+                    f"rss {window.rss_mib} MiB  load {window.load_avg_1m:.2f}",
                     flush=True,
                 )
     finally:
         if started_here:
             stop(config)
-    memory = [window["rss_mib"] for window in windows[1:]]  # the first window warms up
-    summary = {
-        "command": "python -m bench.soak " + " ".join(argv if argv is not None else sys.argv[1:]),
-        "config": config.name,
-        "rate_rps": rate,
-        "duration_s": args.duration,
-        "window_s": args.window,
-        "cpus": os.cpu_count(),
-        "load_average_before": [round(value, 2) for value in load_before],
-        "load_average_after": [round(value, 2) for value in os.getloadavg()],
-        "sent": sum(window["sent"] for window in windows),
-        "ok": sum(window["ok"] for window in windows),
-        "shed": sum(window["shed"] for window in windows),
-        "other_errors": sum(window["other_errors"] for window in windows),
-        "worst_window_p99_ms": max((window["p99_ms"] or 0.0) for window in windows) if windows else None,
-        "rss_mib_first": memory[0] if memory else None,
-        "rss_mib_last": memory[-1] if memory else None,
-        "memory_growth": memory_growth(memory),
-        "windows": windows,
-    }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(summary, indent=2) + "\n")
-    print(json.dumps({key: value for key, value in summary.items() if key != "windows"}, indent=2))
+    memory = [window.rss_mib for window in windows[1:] if window.rss_mib is not None]  # 1st: warm-up
+    summary = SoakResult(
+        command="python -m bench.soak " + " ".join(argv if argv is not None else sys.argv[1:]),
+        config=config.name,
+        rate_rps=rate,
+        duration_s=args.duration,
+        window_s=args.window,
+        cpus=os.cpu_count(),
+        load_average_before=[round(value, 2) for value in load_before],
+        load_average_after=[round(value, 2) for value in os.getloadavg()],
+        sent=sum(window.sent for window in windows),
+        ok=sum(window.ok for window in windows),
+        shed=sum(window.shed for window in windows),
+        other_errors=sum(window.other_errors for window in windows),
+        worst_window_p99_ms=max((window.p99_ms or 0.0) for window in windows) if windows else None,
+        rss_mib_first=memory[0] if memory else None,
+        rss_mib_last=memory[-1] if memory else None,
+        memory_growth=memory_growth(memory),
+        windows=windows,
+    )
+    summary.write(args.out)
+    print(json.dumps({key: value for key, value in summary.to_json().items() if key != "windows"}, indent=2))
 
 
 if __name__ == "__main__":
