@@ -30,7 +30,7 @@ from serving.settings import proxy_host
 
 log = logging.getLogger("serendipity.serving")
 REPLICA_LOST = (RayActorError, ReplicaUnavailableError, DeploymentUnavailableError)
-ATTEMPTS = 2
+ATTEMPTS = 3  # a retry can reach the killed replica again before the router hears of its death
 
 
 def fallback_payload(popular: list[dict[str, Any]], request: RecommendRequest) -> dict[str, Any]:
