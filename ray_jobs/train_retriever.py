@@ -10,25 +10,28 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-from typing import Any
+from typing import TYPE_CHECKING
 
 from serendipity.config import PipelineConfig, load_config, with_overrides
 from serendipity.worklock import holds_work_dir
 
+if TYPE_CHECKING:
+    from serendipity.retrieval.holdout_figures import RetrieverMetrics
+
 
 @holds_work_dir("train_retriever")
-def run(config: PipelineConfig, *, epochs: int | None = None, use_ray: bool = True) -> dict[str, Any]:
+def run(config: PipelineConfig, *, epochs: int | None = None, use_ray: bool = True) -> RetrieverMetrics:
     """Train, evaluate and publish the retriever (``epochs`` overrides retrieval.epochs); its metrics."""
     from serendipity.retrieval.artifacts import train_and_publish_retriever
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     overridden = with_overrides(config, {"retrieval.epochs": epochs})
     metrics = train_and_publish_retriever(overridden, use_ray=use_ray)
-    print(json.dumps(metrics, indent=2, default=str))
+    print(json.dumps(metrics.to_json(), indent=2, default=str))
     return metrics
 
 
-def main(argv: list[str] | None = None) -> dict[str, Any]:
+def main(argv: list[str] | None = None) -> RetrieverMetrics:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", required=True, help="pipeline YAML (configs/demo.yaml, ...)")
     parser.add_argument("--epochs", type=int, default=None, help="overrides retrieval.epochs")

@@ -6,11 +6,9 @@ builds the index from the model's item embeddings and replaces ``WorkLayout.retr
 
 from __future__ import annotations
 
-import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -18,6 +16,7 @@ from serendipity.config import PipelineConfig
 from serendipity.io import atomic_directory
 from serendipity.layout import RETRIEVER_METRICS_FILE, WorkLayout
 from serendipity.retrieval.data import ItemVocabulary, TrainingData, load_training_data
+from serendipity.retrieval.holdout_figures import RetrieverMetrics
 from serendipity.retrieval.index import ClusterIndex
 from serendipity.retrieval.metrics import holdout_report
 from serendipity.retrieval.model import SASRec
@@ -39,14 +38,14 @@ class Retriever:
     def item_vectors(self) -> np.ndarray:
         return self.model.item_vectors().detach().numpy()
 
-    def save(self, directory: str | Path, metrics: dict[str, Any] | None = None) -> Path:
+    def save(self, directory: str | Path, metrics: RetrieverMetrics | None = None) -> Path:
         with atomic_directory(directory) as tmp:
             self.model.save(tmp / MODEL_SUBDIR)
             self.vocabulary.save(tmp)
             self.index.save(tmp)
             np.save(tmp / POPULARITY_FILE, self.popularity)
             if metrics is not None:
-                (tmp / RETRIEVER_METRICS_FILE).write_text(json.dumps(metrics, indent=2, default=str))
+                metrics.write(tmp / RETRIEVER_METRICS_FILE)
         return Path(directory)
 
     @classmethod
@@ -75,7 +74,7 @@ def assemble(model: SASRec, data: TrainingData, config: PipelineConfig) -> Retri
     return Retriever(model, data.vocabulary, index, data.popularity)
 
 
-def train_and_publish_retriever(config: PipelineConfig, *, use_ray: bool = True) -> dict[str, Any]:
+def train_and_publish_retriever(config: PipelineConfig, *, use_ray: bool = True) -> RetrieverMetrics:
     """Train, evaluate, index and publish the retriever; returns the metrics written next to it."""
     from serendipity.retrieval.train import fit_sasrec, train_with_ray
 
@@ -87,9 +86,11 @@ def train_and_publish_retriever(config: PipelineConfig, *, use_ray: bool = True)
         model = train_with_ray(config)
     else:
         model, _ = fit_sasrec(data, config.retrieval)
-    metrics = holdout_report(model, data, config.retrieval.eval_k)
-    metrics["level"] = config.mining.level
-    metrics["clusters"] = len(set(data.vocabulary.cluster_ids.tolist()))
+    metrics = replace(
+        holdout_report(model, data, config.retrieval.eval_k),
+        level=config.mining.level,
+        clusters=len(set(data.vocabulary.cluster_ids.tolist())),
+    )
     directory = WorkLayout.of(config).retriever_dir
     assemble(model, data, config).save(directory, metrics)
     k = config.retrieval.eval_k
@@ -97,7 +98,7 @@ def train_and_publish_retriever(config: PipelineConfig, *, use_ray: bool = True)
         "retriever at %s: SASRec ndcg@%d %.4f vs popularity %.4f",
         directory,
         k,
-        metrics["sasrec"][f"ndcg@{k}"],
-        metrics["popularity"][f"ndcg@{k}"],
+        metrics.sasrec.ndcg,
+        metrics.popularity.ndcg,
     )
     return metrics

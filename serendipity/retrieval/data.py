@@ -18,6 +18,7 @@ import pyarrow.parquet as pq
 
 from serendipity.config import PipelineConfig
 from serendipity.layout import WorkLayout
+from serendipity.retrieval.holdout_figures import DataSummary
 from serendipity.retrieval.model import PADDING_INDEX
 from serendipity.schema import INTERACTIONS_FILE, ITEMS_FILE, level_column
 
@@ -71,14 +72,14 @@ class TrainingData:
     popularity: np.ndarray  # engaged count per item index before the cutoff (index 0 unused)
     cutoff: pd.Timestamp
 
-    def summary(self) -> dict[str, int | str]:
-        return {
-            "items": len(self.vocabulary),
-            "train_users": len(self.train_sequences),
-            "train_events": int(sum(len(s) for s in self.train_sequences)),
-            "holdout_users": len(self.holdout_targets),
-            "cutoff": self.cutoff.isoformat(),
-        }
+    def summary(self) -> DataSummary:
+        return DataSummary(
+            items=len(self.vocabulary),
+            train_users=len(self.train_sequences),
+            train_events=int(sum(len(s) for s in self.train_sequences)),
+            holdout_users=len(self.holdout_targets),
+            cutoff=self.cutoff.isoformat(),
+        )
 
 
 def load_vocabulary(config: PipelineConfig) -> ItemVocabulary:

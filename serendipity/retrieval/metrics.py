@@ -6,19 +6,20 @@ import numpy as np
 import torch
 
 from serendipity.retrieval.data import TrainingData, pad_left
+from serendipity.retrieval.holdout_figures import RankingFigures, RetrieverMetrics
 from serendipity.retrieval.model import SASRec
 
 
-def ranking_metrics(scores: np.ndarray, targets: np.ndarray, k: int) -> dict[str, float]:
+def ranking_metrics(scores: np.ndarray, targets: np.ndarray, k: int) -> RankingFigures:
     """hit_rate@k and ndcg@k of one relevant item per row; ``scores`` is (rows, items), column = index - 1."""
     if len(targets) == 0:
-        return {f"hit_rate@{k}": 0.0, f"ndcg@{k}": 0.0, "users": 0}
+        return RankingFigures(hit_rate=0.0, ndcg=0.0, users=0)
     target_scores = scores[np.arange(len(targets)), targets - 1]
     # Rank = items scoring strictly higher; ties resolve in the target's favour for every method alike.
     ranks = (scores > target_scores[:, None]).sum(axis=1)
     hits = ranks < k
     gains = np.where(hits, 1.0 / np.log2(ranks + 2.0), 0.0)
-    return {f"hit_rate@{k}": float(hits.mean()), f"ndcg@{k}": float(gains.mean()), "users": int(len(targets))}
+    return RankingFigures(hit_rate=float(hits.mean()), ndcg=float(gains.mean()), users=int(len(targets)))
 
 
 @torch.inference_mode()
@@ -34,7 +35,7 @@ def model_scores(model: SASRec, inputs: list[np.ndarray], batch_size: int = 512)
     return np.concatenate(out) if out else np.zeros((0, model.config.num_items), dtype=np.float32)
 
 
-def holdout_report(model: SASRec, data: TrainingData, k: int) -> dict[str, object]:
+def holdout_report(model: SASRec, data: TrainingData, k: int) -> RetrieverMetrics:
     """The model's and the popularity baseline's metrics on the holdout, and which one wins."""
     scores = model_scores(model, data.holdout_inputs)
     popularity = np.broadcast_to(
@@ -42,10 +43,10 @@ def holdout_report(model: SASRec, data: TrainingData, k: int) -> dict[str, objec
     )
     sasrec = ranking_metrics(scores, data.holdout_targets, k)
     baseline = ranking_metrics(popularity, data.holdout_targets, k)
-    return {
-        "k": k,
-        "sasrec": sasrec,
-        "popularity": baseline,
-        "beats_popularity": sasrec[f"ndcg@{k}"] > baseline[f"ndcg@{k}"],
-        "data": data.summary(),
-    }
+    return RetrieverMetrics(
+        k=k,
+        sasrec=sasrec,
+        popularity=baseline,
+        beats_popularity=sasrec.ndcg > baseline.ndcg,
+        data=data.summary(),
+    )

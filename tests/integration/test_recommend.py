@@ -3,7 +3,6 @@ inference (Ray Data) -> Feast apply + materialise -> retriever (Ray Train job) -
 
 from __future__ import annotations
 
-import json
 import logging
 import socket
 from dataclasses import dataclass
@@ -16,6 +15,7 @@ import yaml
 
 from serendipity.config import PipelineConfig, load_config
 from serendipity.layout import WorkLayout
+from serendipity.retrieval.holdout_figures import RetrieverMetrics
 from serendipity.retrieval.recommend import Recommender
 from serendipity.schema import ITEMS_FILE, level_column
 
@@ -63,12 +63,12 @@ def _featured(chain: Chain, count: int) -> list[tuple[int, int, int]]:
 
 
 def test_the_job_reports_holdout_metrics_next_to_popularity(chain: Chain) -> None:
-    metrics = json.loads(WorkLayout.of(chain.config).retriever_metrics_path.read_text())
-    k = chain.config.retrieval.eval_k
-    assert metrics["sasrec"]["users"] == metrics["popularity"]["users"] > 10
-    for method in ("sasrec", "popularity"):
-        assert 0.0 <= metrics[method][f"ndcg@{k}"] <= metrics[method][f"hit_rate@{k}"] <= 1.0
-    assert metrics["beats_popularity"], metrics  # on the world's holdout, with epochs=20
+    metrics = RetrieverMetrics.read(WorkLayout.of(chain.config).retriever_metrics_path)
+    assert metrics.k == chain.config.retrieval.eval_k
+    assert metrics.sasrec.users == metrics.popularity.users > 10
+    for figures in (metrics.sasrec, metrics.popularity):
+        assert 0.0 <= figures.ndcg <= figures.hit_rate <= 1.0
+    assert metrics.beats_popularity, metrics  # on the world's holdout, with epochs=20
 
 
 def test_items_come_from_the_features_cluster_and_exclude_seen_items(chain: Chain) -> None:

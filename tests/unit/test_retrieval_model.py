@@ -113,8 +113,8 @@ def test_training_windows_cut_sequences_from_their_end() -> None:
 def test_ranking_metrics_by_hand() -> None:
     scores = np.array([[0.9, 0.5, 0.1], [0.9, 0.5, 0.1], [0.1, 0.2, 0.3]])
     metrics = ranking_metrics(scores, np.array([1, 2, 1]), k=2)  # ranks 0, 1, 2
-    assert metrics["hit_rate@2"] == pytest.approx(2 / 3)
-    assert metrics["ndcg@2"] == pytest.approx((1.0 + 1 / np.log2(3)) / 3)
+    assert metrics.hit_rate == pytest.approx(2 / 3) and metrics.users == 3
+    assert metrics.ndcg == pytest.approx((1.0 + 1 / np.log2(3)) / 3)
 
 
 def test_training_learns_a_successor_pattern_popularity_cannot() -> None:
@@ -147,7 +147,8 @@ def test_training_learns_a_successor_pattern_popularity_cannot() -> None:
     model, history = fit_sasrec(data, settings)
     assert history[-1]["loss"] < history[0]["loss"]
     report = holdout_report(model, data, k=1)
-    assert report["sasrec"]["hit_rate@1"] > 0.8
-    assert report["popularity"]["hit_rate@1"] < 0.3
-    assert report["beats_popularity"]
+    assert report.sasrec.hit_rate > 0.8
+    assert report.popularity.hit_rate < 0.3
+    assert report.beats_popularity
+    assert report.to_json()["sasrec"]["hit_rate@1"] == report.sasrec.hit_rate  # keys as before
     assert dataclasses.asdict(model.config)["num_items"] == num_items

@@ -1,8 +1,9 @@
-"""The Spark stages' typed stats: the JSON the jobs wrote before the types, written and read back."""
+"""Typed stage stats (Spark stages, retriever metrics): the JSON written before the types, round trip."""
 
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +11,7 @@ import pytest
 
 from serendipity.config import config_from_dict
 from serendipity.layout import WorkLayout
+from serendipity.retrieval.holdout_figures import RetrieverMetrics
 from serendipity.stage_stats import (
     STATS_BY_JOB,
     AggregatesOutputs,
@@ -171,3 +173,33 @@ def test_unknown_keys_are_ignored_and_missing_figures_refused(layout: WorkLayout
     assert STATS_BY_JOB["pairs"].model_validate(data).to_json() == WRITTEN["pairs"]
     with pytest.raises(ValueError, match="serendipitous_pairs"):
         STATS_BY_JOB["pairs"].model_validate({**WRITTEN["pairs"], "outputs": {"context_cluster_scores": 1}})
+
+
+def test_retriever_metrics_keep_their_keys(tmp_path: Path) -> None:
+    """``retriever/metrics.json`` as train_retriever wrote it: the cut-off k in the ranking keys."""
+    written = {
+        "k": 10,
+        "sasrec": {"hit_rate@10": 0.42, "ndcg@10": 0.21, "users": 120},
+        "popularity": {"hit_rate@10": 0.2, "ndcg@10": 0.09, "users": 120},
+        "beats_popularity": True,
+        "data": {
+            "items": 3000,
+            "train_users": 800,
+            "train_events": 40000,
+            "holdout_users": 120,
+            "cutoff": "2024-01-25T00:00:00+00:00",
+        },
+        "level": 3,
+        "clusters": 27,
+    }
+    path = tmp_path / "metrics.json"
+    path.write_text(json.dumps(written))
+    metrics = RetrieverMetrics.read(path)
+    assert metrics.sasrec.ndcg == 0.21 and metrics.popularity.hit_rate == 0.2 and metrics.data.items == 3000
+    assert metrics.level == 3 and metrics.beats_popularity
+    metrics.write(path)
+    assert json.loads(path.read_text()) == written and list(json.loads(path.read_text())) == list(written)
+    bare = replace(metrics, level=None, clusters=None)  # holdout_report's own figures
+    assert bare.to_json() == {
+        key: value for key, value in written.items() if key not in ("level", "clusters")
+    }
