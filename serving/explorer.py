@@ -1,10 +1,11 @@
 """The serendipity explorer: ``GET /explore`` (a self-contained page) and the JSON and media routes it calls.
 
-The routes join the API's FastAPI app (``include_explorer_routes``), so they sit behind the same guard
-(bearer token, body limit). What the page shows is read, on the first explorer request, from the work
-directory of the pipeline config the recommender deployment serves (``ExplorerState``); the slate is the
-ingress's own answer (``backend.recommend``: deadline, retry, fallback, as /recommend gives it), the
-baseline the exploitation arm on the same request. Media are addressed by item id only.
+The routes (``router``; what they need, ``ExplorerContext``, is a FastAPI dependency) join the API's
+app (``include_explorer``), so they sit behind the same guard (bearer token, body limit). What the page
+shows is read, on the first explorer request, from the work directory of the pipeline config the
+recommender deployment serves (``ExplorerState``); the slate is the ingress's own answer
+(``backend.recommend``: deadline, retry, fallback, as /recommend gives it), the baseline the
+exploitation arm on the same request. Media are addressed by item id only.
 
 No explorer work runs on the ingress's event loop: searches, slates, media and the report run on
 threads, at most ``EXPLORER_WORKERS`` at once per replica. Up to ``EXPLORER_QUEUE`` more wait their turn
@@ -23,13 +24,13 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-from fastapi import FastAPI, Query, Response
+from fastapi import APIRouter, Depends, FastAPI, Query, Request, Response
 from fastapi.responses import HTMLResponse, JSONResponse
 
 from serendipity.config import PipelineConfig, ServingConfig, load_config
-from serving.api import RecommenderBackend, RecommendRequest
+from serving.models import RecommenderBackend, RecommendRequest
 from serving.settings import RecommenderUserConfig
 
 if TYPE_CHECKING:
@@ -243,78 +244,110 @@ def _jpeg(image: bytes | None) -> Response:
     return Response(image, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=3600"})
 
 
-def include_explorer_routes(
+@dataclass(frozen=True)
+class ExplorerContext:
+    """What the explorer's routes depend on, kept on the app (``app.state.explorer``)."""
+
+    backend: RecommenderBackend
+    loader: StateLoader
+    work: BoundedWork
+    retry_after_s: int
+
+
+def explorer_context(http: Request) -> ExplorerContext:
+    return http.app.state.explorer
+
+
+Context = Annotated[ExplorerContext, Depends(explorer_context)]
+router = APIRouter(prefix="/explore", include_in_schema=False)
+
+
+@router.get("")
+async def page() -> HTMLResponse:
+    return HTMLResponse((PAGE_DIR / "index.html").read_text(), headers=PAGE_HEADERS)
+
+
+@router.get("/static/{name}")
+async def asset(name: str) -> Response:
+    if name not in ASSETS:
+        return JSONResponse({"detail": "not found"}, 404)
+    return Response((PAGE_DIR / name).read_text(), media_type=ASSETS[name], headers=PAGE_HEADERS)
+
+
+@router.get("/api/search")
+async def search(
+    context: Context, q: str = Query("", max_length=200), limit: int = Query(SEARCH_LIMIT, ge=1, le=100)
+) -> Any:
+    catalog = (await context.loader.get()).catalog
+    return {"items": await context.work.run(catalog.search, q, limit)}
+
+
+@router.get("/api/roots")
+async def roots(context: Context) -> Any:
+    return {"clusters": (await context.loader.get()).catalog.roots()}
+
+
+@router.get("/api/cluster/{cluster_id}")
+async def cluster(
+    context: Context, cluster_id: int, members: int = Query(CLUSTER_MEMBERS, ge=0, le=100)
+) -> Any:
+    found = await context.work.run((await context.loader.get()).catalog.cluster, cluster_id, members)
+    return found if found is not None else JSONResponse({"detail": "unknown cluster"}, 404)
+
+
+@router.get("/api/item/{item_id}")
+async def item(
+    context: Context,
+    item_id: ItemId,
+    user_id: int | None = Query(None, ge=0, le=2**63 - 1),
+    k: int = Query(SLATE_K, ge=1),
+) -> Any:
+    return await explore_item(await context.loader.get(), context.backend, item_id, user_id, k, context.work)
+
+
+@router.get("/media/{item_id}/thumbnail.jpg")
+async def thumbnail(context: Context, item_id: ItemId) -> Response:
+    state = await context.loader.get()
+    return _jpeg(await context.work.run(state.media.thumbnail, item_id))
+
+
+@router.get("/media/{item_id}/frame/{index}.jpg")
+async def frame(context: Context, item_id: ItemId, index: int) -> Response:
+    state = await context.loader.get()
+    return _jpeg(await context.work.run(state.media.frame, item_id, index))
+
+
+@router.get("/report")
+async def report(context: Context) -> HTMLResponse:
+    config = (await context.loader.get()).config
+    text = await context.work.run(report_page, config)
+    if text is None:
+        command = html.escape("serendipity report --config <pipeline.yaml>")
+        message = f"<p>No report yet: write it with <code>{command}</code></p>"
+        return HTMLResponse(message, 404, headers=REPORT_HEADERS)
+    return HTMLResponse(text, headers=REPORT_HEADERS)
+
+
+def include_explorer(
     api: FastAPI,
     backend: RecommenderBackend,
     source: SourceProvider = served_recommender_source,
     serving: ServingConfig | None = None,
-) -> StateLoader:
-    """Add the explorer's routes to ``api`` (under its guard); returns the loader of their state."""
+) -> ExplorerContext:
+    """Add the explorer's routes to ``api`` (under its guard), with their context; returns the context."""
     serving = serving or ServingConfig()
-    loader = StateLoader(source, serving.request_timeout_s)
-    work = BoundedWork(EXPLORER_WORKERS, serving.request_timeout_s, EXPLORER_QUEUE)
-    api.state.explorer_work = work
+    context = ExplorerContext(
+        backend,
+        StateLoader(source, serving.request_timeout_s),
+        BoundedWork(EXPLORER_WORKERS, serving.request_timeout_s, EXPLORER_QUEUE),
+        serving.retry_after_s,
+    )
+    api.state.explorer = context
 
-    async def busy(request: Any, error: Exception) -> JSONResponse:
+    async def busy(http: Request, error: Exception) -> JSONResponse:
         log.warning("explorer: %s", error)
-        return _busy(serving.retry_after_s)
+        return _busy(http.app.state.explorer.retry_after_s)
 
     api.add_exception_handler(ExplorerBusy, busy)
-
-    async def page() -> HTMLResponse:
-        return HTMLResponse((PAGE_DIR / "index.html").read_text(), headers=PAGE_HEADERS)
-
-    async def asset(name: str) -> Response:
-        if name not in ASSETS:
-            return JSONResponse({"detail": "not found"}, 404)
-        return Response((PAGE_DIR / name).read_text(), media_type=ASSETS[name], headers=PAGE_HEADERS)
-
-    async def search(q: str = Query("", max_length=200), limit: int = Query(SEARCH_LIMIT, ge=1, le=100)):
-        catalog = (await loader.get()).catalog
-        return {"items": await work.run(catalog.search, q, limit)}
-
-    async def roots():
-        return {"clusters": (await loader.get()).catalog.roots()}
-
-    async def cluster(cluster_id: int, members: int = Query(CLUSTER_MEMBERS, ge=0, le=100)):
-        found = await work.run((await loader.get()).catalog.cluster, cluster_id, members)
-        return found if found is not None else JSONResponse({"detail": "unknown cluster"}, 404)
-
-    async def item(
-        item_id: ItemId,
-        user_id: int | None = Query(None, ge=0, le=2**63 - 1),
-        k: int = Query(SLATE_K, ge=1),
-    ):
-        return await explore_item(await loader.get(), backend, item_id, user_id, k, work)
-
-    async def thumbnail(item_id: ItemId) -> Response:
-        state = await loader.get()
-        return _jpeg(await work.run(state.media.thumbnail, item_id))
-
-    async def frame(item_id: ItemId, index: int) -> Response:
-        state = await loader.get()
-        return _jpeg(await work.run(state.media.frame, item_id, index))
-
-    async def report() -> HTMLResponse:
-        config = (await loader.get()).config
-        text = await work.run(report_page, config)
-        if text is None:
-            command = html.escape("serendipity report --config <pipeline.yaml>")
-            message = f"<p>No report yet: write it with <code>{command}</code></p>"
-            return HTMLResponse(message, 404, headers=REPORT_HEADERS)
-        return HTMLResponse(text, headers=REPORT_HEADERS)
-
-    routes = [
-        ("/explore", page),
-        ("/explore/static/{name}", asset),
-        ("/explore/api/search", search),
-        ("/explore/api/roots", roots),
-        ("/explore/api/cluster/{cluster_id}", cluster),
-        ("/explore/api/item/{item_id}", item),
-        ("/explore/media/{item_id}/thumbnail.jpg", thumbnail),
-        ("/explore/media/{item_id}/frame/{index}.jpg", frame),
-        ("/explore/report", report),
-    ]
-    for path, endpoint in routes:
-        api.add_api_route(path, endpoint, methods=["GET"], include_in_schema=False)
-    return loader
+    api.include_router(router)
+    return context

@@ -24,8 +24,9 @@ from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError, 
 from ray.serve.handle import DeploymentHandle
 
 from serendipity.config import ServingConfig
-from serving.api import Overloaded, RecommendRequest, build_api
+from serving.api import build_api
 from serving.guard import public_hosts, require_token_off_loopback
+from serving.models import Overloaded, RecommendRequest
 from serving.settings import proxy_host
 
 log = logging.getLogger("serendipity.serving")

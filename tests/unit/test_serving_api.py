@@ -14,9 +14,10 @@ from pydantic import ValidationError
 
 from serendipity.config import AdmissionConfig, ServingConfig
 from serendipity.retrieval.deadline import DeadlineReads, RateLimitedWarning, ReadsSaturated
-from serving.api import Overloaded, RecommendRequest, build_api
+from serving.api import build_api
 from serving.guard import InsecureBindError, RequestGuard, public_hosts, require_token_off_loopback
 from serving.ingress import RecommendIngress, fallback_payload
+from serving.models import Overloaded, RecommendRequest
 from serving.settings import TOKEN_ENV
 
 LEAKY = "Traceback (most recent call last):\n ray::ServeReplica (pid=48213, ip=10.1.2.3) at 10.1.2.3:6379"

@@ -117,7 +117,7 @@ def test_explorer_search_runs_off_the_event_loop_and_is_bounded(monkeypatch: pyt
                 await asyncio.to_thread(entered.acquire)
             health = (await client.get("/healthz")).status_code  # the loop is free
             held += [asyncio.create_task(client.get(search)) for _ in range(2)]
-            while api.state.explorer_work.waiting < 2:
+            while api.state.explorer.work.waiting < 2:
                 await asyncio.sleep(0.01)
             refused = [(await client.get("/explore/api/search?q=dog")).status_code for _ in range(3)]
             gate.set()
