@@ -159,14 +159,14 @@ def request_bodies(config_path: Path, k: int, count: int = 200, seed: int = 0) -
 
 
 def deploy(config_path: Path, port: int, admission: bool, stack: ExitStack) -> None:
-    """Both apps on one local Serve; with ``admission``, the front (serving/admission.py, the config's
-    ``serving.admission`` limits) on ``port`` and Serve on another loopback port behind it."""
+    """Both apps on one local Serve (``serving.assembly.served_app``, the no-op beside the real one); with
+    ``admission``, the front (the config's ``serving.admission`` limits) on ``port`` and Serve on another
+    loopback port behind it."""
     import ray
-    from ray import serve
 
     from serendipity.config import load_config
-    from serving.admission import run_front
-    from serving.app import build_noop_app, compose
+    from serving.app import build_noop_app
+    from serving.assembly import served_app
     from serving.settings import AppArgs, use_throughput_env
 
     serving = load_config(config_path).serving
@@ -174,13 +174,17 @@ def deploy(config_path: Path, port: int, admission: bool, stack: ExitStack) -> N
     serving = serving.model_copy(update={"host": "127.0.0.1", "port": port, "admission": front})
     use_throughput_env()
     ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False)
-    serve.start(http_options={"host": "127.0.0.1", "port": serving.serve_port})
     args = AppArgs(config_path=str(config_path), token_env="SERENDIPITY_BENCH_NO_TOKEN")
-    serve.run(compose(args), name="serendipity", route_prefix="/")
-    serve.run(build_noop_app(args), name="noop", route_prefix="/noop")
-    if admission:
-        scratch = Path(stack.enter_context(tempfile.TemporaryDirectory()))
-        stack.enter_context(run_front(serving, scratch / "admission.cfg"))
+    scratch = Path(stack.enter_context(tempfile.TemporaryDirectory()))
+    stack.enter_context(
+        served_app(
+            config_path,
+            serving=serving,
+            args=args,
+            extra_apps={"noop": ("/noop", build_noop_app(args))},
+            front_config_path=scratch / "admission.cfg",
+        )
+    )
 
 
 def measure(base: str, bodies_path: Path, rate: float, duration: float) -> RateRow:

@@ -24,7 +24,6 @@ from serendipity.config import PipelineConfig, load_config
 from serendipity.io import write_json_atomic
 from serendipity.layout import WorkLayout
 
-APP_NAME = "serendipity"
 SERVE_DIR = "serve"
 
 
@@ -69,39 +68,29 @@ def read_endpoint(config: PipelineConfig) -> Endpoint | None:
     return endpoint
 
 
-def admission_config_file(config: PipelineConfig) -> Path:
-    return WorkLayout.of(config).work_dir / SERVE_DIR / "admission.cfg"
-
-
 def run_foreground(config_path: Path) -> None:
-    """Local Ray and the app on ``serving.host:serving.port`` (the admission front, Serve behind it on
-    loopback; Serve itself there when the front is off); blocks until the process is ended."""
+    """Local Ray and the app on ``serving.host:serving.port`` (``serving.assembly.served_app``: the
+    admission front, Serve behind it on loopback; Serve itself there when the front is off); blocks
+    until the process is ended."""
+    import threading
+
     import ray
-    from ray import serve
 
-    from serendipity.explorer.rendered_media import render_media
-    from serving.admission import LOOPBACK, AdmissionError, run_front
-    from serving.app import compose
+    from serving.admission import AdmissionError
+    from serving.assembly import served_app
     from serving.guard import require_token_off_loopback
-    from serving.settings import TOKEN_ENV, AppArgs, use_throughput_env
+    from serving.settings import TOKEN_ENV, use_throughput_env
 
-    config = load_config(config_path)
-    serving = config.serving
+    serving = load_config(config_path).serving
     require_token_off_loopback(serving.host, os.environ.get(TOKEN_ENV), TOKEN_ENV)
-    render_media(config)  # the explorer's thumbnails and frames, decoded here, never while serving
     use_throughput_env()
     ray.init(include_dashboard=False, configure_logging=False)
-    backstop_s = serving.request_timeout_s * 3
-    serve_host = LOOPBACK if serving.admission.enabled else serving.host
-    http_options = {"host": serve_host, "port": serving.serve_port, "request_timeout_s": backstop_s}
-    serve.start(http_options=http_options)
-    app = compose(AppArgs(config_path=str(config_path)))
-    if not serving.admission.enabled:
-        serve.run(app, name=APP_NAME, route_prefix="/", blocking=True)
-        return
-    with run_front(serving, admission_config_file(config)) as front:
-        serve.run(app, name=APP_NAME, route_prefix="/")
-        returncode = front.wait()  # serve as long as the front does: without it nothing reaches the app
+    with served_app(config_path) as running:
+        if running.front is None:
+            threading.Event().wait()  # until the process is ended
+        returncode = (
+            running.front.wait()
+        )  # serve as long as the front does: without it nothing reaches the app
     raise AdmissionError(f"the admission front (HAProxy) exited with {returncode}; the app stops with it")
 
 

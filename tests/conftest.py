@@ -157,7 +157,8 @@ def experiment_config(retrieval_chain: Path) -> Path:
 def served(retrieval_chain: Path):
     """One local Serve app over the serving chain, shared by the Serve tests."""
     from ray import serve
-    from serve_helpers import serve_chain
+    from serve_helpers import served_chain
 
-    yield serve_chain(retrieval_chain)
+    with served_chain(retrieval_chain) as chain:
+        yield chain
     serve.shutdown()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,11 +14,11 @@ from devtools.services import free_port
 from serendipity.config import PipelineConfig, load_config, save_config, with_overrides
 from serendipity.layout import WorkLayout
 from serendipity.schema import ITEMS_FILE, level_column
-from serving.settings import TOKEN_ENV, AppArgs
+from serving.assembly import APP_NAME
+from serving.settings import TOKEN_ENV
 
 TOKEN = "test-token-7f3a"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
-APP_NAME = "serendipity"
 UNKNOWN_USER = 10**9
 # the session's app checks answers, not deadlines, on a machine the other tests keep busy: its ingress
 # waits this long for the recommender (the chaos tests run the 300 ms default)
@@ -33,38 +35,36 @@ class ServedChain:
     history: dict[int, list[int]]  # user_id -> latest recent_item_ids snapshot
 
 
-def serve_chain(config_path: Path) -> ServedChain:
-    """The app of ``config_path`` on local Serve, on a free loopback port, with the token set."""
-    from ray import serve
-
-    from serendipity.explorer.rendered_media import render_media
-    from serving.app import compose
+@contextmanager
+def served_chain(config_path: Path) -> Iterator[ServedChain]:
+    """The app of ``config_path`` on local Serve (``serving.assembly.served_app``, no admission front) on
+    a free loopback port, with the token set, for the ``with`` block."""
+    from serving.assembly import served_app
 
     config = with_overrides(load_config(config_path), FUNCTIONAL_SETTINGS)
     config_path = save_config(config, config_path.with_name(f"{config_path.stem}-served.yaml"))
     layout = WorkLayout.of(config)
-    render_media(config)  # the explorer serves files rendered offline, as `serve run` renders them
-    port = free_port()
-    serve.start(http_options={"host": "127.0.0.1", "port": port})
+    no_front = config.serving.admission.model_copy(update={"enabled": False})
+    serving = config.serving.model_copy(
+        update={"host": "127.0.0.1", "port": free_port(), "admission": no_front}
+    )
     ingress_options = {
         "ray_actor_options": {"num_cpus": 0.1, "runtime_env": {"env_vars": {TOKEN_ENV: TOKEN}}}
     }
-    serve.run(
-        compose(AppArgs(config_path=str(config_path)), ingress_options), name=APP_NAME, route_prefix="/"
-    )
-    items = pd.read_parquet(layout.catalog_dir() / ITEMS_FILE)
-    histories = pd.read_parquet(layout.user_history_path).sort_values("event_timestamp")
-    return ServedChain(
-        config,
-        config_path,
-        f"http://127.0.0.1:{port}",
-        pd.read_parquet(layout.serendipity_path),
-        dict(zip(items["item_id"], items[level_column(config.mining.level)], strict=True)),
-        {
-            int(u): [int(i) for i in r]
-            for u, r in histories.groupby("user_id")["recent_item_ids"].last().items()
-        },
-    )
+    with served_app(config_path, serving=serving, ingress_options=ingress_options, app_name=APP_NAME) as app:
+        items = pd.read_parquet(layout.catalog_dir() / ITEMS_FILE)
+        histories = pd.read_parquet(layout.user_history_path).sort_values("event_timestamp")
+        yield ServedChain(
+            config,
+            config_path,
+            app.url,
+            pd.read_parquet(layout.serendipity_path),
+            dict(zip(items["item_id"], items[level_column(config.mining.level)], strict=True)),
+            {
+                int(u): [int(i) for i in r]
+                for u, r in histories.groupby("user_id")["recent_item_ids"].last().items()
+            },
+        )
 
 
 def post(chain: ServedChain, body: dict, headers: dict | None = None) -> httpx.Response:
