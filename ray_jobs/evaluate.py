@@ -11,9 +11,9 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-from typing import Any
 
 from serendipity.config import PipelineConfig, load_config, parse_seeds, with_overrides
+from serendipity.eval.results import ExperimentPaths
 from serendipity.worklock import holds_work_dir
 
 log = logging.getLogger("serendipity.evaluate")
@@ -27,22 +27,23 @@ def run(
     seeds: list[int] | None = None,
     days: int | None = None,
     users_per_arm: int | None = None,
-) -> dict[str, Any]:
+) -> ExperimentPaths:
     """Simulate the arms; the options override eval.seeds, eval.days and eval.users_per_arm.
 
-    Returns the paths written, by name (``experiment``, ``impressions``).
+    Returns the paths written (``experiment``: the ``ExperimentSummary``, ``impressions``).
     """
     from serendipity.eval.experiment import run_live_experiment
 
     overrides = {"eval.seeds": seeds, "eval.days": days, "eval.users_per_arm": users_per_arm}
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     result = run_live_experiment(with_overrides(config, overrides))
-    metrics = result.report["metrics"]
+    metrics = result.summary.metrics
     headline = {
-        metric: {arm: value["mean"] for arm, value in metrics[metric].items()} for metric in HEADLINE_METRICS
+        metric: {arm: value.mean for arm, value in metrics.get(metric, {}).items()}
+        for metric in HEADLINE_METRICS
     }
-    log.info("experiment written to %s: %s", result.paths["experiment"], json.dumps(headline))
-    return {name: str(path) for name, path in result.paths.items()}
+    log.info("experiment written to %s: %s", result.paths.experiment, json.dumps(headline))
+    return result.paths
 
 
 def _seeds_argument(text: str) -> list[int]:
@@ -52,7 +53,7 @@ def _seeds_argument(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(str(error)) from None
 
 
-def main(argv: list[str] | None = None) -> dict[str, Any]:
+def main(argv: list[str] | None = None) -> ExperimentPaths:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )

@@ -2,4 +2,6 @@
 
 ``serendipity.eval.experiment.run_live_experiment(config)`` runs the experiment end to end;
 ``ray_jobs/evaluate.py`` is its job entry point.
+Its ``experiment.json`` is a typed ``serendipity.eval.results.ExperimentSummary``, written and read with
+``ExperimentSummary.write`` / ``ExperimentSummary.read`` (the report, its claims and figures read attributes).
 """

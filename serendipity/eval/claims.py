@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
+from serendipity.eval.results import ExperimentSummary, Statistic
 from serendipity.intervals import wilson_interval
 from serendipity.mllm.results import FinetuneSummary, GateDecision, RecallFigures
 
@@ -59,9 +60,11 @@ def _number(value: Any) -> float:
     return math.nan if value is None else float(value)
 
 
-def interval_of(stats: Mapping[str, Any]) -> Interval:
-    """An interval from ``{"mean", "ci_low", "ci_high"}`` (missing or null bounds are NaN)."""
-    return Interval(_number(stats.get("mean")), _number(stats.get("ci_low")), _number(stats.get("ci_high")))
+def interval_of(stats: Statistic | Mapping[str, Any]) -> Interval:
+    """An interval from a ``Statistic`` (or its JSON, ``{"mean", "ci_low", "ci_high"}``); missing or null
+    bounds are NaN."""
+    stat = stats if isinstance(stats, Statistic) else Statistic.model_validate(stats)
+    return Interval(_number(stat.mean), _number(stat.ci_low), _number(stat.ci_high))
 
 
 def compare(better: Interval, worse: Interval) -> str:
@@ -84,9 +87,9 @@ def combine(statuses: Sequence[str]) -> str:
     return HOLDS if all(s == HOLDS for s in statuses) else INCONCLUSIVE
 
 
-def _arm_metric(experiment: Mapping[str, Any], metric: str, arm: str) -> Interval | None:
-    stats = experiment.get("metrics", {}).get(metric, {}).get(arm)
-    return interval_of(stats) if stats else None
+def _arm_metric(experiment: ExperimentSummary | None, metric: str, arm: str) -> Interval | None:
+    stats = experiment.stat(metric, arm) if experiment is not None else None
+    return interval_of(stats) if stats is not None and stats.model_fields_set else None
 
 
 def _not_measured(claim_id: str, claim: str, source: str, needs: str) -> ClaimCheck:
@@ -106,16 +109,16 @@ def serendipitous_satisfy_more(aggregates: Section) -> ClaimCheck:
     return ClaimCheck("1", claim, compare(ser, sim), evidence, "aggregates")
 
 
-def mllm_highest_novelty(experiment: Section) -> ClaimCheck:
+def mllm_highest_novelty(experiment: ExperimentSummary | None) -> ClaimCheck:
     claim = "the MLLM arm has the highest novelty gain among the arms"
     metric = "novelty_gain_pct"
-    if not experiment or _arm_metric(experiment, metric, MLLM_ARM) is None:
+    if experiment is None or _arm_metric(experiment, metric, MLLM_ARM) is None:
         return _not_measured("2", claim, "experiment", f"the simulated experiment ({metric} of the mllm arm)")
     mllm = _arm_metric(experiment, metric, MLLM_ARM)
-    diagnostic = set(experiment.get("extra_arms", []))  # e.g. exploration_novel: novel by construction
+    diagnostic = set(experiment.extra_arms)  # e.g. exploration_novel: novel by construction
     others = {
         arm: _arm_metric(experiment, metric, arm)
-        for arm in experiment.get("arms", [])
+        for arm in experiment.arms
         if arm != MLLM_ARM and arm not in diagnostic
     }
     measured = {arm: value for arm, value in others.items() if value is not None}
@@ -124,11 +127,11 @@ def mllm_highest_novelty(experiment: Section) -> ClaimCheck:
     return ClaimCheck("2", claim, combine(statuses), f"{metric}: mllm {mllm.text(1)}; {shown}", "experiment")
 
 
-def mllm_better_feedback_than_exploration(experiment: Section) -> ClaimCheck:
+def mllm_better_feedback_than_exploration(experiment: ExperimentSummary | None) -> ClaimCheck:
     claim = "the MLLM arm's positive feedback beats the exploration arms' (exploration, bandit)"
     metric = "positive_feedback_ratio"
     arms = [MLLM_ARM, *EXPLORATION_ARMS]
-    values = {arm: _arm_metric(experiment, metric, arm) for arm in arms} if experiment else {}
+    values = {arm: _arm_metric(experiment, metric, arm) for arm in arms} if experiment is not None else {}
     if not values or any(value is None for value in values.values()):
         return _not_measured("3", claim, "experiment", f"{metric} of arms {', '.join(arms)}")
     statuses = [compare(values[MLLM_ARM], values[arm]) for arm in EXPLORATION_ARMS]
@@ -136,13 +139,13 @@ def mllm_better_feedback_than_exploration(experiment: Section) -> ClaimCheck:
     return ClaimCheck("3", claim, combine(statuses), f"{metric}: {shown}", "experiment")
 
 
-def mllm_raises_engagement(experiment: Section) -> ClaimCheck:
+def mllm_raises_engagement(experiment: ExperimentSummary | None) -> ClaimCheck:
     claim = "the MLLM arm raises engagement (engaged user share, unique engaged pairs) vs exploitation"
-    reference = (experiment or {}).get("reference_arm", REFERENCE_ARM)
+    reference = (experiment.reference_arm if experiment is not None else None) or REFERENCE_ARM
     parts, statuses = [], []
     for metric in ("engaged_user_share", "unique_engaged_pairs"):
-        mllm = _arm_metric(experiment or {}, metric, MLLM_ARM)
-        base = _arm_metric(experiment or {}, metric, reference)
+        mllm = _arm_metric(experiment, metric, MLLM_ARM)
+        base = _arm_metric(experiment, metric, reference)
         if mllm is None or base is None:
             continue
         statuses.append(compare(mllm, base))
@@ -152,12 +155,12 @@ def mllm_raises_engagement(experiment: Section) -> ClaimCheck:
     return ClaimCheck("4", claim, combine(statuses), "; ".join(parts), "experiment")
 
 
-def gain_grows_with_richness(experiment: Section) -> ClaimCheck:
+def gain_grows_with_richness(experiment: ExperimentSummary | None) -> ClaimCheck:
     claim = "the MLLM's gain is larger for visually richer context items"
-    buckets = sorted((experiment or {}).get("richness_buckets", []), key=lambda b: b["richness_low"])
+    buckets = experiment.sorted_buckets() if experiment is not None else []
     if len(buckets) < 2:
         return _not_measured("5", claim, "experiment", "at least two visual-richness buckets")
-    gains = [interval_of(bucket["relative_gain_pct"]) for bucket in buckets]
+    gains = [interval_of(bucket.relative_gain_pct or Statistic()) for bucket in buckets]
     means = [gain.mean for gain in gains]
     rising = sum(b > a for a, b in zip(means, means[1:], strict=False))
     evidence = (
@@ -273,10 +276,9 @@ def _with_command(check: ClaimCheck, commands: Mapping[str, str]) -> ClaimCheck:
     return replace(check, evidence=f"{check.evidence}; measure it with `{commands[check.source]}`")
 
 
-def check_claims(
-    sections: Mapping[str, Section], commands: Mapping[str, str] | None = None
-) -> list[ClaimCheck]:
-    """Every claim, in the paper's order, from the report's section data (``None`` for an absent one).
+def check_claims(sections: Mapping[str, Any], commands: Mapping[str, str] | None = None) -> list[ClaimCheck]:
+    """Every claim, in the paper's order, from the report's section data (``None`` for an absent one;
+    the experiment's an ``ExperimentSummary``).
 
     ``commands`` (section name -> the command that writes its input) completes not-measured evidence.
     """

@@ -5,21 +5,20 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from serendipity.config import PipelineConfig
+from serendipity.eval.results import ExperimentPaths, ExperimentSummary
 from serendipity.layout import WorkLayout
 
 
 @dataclass(frozen=True)
 class ExperimentResult:
     impressions: pd.DataFrame
-    report: dict[str, Any]
-    paths: dict[str, Path]
+    summary: ExperimentSummary  # what experiment.json holds
+    paths: ExperimentPaths
 
 
 def _item_vector_lookup(config: PipelineConfig) -> Callable[[np.ndarray], np.ndarray]:
@@ -55,6 +54,6 @@ def run_live_experiment(config: PipelineConfig) -> ExperimentResult:
     world = UserSimulator.load(config.dataset_dir)
     impressions = run_experiment(config)
     context = MetricContext(pre, _item_vector_lookup(config), world.visual_richness)
-    report = build_report(impressions, context, config)
-    paths = write_outputs(impressions, report, WorkLayout.of(config).experiment_dir)
-    return ExperimentResult(impressions, report, paths)
+    summary = build_report(impressions, context, config)
+    paths = write_outputs(impressions, summary, WorkLayout.of(config).experiment_dir)
+    return ExperimentResult(impressions, summary, paths)

@@ -16,6 +16,7 @@ from typing import Any
 from serendipity.config import PipelineConfig
 from serendipity.eval.claims import check_claims
 from serendipity.eval.report_html import interval_text, render_html
+from serendipity.eval.results import ExperimentSummary
 from serendipity.io import json_safe, write_json_atomic, write_text_atomic
 from serendipity.layout import REPORT_HTML_FILE, REPORT_JSON_FILE, WorkLayout
 from serendipity.mllm.results import FinetuneSummary
@@ -71,6 +72,17 @@ def _finetune(layout: WorkLayout) -> dict[str, Any] | None:
     return data
 
 
+def _experiment(layout: WorkLayout) -> ExperimentSummary | None:
+    """The simulated experiment's ``ExperimentSummary`` (None before the experiment has run)."""
+    path = layout.experiment_path
+    if not path.exists():
+        return None
+    try:
+        return ExperimentSummary.read(path)
+    except ValueError as error:
+        raise ValueError(f"{path}: not an experiment summary: {error}") from None
+
+
 def finetune_section_json(data: dict[str, Any] | None) -> dict[str, Any] | None:
     """The finetune section as the report writes it: the summary's ``FINETUNE_FIELDS`` (None when absent)."""
     if data is None or data.get("summary") is None:
@@ -118,11 +130,12 @@ def producing_commands(config_path: str, simulator: bool = True) -> dict[str, st
 def build_report(config: PipelineConfig, config_path: str | Path | None = None) -> dict[str, Any]:
     """Every section's numbers (``data`` is None when its input is absent) and the checked claims."""
     layout = WorkLayout.of(config)
-    data = {
+    experiment = _experiment(layout)
+    data: dict[str, Any] = {
         "finetune": _finetune(layout),
         "ablation": _ablation(layout),
         "aggregates": _aggregates(layout, config),
-        "experiment": _optional_json(layout.experiment_path),
+        "experiment": experiment,
         "replay": _optional_json(layout.replay_path),
     }
     sources = {
@@ -135,6 +148,7 @@ def build_report(config: PipelineConfig, config_path: str | Path | None = None) 
     commands = producing_commands(str(config_path) if config_path else "CONFIG", config.world is not None)
     claims = [check.as_dict() for check in check_claims(data, commands)]
     data["finetune"] = finetune_section_json(data["finetune"])
+    data["experiment"] = experiment.to_json() if experiment is not None else None
     sections = {
         name: {
             "title": title,
@@ -153,19 +167,18 @@ def build_report(config: PipelineConfig, config_path: str | Path | None = None) 
 def headline_table(report: dict[str, Any]) -> str:
     """Markdown: per arm, novelty gain %, positive-feedback change % and engaged users, with 95% CIs."""
     section = report["sections"]["experiment"]
-    experiment = section["data"]
-    if not experiment:
+    if not section["data"]:
         return f"Simulated experiment not run yet: `{section['command']}`\n"
-    metrics = experiment["metrics"]
+    experiment = ExperimentSummary.model_validate(section["data"])
     lines = [
         "| arm | novelty gain % | positive-feedback change % | engaged users |",
         "|---|---|---|---|",
     ]
-    for arm in experiment["arms"]:
+    for arm in experiment.arms:
         cells = [
-            interval_text(metrics.get("novelty_gain_pct", {}).get(arm), 1),
-            interval_text(metrics.get("positive_feedback_change_pct", {}).get(arm), 1),
-            interval_text(metrics.get("engaged_user_share", {}).get(arm), 3),
+            interval_text(experiment.stat("novelty_gain_pct", arm), 1),
+            interval_text(experiment.stat("positive_feedback_change_pct", arm), 1),
+            interval_text(experiment.stat("engaged_user_share", arm), 3),
         ]
         lines.append(f"| {arm} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"

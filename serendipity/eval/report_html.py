@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from serendipity.eval.claims import ablation_provenance
+from serendipity.eval.results import ExperimentSummary, Statistic
 from serendipity.mllm.results import FinetuneSummary, GateDecision, RecallFigures, Validation
 
 STYLE = (
@@ -27,13 +28,13 @@ def _image(encoded: str, alt: str) -> str:
     return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{encoded}">'
 
 
-def interval_text(stats: dict[str, Any] | None, digits: int) -> str:
-    if not stats or stats.get("mean") is None:
+def interval_text(stats: Statistic | None, digits: int) -> str:
+    if stats is None or stats.mean is None:
         return "-"
-    text = f"{stats['mean']:.{digits}f}"
-    if stats.get("ci_low") is None or stats.get("ci_high") is None:
+    text = f"{stats.mean:.{digits}f}"
+    if stats.ci_low is None or stats.ci_high is None:
         return text
-    return f"{text} [{stats['ci_low']:.{digits}f}, {stats['ci_high']:.{digits}f}]"
+    return f"{text} [{stats.ci_low:.{digits}f}, {stats.ci_high:.{digits}f}]"
 
 
 def _number(value: Any, digits: int = 3) -> str:
@@ -89,10 +90,10 @@ def _nominators_html(validation: Validation) -> str:
     return _table(["nominator on the validation items", "n", "recall [Wilson 95%]"], rows)
 
 
-def _as_interval(figures: RecallFigures | None) -> dict[str, Any] | None:
+def _as_interval(figures: RecallFigures | None) -> Statistic | None:
     if figures is None or not figures.model_fields_set:
         return None
-    return {"mean": figures.recall, "ci_low": figures.ci_low, "ci_high": figures.ci_high}
+    return Statistic(mean=figures.recall, ci_low=figures.ci_low, ci_high=figures.ci_high)
 
 
 def _served_rows(served: RecallFigures | None) -> list[list[str]]:
@@ -174,26 +175,29 @@ def _aggregates_html(data: dict[str, Any]) -> str:
 def _experiment_html(data: dict[str, Any]) -> str:
     from serendipity.eval.report_plots import figure6_png, figure7_png, figure8_png
 
-    arms, metrics, helps = data["arms"], data["metrics"], data.get("metric_help", {})
-    settings = ", ".join(f"{k} {data.get(k)}" for k in ("seeds", "days", "users_per_arm", "slate_size"))
+    experiment = ExperimentSummary.model_validate(data)  # the section's experiment.json
+    arms = experiment.arms
+    shown = {"seeds": experiment.seeds, "days": experiment.days, "users_per_arm": experiment.users_per_arm,
+             "slate_size": experiment.slate_size}  # fmt: skip
+    settings = ", ".join(f"{name} {value}" for name, value in shown.items())
     rows = [
-        [metric, *(interval_text(values.get(arm), 3) for arm in arms), helps.get(metric, "")]
-        for metric, values in metrics.items()
+        [metric, *(interval_text(values.get(arm), 3) for arm in arms), experiment.metric_help.get(metric, "")]
+        for metric, values in experiment.metrics.items()
     ]
     parts = [
-        f"<p>{html.escape(settings)}; reference arm {html.escape(data.get('reference_arm', ''))}; "
+        f"<p>{html.escape(settings)}; reference arm {html.escape(experiment.reference_arm or '')}; "
         "mean [95% CI] over seeds.</p>",
-        _image(figure6_png(data), "Figure 6"),
+        _image(figure6_png(experiment), "Figure 6"),
         _table(["metric", *arms, "definition"], rows),
-        _image(figure7_png(data), "Figure 7"),
+        _image(figure7_png(experiment), "Figure 7"),
     ]
-    buckets = data.get("richness_buckets") or []
+    buckets = experiment.sorted_buckets()
     if buckets:
         bucket_rows = [
-            [b["bucket"], f"{b['richness_low']:.2f}-{b['richness_high']:.2f}",
-             interval_text(b["mllm_positive_ratio"], 3), interval_text(b["other_positive_ratio"], 3),
-             interval_text(b["relative_gain_pct"], 1)]
-            for b in sorted(buckets, key=lambda b: b["richness_low"])
+            [b.bucket, f"{_number(b.richness_low, 2)}-{_number(b.richness_high, 2)}",
+             interval_text(b.mllm_positive_ratio, 3), interval_text(b.other_positive_ratio, 3),
+             interval_text(b.relative_gain_pct, 1)]
+            for b in buckets
         ]  # fmt: skip
         header = ["bucket", "richness", "MLLM positive ratio", "other positive ratio", "relative gain %"]
         parts += [_image(figure8_png(buckets), "Figure 8"), _table(header, bucket_rows)]
@@ -210,7 +214,7 @@ def _replay_html(data: dict[str, Any]) -> str:
                 name,
                 m.get("hits"),
                 content["cases"],
-                interval_text(m, 3),
+                interval_text(Statistic.model_validate(m), 3),
                 data.get("method_help", {}).get(name, ""),
             ]
             for name, m in content["methods"].items()

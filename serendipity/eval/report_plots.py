@@ -9,6 +9,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from serendipity.eval.results import ExperimentSummary, RichnessBucket, Statistic
 from serendipity.mllm.curves import pyplot
 
 ARM_COLOURS = {"exploitation": "#7f7f7f", "exploration": "#1f77b4", "bandit": "#ff7f0e", "mllm": "#d62728"}
@@ -27,16 +28,20 @@ def png_file_base64(path: Path) -> str:
     return base64.b64encode(path.read_bytes()).decode("ascii")
 
 
-def _value(stats: Mapping[str, Any], key: str) -> float:
-    value = stats.get(key)
+def _value(value: float | None) -> float:
     return math.nan if value is None else float(value)
 
 
-def _errors(stats: Sequence[Mapping[str, Any]]) -> list[list[float]]:
-    """Asymmetric error bars (below, above) of mean/ci_low/ci_high dicts; 0 where a bound is missing."""
+def _mean(stats: Statistic | None) -> float:
+    return math.nan if stats is None else _value(stats.mean)
+
+
+def _errors(stats: Sequence[Statistic | None]) -> list[list[float]]:
+    """Asymmetric error bars (below, above) of statistics; 0 where a bound is missing."""
     below, above = [], []
     for item in stats:
-        mean, low, high = (_value(item, k) for k in ("mean", "ci_low", "ci_high"))
+        item = item or Statistic()
+        mean, low, high = _value(item.mean), _value(item.ci_low), _value(item.ci_high)
         below.append(0.0 if math.isnan(low) else max(0.0, mean - low))
         above.append(0.0 if math.isnan(high) else max(0.0, high - mean))
     return [below, above]
@@ -58,22 +63,21 @@ def curves_png(curves: Mapping[str, Sequence[float]]) -> str:
 def aggregates_png(rows: Sequence[Mapping[str, Any]]) -> str:
     plt = pyplot()
     figure, axis = plt.subplots(figsize=(5, 3.2))
-    stats = [{"mean": r["mean_satisfaction"], "ci_low": r["ci_low"], "ci_high": r["ci_high"]} for r in rows]
-    axis.bar([r["pair_class"] for r in rows], [s["mean"] for s in stats], yerr=_errors(stats), capsize=4)
+    stats = [Statistic(mean=r["mean_satisfaction"], ci_low=r["ci_low"], ci_high=r["ci_high"]) for r in rows]
+    axis.bar([r["pair_class"] for r in rows], [_mean(s) for s in stats], yerr=_errors(stats), capsize=4)
     axis.set(ylabel="mean next-item satisfaction", title="satisfaction by pair class (95% CI)")
     return _encode(figure)
 
 
-def figure6_png(experiment: Mapping[str, Any]) -> str:
+def figure6_png(experiment: ExperimentSummary) -> str:
     """Novelty gain % (x) vs positive-feedback change % (y) per arm, with 95% error bars."""
     plt = pyplot()
-    metrics = experiment["metrics"]
     figure, axis = plt.subplots(figsize=(5.5, 4))
-    for arm in experiment["arms"]:
-        x, y = metrics["novelty_gain_pct"][arm], metrics["positive_feedback_change_pct"][arm]
+    for arm in experiment.arms:
+        x, y = experiment.stat("novelty_gain_pct", arm), experiment.stat("positive_feedback_change_pct", arm)
         axis.errorbar(
-            [_value(x, "mean")],
-            [_value(y, "mean")],
+            [_mean(x)],
+            [_mean(y)],
             xerr=_errors([x]),
             yerr=_errors([y]),
             fmt="o",
@@ -83,7 +87,7 @@ def figure6_png(experiment: Mapping[str, Any]) -> str:
         )
     axis.axhline(0, color="grey", linewidth=0.8)
     axis.axvline(0, color="grey", linewidth=0.8)
-    reference = experiment.get("reference_arm", "exploitation")
+    reference = experiment.reference_arm or "exploitation"
     axis.set(
         xlabel=f"novel-impression gain % over {reference}",
         ylabel=f"positive-feedback change % vs {reference}",
@@ -93,16 +97,16 @@ def figure6_png(experiment: Mapping[str, Any]) -> str:
     return _encode(figure)
 
 
-def _arm_bars(axis: Any, experiment: Mapping[str, Any], metric: str, title: str) -> None:
-    arms = experiment["arms"]
-    stats = [experiment["metrics"][metric][arm] for arm in arms]
+def _arm_bars(axis: Any, experiment: ExperimentSummary, metric: str, title: str) -> None:
+    arms = experiment.arms
+    stats = [experiment.stat(metric, arm) for arm in arms]
     colours = [ARM_COLOURS.get(arm, "#2ca02c") for arm in arms]
-    axis.bar(arms, [_value(s, "mean") for s in stats], yerr=_errors(stats), capsize=4, color=colours)
+    axis.bar(arms, [_mean(s) for s in stats], yerr=_errors(stats), capsize=4, color=colours)
     axis.set(title=title, ylabel=metric)
     axis.tick_params(axis="x", labelrotation=20)
 
 
-def figure7_png(experiment: Mapping[str, Any]) -> str:
+def figure7_png(experiment: ExperimentSummary) -> str:
     plt = pyplot()
     figure, (users_axis, pairs_axis) = plt.subplots(1, 2, figsize=(9, 3.4))
     _arm_bars(users_axis, experiment, "engaged_user_share", "engaged users (cf. Figure 7a)")
@@ -110,13 +114,13 @@ def figure7_png(experiment: Mapping[str, Any]) -> str:
     return _encode(figure)
 
 
-def figure8_png(buckets: Sequence[Mapping[str, Any]]) -> str:
+def figure8_png(buckets: Sequence[RichnessBucket]) -> str:
+    """Relative gain % per bucket, in the order given (``ExperimentSummary.sorted_buckets``)."""
     plt = pyplot()
-    ordered = sorted(buckets, key=lambda b: b["richness_low"])
-    labels = [f"{b['richness_low']:.2f}-{b['richness_high']:.2f}" for b in ordered]
-    gains = [b["relative_gain_pct"] for b in ordered]
+    labels = [f"{_value(b.richness_low):.2f}-{_value(b.richness_high):.2f}" for b in buckets]
+    gains = [b.relative_gain_pct for b in buckets]
     figure, axis = plt.subplots(figsize=(6, 3.4))
-    axis.bar(labels, [_value(g, "mean") for g in gains], yerr=_errors(gains), capsize=4, color="#d62728")
+    axis.bar(labels, [_mean(g) for g in gains], yerr=_errors(gains), capsize=4, color="#d62728")
     axis.axhline(0, color="grey", linewidth=0.8)
     axis.set(
         xlabel="visual richness of the context item (bucket range)",
@@ -129,9 +133,9 @@ def figure8_png(buckets: Sequence[Mapping[str, Any]]) -> str:
 def replay_png(methods: Mapping[str, Mapping[str, Any]]) -> str:
     plt = pyplot()
     names = list(methods)
-    stats = [methods[name] for name in names]
+    stats = [Statistic.model_validate(methods[name]) for name in names]
     figure, axis = plt.subplots(figsize=(6, 3.2))
-    axis.bar(names, [_value(s, "mean") for s in stats], yerr=_errors(stats), capsize=4)
+    axis.bar(names, [_mean(s) for s in stats], yerr=_errors(stats), capsize=4)
     axis.set(ylabel="hit rate of the held-out next item's cluster", title="offline replay (95% CI)")
     axis.tick_params(axis="x", labelrotation=15)
     return _encode(figure)

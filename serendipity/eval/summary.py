@@ -1,6 +1,7 @@
 """experiment.json: every metric per arm as mean and 95% t-interval over seeds, plus the richness buckets.
 
-Undefined values (e.g. a gain over a zero reference, an interval from one seed) are JSON null.
+The document is an ``ExperimentSummary`` (``serendipity.eval.results``). Undefined values (e.g. a gain
+over a zero reference, an interval from one seed) are JSON null.
 """
 
 from __future__ import annotations
@@ -18,8 +19,9 @@ from serendipity.config import PipelineConfig
 from serendipity.eval import metrics
 from serendipity.eval.arms import ARMS, EXPLOITATION, MLLM, arm_names
 from serendipity.eval.inputs import PreExperiment
+from serendipity.eval.results import ExperimentPaths, ExperimentSummary, RichnessBucket, Statistic
 from serendipity.intervals import mean_with_t_half_width
-from serendipity.io import write_json_atomic, write_parquet_atomic
+from serendipity.io import write_parquet_atomic
 from serendipity.layout import EXPERIMENT_FILE, IMPRESSIONS_FILE
 
 METRIC_HELP = {
@@ -42,15 +44,15 @@ def _number(value: Any) -> float | None:
     return None if value is None or not math.isfinite(float(value)) else float(value)
 
 
-def summarise(values: Sequence[float]) -> dict[str, Any]:
+def summarise(values: Sequence[float]) -> Statistic:
     """Mean and 95% Student-t interval over the finite per-seed values."""
     per_seed = [_number(v) for v in values]
     mean, half = mean_with_t_half_width(per_seed)
     low, high = (None, None) if math.isnan(half) else (mean - half, mean + half)
-    return {"mean": _number(mean), "ci_low": low, "ci_high": high, "per_seed": per_seed}
+    return Statistic(mean=_number(mean), ci_low=low, ci_high=high, per_seed=per_seed)
 
 
-def _by_arm(per_seed: pd.DataFrame, seeds: Sequence[int], arms: Sequence[str]) -> dict[str, dict[str, Any]]:
+def _by_arm(per_seed: pd.DataFrame, seeds: Sequence[int], arms: Sequence[str]) -> dict[str, Statistic]:
     frame = per_seed.reindex(index=list(seeds), columns=list(arms))
     return {arm: summarise(frame[arm].tolist()) for arm in arms}
 
@@ -88,52 +90,52 @@ def per_seed_metrics(
 
 def richness_section(
     impressions: pd.DataFrame, context: MetricContext, config: PipelineConfig
-) -> list[dict[str, Any]]:
+) -> list[RichnessBucket]:
     catalogue = np.array(sorted(context.pre.item_cluster), dtype=np.int64)
     edges = metrics.richness_edges(context.richness(catalogue), config.eval.richness_buckets)
     context_richness = context.richness(impressions["context_item_id"].to_numpy(np.int64))
     ratios = metrics.richness_bucket_ratios(impressions, context_richness, edges, MLLM)
     seeds = list(config.eval.seeds)
-    sections = []
-    for bucket in range(len(edges) - 1):
-        entry: dict[str, Any] = {
-            "bucket": bucket,
-            "richness_low": float(edges[bucket]),
-            "richness_high": float(edges[bucket + 1]),
-        }
-        for name, frame in ratios.items():
-            entry[name] = summarise(frame.reindex(index=seeds)[bucket].tolist())
-        sections.append(entry)
-    return sections
+    return [
+        RichnessBucket(
+            bucket=bucket,
+            richness_low=float(edges[bucket]),
+            richness_high=float(edges[bucket + 1]),
+            **{
+                name: summarise(frame.reindex(index=seeds)[bucket].tolist()) for name, frame in ratios.items()
+            },
+        )
+        for bucket in range(len(edges) - 1)
+    ]
 
 
-def build_report(impressions: pd.DataFrame, context: MetricContext, config: PipelineConfig) -> dict[str, Any]:
+def build_report(
+    impressions: pd.DataFrame, context: MetricContext, config: PipelineConfig
+) -> ExperimentSummary:
     settings = config.eval
     seeds = list(settings.seeds)
     arms = arm_names(settings)
-    return {
-        "reference_arm": EXPLOITATION,
-        "arms": list(arms),
-        "extra_arms": [arm for arm in arms if arm not in ARMS],  # diagnostics, outside the paper's claims
-        "seeds": seeds,
-        "days": settings.days,
-        "users_per_arm": settings.users_per_arm,
-        "slate_size": settings.slate_size,
-        "metrics": {
+    return ExperimentSummary(
+        reference_arm=EXPLOITATION,
+        arms=list(arms),
+        extra_arms=[arm for arm in arms if arm not in ARMS],  # diagnostics, outside the paper's claims
+        seeds=seeds,
+        days=settings.days,
+        users_per_arm=settings.users_per_arm,
+        slate_size=settings.slate_size,
+        metrics={
             name: _by_arm(frame, seeds, arms)
             for name, frame in per_seed_metrics(impressions, context, config).items()
         },
-        "richness_buckets": richness_section(impressions, context, config),
-        "metric_help": dict(METRIC_HELP),
-    }
+        richness_buckets=richness_section(impressions, context, config),
+        metric_help=dict(METRIC_HELP),
+    )
 
 
-def write_outputs(impressions: pd.DataFrame, report: dict[str, Any], directory: Path) -> dict[str, Path]:
+def write_outputs(impressions: pd.DataFrame, summary: ExperimentSummary, directory: Path) -> ExperimentPaths:
     """Write both files atomically (each replaces its previous version whole)."""
     import pyarrow as pa
 
     table = pa.Table.from_pandas(impressions, preserve_index=False)
-    return {
-        "impressions": write_parquet_atomic(table, directory / IMPRESSIONS_FILE),
-        "experiment": write_json_atomic(report, directory / EXPERIMENT_FILE),
-    }
+    parquet = write_parquet_atomic(table, directory / IMPRESSIONS_FILE)
+    return ExperimentPaths(experiment=summary.write(directory / EXPERIMENT_FILE), impressions=parquet)

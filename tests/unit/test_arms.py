@@ -18,6 +18,7 @@ from serendipity.eval.arms import (
     build_arms,
 )
 from serendipity.eval.claims import HOLDS, mllm_highest_novelty
+from serendipity.eval.results import ExperimentSummary
 from serendipity.retrieval.data import ItemVocabulary
 from serendipity.retrieval.index import ClusterIndex
 from serendipity.retrieval.model import SASRec
@@ -148,10 +149,12 @@ def test_the_novel_variant_never_decides_the_novelty_claim() -> None:
         return {"mean": mean, "ci_low": mean - 1, "ci_high": mean + 1}
 
     gains = {"exploitation": 0.0, "exploration": 10.0, "bandit": 20.0, "mllm": 40.0, EXPLORATION_NOVEL: 90.0}
-    experiment = {
-        "arms": [*ARMS, EXPLORATION_NOVEL],
-        "extra_arms": [EXPLORATION_NOVEL],
-        "metrics": {"novelty_gain_pct": {arm: stats(gain) for arm, gain in gains.items()}},
-    }
+    experiment = ExperimentSummary.model_validate(
+        {
+            "arms": [*ARMS, EXPLORATION_NOVEL],
+            "extra_arms": [EXPLORATION_NOVEL],
+            "metrics": {"novelty_gain_pct": {arm: stats(gain) for arm, gain in gains.items()}},
+        }
+    )
     check = mllm_highest_novelty(experiment)
     assert check.status == HOLDS and EXPLORATION_NOVEL not in check.evidence

@@ -146,10 +146,10 @@ def test_richness_buckets_compare_nominated_mllm_items_with_the_other_arms(two_a
 def test_summarise_gives_a_student_t_interval_and_nulls_when_undefined() -> None:
     result = summarise([1.0, 2.0, 3.0])
     half = 4.302652729911275 / math.sqrt(3)
-    assert result["mean"] == 2.0
-    assert result["ci_low"] == pytest.approx(2 - half) and result["ci_high"] == pytest.approx(2 + half)
+    assert result.mean == 2.0
+    assert result.ci_low == pytest.approx(2 - half) and result.ci_high == pytest.approx(2 + half)
     single = summarise([float("nan"), 5.0])
-    assert single == {"mean": 5.0, "ci_low": None, "ci_high": None, "per_seed": [None, 5.0]}
+    assert single.to_json() == {"mean": 5.0, "ci_low": None, "ci_high": None, "per_seed": [None, 5.0]}
 
 
 def test_bandit_posterior_is_the_ridge_solution() -> None:

@@ -174,7 +174,7 @@ def live(
         days=days,
         users_per_arm=users_per_arm,
     )
-    typer.echo(f"experiment: {paths['experiment']}")
+    typer.echo(f"experiment: {paths.experiment}")
 
 
 app.command("replay")(replay)
