@@ -91,11 +91,8 @@ def served_app(
             serve.run(app, name=name, route_prefix=route_prefix)
         process = None
         if front:
-            if front_config_path is None:
-                raise ValueError(
-                    "served_app: the admission front needs front_config_path for its HAProxy file"
-                )
-            process = stack.enter_context(run_front(serving, front_config_path))
+            front_file = front_config_path or admission_config_file(config)
+            process = stack.enter_context(run_front(serving, front_file))
         serve_url = f"http://{_reachable(serve_host)}:{serving.serve_port}"
         url = f"http://{_reachable(serving.host)}:{serving.port}"
         yield RunningApp(serving, url, serve_url, process)
