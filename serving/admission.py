@@ -132,8 +132,7 @@ def render_config(serving: ServingConfig, listen_host: str | None = None) -> str
         "listen_host": host,
         "port": serving.port,
         "upstream": f"{LOOPBACK}:{serving.serve_port}",
-        # the ingress answers by request_timeout_s: HAProxy gives up on Serve only well past that
-        "backstop_s": max(1, round(serving.request_timeout_s * 3)),
+        "backstop_s": max(1, round(serving.backstop_s)),
         "ungated_paths": " ".join(sorted(UNGATED_PATHS)),
         "client_id": CLIENT_ID,
         "request_id_var": REQUEST_ID_VAR,
@@ -168,10 +167,15 @@ def _write_checked(serving: ServingConfig, path: Path, listen_host: str | None) 
     return [binary, "-db", "-f", str(path)]
 
 
+def reachable_host(host: str) -> str:
+    """The address a local client dials for a listener bound to ``host`` (a wildcard: loopback)."""
+    return LOOPBACK if host in ("0.0.0.0", "") else host
+
+
 def _accepting(host: str, port: int) -> bool:
     with socket.socket() as probe:
         probe.settimeout(0.5)
-        return probe.connect_ex((LOOPBACK if host in ("0.0.0.0", "") else host, port)) == 0
+        return probe.connect_ex((reachable_host(host), port)) == 0
 
 
 def stop_gracefully(process: subprocess.Popen, grace_s: float) -> None:

@@ -30,24 +30,18 @@ if TYPE_CHECKING:
     from serving.settings import AppArgs
 
 APP_NAME = "serendipity"
-LOOPBACK = "127.0.0.1"
 
 
 @dataclass(frozen=True)
 class RunningApp:
     serving: ServingConfig  # as served (its ports and front)
     url: str  # where clients go: the admission front, or Serve's proxy when there is none
-    serve_url: str  # Serve's proxy itself
     front: subprocess.Popen | None  # the HAProxy process, None without a front
 
 
 def admission_config_file(config: PipelineConfig) -> Path:
     """Where the front's HAProxy configuration is written: ``WORK_DIR/serve/admission.cfg``."""
     return WorkLayout.of(config).work_dir / "serve" / "admission.cfg"
-
-
-def _reachable(host: str) -> str:
-    return LOOPBACK if host in ("0.0.0.0", "") else host
 
 
 @contextmanager
@@ -69,7 +63,7 @@ def served_app(
     from ray import serve
 
     from serendipity.explorer.rendered_media import render_media
-    from serving.admission import run_front
+    from serving.admission import LOOPBACK, reachable_host, run_front
     from serving.app import compose
     from serving.settings import AppArgs
 
@@ -78,9 +72,8 @@ def served_app(
     render_media(config)
     front = serving.admission.enabled
     serve_host = LOOPBACK if front else serving.host
-    backstop_s = serving.request_timeout_s * 3  # the ingress answers by request_timeout_s
     serve.start(
-        http_options={"host": serve_host, "port": serving.serve_port, "request_timeout_s": backstop_s}
+        http_options={"host": serve_host, "port": serving.serve_port, "request_timeout_s": serving.backstop_s}
     )
     args = args or AppArgs(config_path=str(config_path))
     apps = {app_name: ("/", compose(args, ingress_options)), **(extra_apps or {})}
@@ -93,6 +86,5 @@ def served_app(
         if front:
             front_file = front_config_path or admission_config_file(config)
             process = stack.enter_context(run_front(serving, front_file))
-        serve_url = f"http://{_reachable(serve_host)}:{serving.serve_port}"
-        url = f"http://{_reachable(serving.host)}:{serving.port}"
-        yield RunningApp(serving, url, serve_url, process)
+        url = f"http://{reachable_host(serving.host)}:{serving.port}"
+        yield RunningApp(serving, url, process)

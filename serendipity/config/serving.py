@@ -85,6 +85,12 @@ class ServingConfig(Section):
         return self
 
     @property
+    def backstop_s(self) -> float:
+        """How long the proxies in front of the ingress (Serve's, HAProxy's) wait for an answer: well past
+        ``request_timeout_s``, by which the ingress always answers."""
+        return self.request_timeout_s * 3
+
+    @property
     def recommender_timeout_s(self) -> float:
         """The deadline of the ingress's call to the recommender, in seconds."""
         return min(self.recommender_timeout_ms / 1000, self.request_timeout_s)
