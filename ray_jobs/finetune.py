@@ -3,7 +3,8 @@
 In-process: ``python -m ray_jobs.finetune --config configs/demo.yaml``; on a cluster:
 ``ray job submit --working-dir . -- python -m ray_jobs.finetune --config configs/demo.yaml``.
 A killed run resumes from its last checkpoint when started again (``--fresh`` starts over).
-The options override the config's ``mllm`` section (the KubeRay RayJob sets workers, GPUs, bf16, LoRA).
+The options override the config's ``mllm`` section (the KubeRay RayJob sets workers, GPUs, bf16, LoRA)
+and where Ray Train places the workers (``--placement STRICT_SPREAD``: one per node).
 """
 
 from __future__ import annotations
@@ -53,6 +54,12 @@ def parse_options(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), default=None)
     parser.add_argument("--lora", action="store_true", default=None, help="train LoRA adapters (mllm.lora)")
+    parser.add_argument(
+        "--placement",
+        choices=("PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD"),
+        default=None,
+        help="ray.train_placement (STRICT_SPREAD: one worker per node)",
+    )
     return parser.parse_args(argv)
 
 
@@ -65,6 +72,7 @@ def config_of(options: argparse.Namespace) -> PipelineConfig:
         "mllm.use_gpu": True if gpus else None,
         "mllm.precision": options.precision,
         "mllm.lora": options.lora,
+        "ray.train_placement": options.placement,
     }
     return with_overrides(load_config(options.config), overrides)
 

@@ -73,6 +73,7 @@ def _run_trainer(config: PipelineConfig, base: Path, resume_from: Path | None) -
             num_workers=config.mllm.num_workers,
             use_gpu=config.mllm.use_gpu,
             resources_per_worker=_worker_resources(config.mllm),
+            placement_strategy=config.ray.train_placement,
         ),
         run_config=RunConfig(
             storage_path=str(WorkLayout.of(config).finetune_dir),

@@ -145,7 +145,9 @@ def train_with_ray(config: PipelineConfig) -> SASRec:
         retriever_worker,
         train_loop_config={"config": config.model_dump(mode="json")},
         scaling_config=ScalingConfig(
-            num_workers=config.retrieval.num_workers, use_gpu=config.retrieval.use_gpu
+            num_workers=config.retrieval.num_workers,
+            use_gpu=config.retrieval.use_gpu,
+            placement_strategy=config.ray.train_placement,
         ),
         run_config=RunConfig(storage_path=str(storage), name=RUN_NAME),
     )
