@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from serendipity.config import PipelineConfig
+from serendipity.logs import run_logged, setup_logging
 from serendipity.stage_stats import AggregatesOutputs, AggregatesStats, LogInputs, write_stage_stats
 from serendipity.worklock import holds_work_dir
 from spark_jobs.common import (
@@ -76,7 +77,9 @@ def print_rates(overall: pd.DataFrame, level: int) -> None:
 
 
 def main(argv: list[str] | None = None) -> AggregatesStats:
-    return run(config_from_argv(__doc__.splitlines()[0], argv))
+    setup_logging()
+    config = config_from_argv(__doc__.splitlines()[0], argv)
+    return run_logged("aggregates", lambda: run(config))
 
 
 if __name__ == "__main__":

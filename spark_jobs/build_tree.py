@@ -12,6 +12,7 @@ import pyarrow.parquet as pq
 
 from serendipity.config import PipelineConfig
 from serendipity.io import atomic_directory, write_json_atomic
+from serendipity.logs import run_logged, setup_logging
 from serendipity.schema import CLUSTERS_FILE, ITEMS_FILE, TREE_INFO_FILE
 from serendipity.stage_stats import BuildTreeInputs, BuildTreeOutputs, BuildTreeStats, write_stage_stats
 from serendipity.treebuild.quality import format_name_quality
@@ -63,7 +64,9 @@ def run(config: PipelineConfig, spark: SparkSession | None = None) -> BuildTreeS
 
 
 def main(argv: list[str] | None = None) -> BuildTreeStats:
-    return run(config_from_argv(__doc__.splitlines()[0], argv))
+    setup_logging()
+    config = config_from_argv(__doc__.splitlines()[0], argv)
+    return run_logged("build_tree", lambda: run(config))
 
 
 if __name__ == "__main__":

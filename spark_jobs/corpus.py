@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from serendipity.config import PipelineConfig
+from serendipity.logs import run_logged, setup_logging
 from serendipity.schema import CORPUS_SCHEMA, INTERACTIONS_FILE
 from serendipity.stage_stats import CorpusInputs, CorpusOutputs, CorpusStats, write_stage_stats
 from serendipity.worklock import holds_work_dir
@@ -60,7 +61,9 @@ def run(config: PipelineConfig, spark: SparkSession | None = None) -> CorpusStat
 
 
 def main(argv: list[str] | None = None) -> CorpusStats:
-    return run(config_from_argv(__doc__.splitlines()[0], argv))
+    setup_logging()
+    config = config_from_argv(__doc__.splitlines()[0], argv)
+    return run_logged("corpus", lambda: run(config))
 
 
 if __name__ == "__main__":

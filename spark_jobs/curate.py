@@ -18,6 +18,7 @@ import pyarrow.parquet as pq
 
 from serendipity.config import PipelineConfig
 from serendipity.io import write_parquet_atomic
+from serendipity.logs import run_logged, setup_logging
 from serendipity.nomination.prior import PriorInfo
 from serendipity.schema import (
     CLUSTERS_FILE,
@@ -103,7 +104,9 @@ def run(config: PipelineConfig, spark: SparkSession | None = None) -> CurateStat
 
 
 def main(argv: list[str] | None = None) -> CurateStats:
-    return run(config_from_argv(__doc__.splitlines()[0], argv))
+    setup_logging()
+    config = config_from_argv(__doc__.splitlines()[0], argv)
+    return run_logged("curate", lambda: run(config))
 
 
 if __name__ == "__main__":

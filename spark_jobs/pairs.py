@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from serendipity.config import PipelineConfig
+from serendipity.logs import run_logged, setup_logging
 from serendipity.schema import CONTEXT_CLUSTER_SCORES_SCHEMA, PAIRS_SCHEMA
 from serendipity.stage_stats import LogInputs, PairsOutputs, PairsStats, write_stage_stats
 from serendipity.worklock import holds_work_dir
@@ -52,7 +53,9 @@ def run(config: PipelineConfig, spark: SparkSession | None = None) -> PairsStats
 
 
 def main(argv: list[str] | None = None) -> PairsStats:
-    return run(config_from_argv(__doc__.splitlines()[0], argv))
+    setup_logging()
+    config = config_from_argv(__doc__.splitlines()[0], argv)
+    return run_logged("pairs", lambda: run(config))
 
 
 if __name__ == "__main__":

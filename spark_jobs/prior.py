@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from serendipity.config import PipelineConfig
+from serendipity.logs import run_logged, setup_logging
 from serendipity.nomination.prior import PriorInfo
 from serendipity.schema import CLUSTER_PRIOR_SCHEMA, CLUSTERS_FILE, ITEM_PRIOR_SCHEMA, SPLIT_TRAIN, SPLITS
 from serendipity.stage_stats import PairsInputs, PriorOutputs, PriorStats, write_stage_stats
@@ -86,7 +87,9 @@ def run(config: PipelineConfig, spark: SparkSession | None = None) -> PriorStats
 
 
 def main(argv: list[str] | None = None) -> PriorStats:
-    return run(config_from_argv(__doc__.splitlines()[0], argv))
+    setup_logging()
+    config = config_from_argv(__doc__.splitlines()[0], argv)
+    return run_logged("prior", lambda: run(config))
 
 
 if __name__ == "__main__":

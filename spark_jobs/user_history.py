@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from serendipity.config import PipelineConfig
+from serendipity.logs import run_logged, setup_logging
 from serendipity.schema import EVENT_TIMESTAMP, ITEM_JOIN_KEY, USER_JOIN_KEY
 from serendipity.stage_stats import LogInputs, UserHistoryOutputs, UserHistoryStats, write_stage_stats
 from serendipity.worklock import holds_work_dir
@@ -47,7 +48,9 @@ def run(config: PipelineConfig, spark: SparkSession | None = None) -> UserHistor
 
 
 def main(argv: list[str] | None = None) -> UserHistoryStats:
-    return run(config_from_argv(__doc__.splitlines()[0], argv))
+    setup_logging()
+    config = config_from_argv(__doc__.splitlines()[0], argv)
+    return run_logged("user_history", lambda: run(config))
 
 
 if __name__ == "__main__":

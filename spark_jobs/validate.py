@@ -12,6 +12,7 @@ import json
 from typing import TYPE_CHECKING
 
 from serendipity.config import PipelineConfig
+from serendipity.logs import run_logged, setup_logging
 from serendipity.stage_stats import ValidateStats, write_stage_stats
 from serendipity.worklock import holds_work_dir
 from spark_jobs.common import config_from_argv, start_job
@@ -39,7 +40,9 @@ def run(config: PipelineConfig, spark: SparkSession | None = None) -> ValidateSt
 
 
 def main(argv: list[str] | None = None) -> ValidateStats:
-    return run(config_from_argv("Validate the dataset; write usable rows, quarantine and report.", argv))
+    setup_logging()
+    config = config_from_argv("Validate the dataset; write usable rows, quarantine and report.", argv)
+    return run_logged("validate", lambda: run(config))
 
 
 if __name__ == "__main__":

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
+
 import typer
 
 from serendipity.app.commands import (
@@ -24,6 +26,35 @@ app = typer.Typer(
     add_completion=False,
     help="Serendipitous recommendation steered by a fine-tuned multimodal LLM.",
 )
+
+
+class LogFormat(StrEnum):
+    TEXT = "text"
+    JSON = "json"
+
+
+@app.callback()
+def main(
+    log_format: LogFormat = typer.Option(
+        LogFormat.TEXT,
+        "--log-format",
+        envvar="SERENDIPITY_LOG_FORMAT",
+        help="log lines on stderr as text or as one JSON object each (ts, level, logger, message, fields)",
+    ),
+    verbose: bool = typer.Option(
+        False,
+        "--verbose",
+        "-v",
+        envvar="SERENDIPITY_VERBOSE",
+        help="debug lines of our own code and the engines' info lines (Ray Train reports, faiss, Feast)",
+    ),
+) -> None:
+    """Serendipitous recommendation steered by a fine-tuned multimodal LLM."""
+    from serendipity.logs import setup_logging
+
+    setup_logging(log_format.value, verbose)  # type: ignore[arg-type]
+
+
 app.add_typer(world.app, name="world", help="Generate the synthetic short-video world.")
 app.add_typer(ingest.app, name="ingest", help="Convert real datasets into the data contract.")
 app.add_typer(validate.app, name="validate", help="Check a dataset against the contract.")

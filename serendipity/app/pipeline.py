@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from pathlib import Path
 from serendipity.app.stages import Engine, Stage, default_stages, effective_config_path
 from serendipity.config import PipelineConfig, save_config
 from serendipity.io import write_json_atomic
+from serendipity.logs import STAGE_LOGGER, stage_events
 from serendipity.worklock import work_dir_lock
 
 __all__ = [
@@ -29,6 +31,9 @@ __all__ = [
     "is_current",
     "run_pipeline",
 ]
+
+
+log = logging.getLogger(STAGE_LOGGER)
 
 
 class UnknownStageError(ValueError):
@@ -93,19 +98,22 @@ def run_pipeline(
         for stage in selected:
             if not stage.enabled(config):
                 results.append(StageResult(stage.name, "disabled"))
+                log.info("stage disabled", extra={"stage": stage.name})
                 continue
             if not force and is_current(stage, config):
                 results.append(StageResult(stage.name, "skipped"))
+                log.info("stage skipped: outputs current", extra={"stage": stage.name})
                 continue
             if on_stage is not None:
                 on_stage(stage)
             spark_scope.before_stage(stage.engine is Engine.SPARK)
             fingerprint = _fingerprint(stage, config)  # before: an input rewritten meanwhile is not current
             started = time.perf_counter()
-            stage.run(config)
-            missing = [str(path) for path in stage.outputs(config) if not path.exists()]
-            if missing:
-                raise RuntimeError(f"stage {stage.name} finished without writing {', '.join(missing)}")
+            with stage_events(stage.name) as event:
+                event.record(stage.run(config))
+                missing = [str(path) for path in stage.outputs(config) if not path.exists()]
+                if missing:
+                    raise RuntimeError(f"stage {stage.name} finished without writing {', '.join(missing)}")
             seconds = time.perf_counter() - started
             record = {"fingerprint": fingerprint, "finished": time.time(), "seconds": seconds}
             write_json_atomic(record, _marker(config, stage))

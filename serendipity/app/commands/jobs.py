@@ -22,6 +22,7 @@ def run(
     """Run ``spark_jobs.NAME.run`` on the pipeline config."""
     from serendipity.app.stages import Engine, stages_on
     from serendipity.config import ConfigError, load_config, with_overrides
+    from serendipity.logs import run_logged
 
     jobs = {stage.name: stage for stage in stages_on(Engine.SPARK)}
     if name not in jobs:
@@ -31,4 +32,4 @@ def run(
         pipeline_config = with_overrides(load_config(config), {"spark.master": master})
     except ConfigError as error:
         raise typer.BadParameter(str(error), param_hint="--config") from None
-    jobs[name].run(pipeline_config)
+    run_logged(name, lambda: jobs[name].run(pipeline_config))
