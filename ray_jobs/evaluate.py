@@ -14,6 +14,7 @@ import logging
 
 from serendipity.config import PipelineConfig, load_config, parse_seeds, with_overrides
 from serendipity.eval.results import ExperimentPaths
+from serendipity.logs import run_logged, setup_logging
 from serendipity.worklock import holds_work_dir
 
 log = logging.getLogger("serendipity.evaluate")
@@ -35,7 +36,6 @@ def run(
     from serendipity.eval.experiment import run_live_experiment
 
     overrides = {"eval.seeds": seeds, "eval.days": days, "eval.users_per_arm": users_per_arm}
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     result = run_live_experiment(with_overrides(config, overrides))
     metrics = result.summary.metrics
     headline = {
@@ -62,7 +62,12 @@ def main(argv: list[str] | None = None) -> ExperimentPaths:
     parser.add_argument("--days", type=int, help="overrides eval.days")
     parser.add_argument("--users-per-arm", type=int, help="overrides eval.users_per_arm")
     args = parser.parse_args(argv)
-    return run(load_config(args.config), seeds=args.seeds, days=args.days, users_per_arm=args.users_per_arm)
+    setup_logging()
+    config = load_config(args.config)
+    return run_logged(
+        "evaluate",
+        lambda: run(config, seeds=args.seeds, days=args.days, users_per_arm=args.users_per_arm),
+    )
 
 
 if __name__ == "__main__":

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 from typing import TYPE_CHECKING
 
 from serendipity.config import PipelineConfig, load_config, with_overrides
+from serendipity.logs import run_logged, setup_logging
 from serendipity.worklock import holds_work_dir
 
 if TYPE_CHECKING:
@@ -26,7 +26,6 @@ def run(config: PipelineConfig, *, max_steps: int | None = None, fresh: bool = F
     """Fine-tune, gate and publish; ``max_steps`` overrides mllm.max_steps. Returns the run's summary."""
     from serendipity.mllm.finetune import run_finetune
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     summary = run_finetune(with_overrides(config, {"mllm.max_steps": max_steps}), fresh=fresh)
     from serendipity.mllm.judge import describe
 
@@ -79,7 +78,9 @@ def config_of(options: argparse.Namespace) -> PipelineConfig:
 
 def main(argv: list[str] | None = None) -> FinetuneSummary:
     options = parse_options(argv)
-    return run(config_of(options), max_steps=options.max_steps, fresh=options.fresh)
+    setup_logging()
+    config = config_of(options)
+    return run_logged("finetune", lambda: run(config, max_steps=options.max_steps, fresh=options.fresh))
 
 
 if __name__ == "__main__":

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 from pathlib import Path
 
 from serendipity.config import PipelineConfig, load_config
 from serendipity.inference import run_inference
 from serendipity.inference.summary import InferenceSummary
 from serendipity.layout import WorkLayout
+from serendipity.logs import run_logged, setup_logging
 from serendipity.ray_local import init_local_ray
 from serendipity.worklock import holds_work_dir
 
@@ -46,11 +46,11 @@ def main(argv: list[str] | None = None) -> InferenceSummary:
         "--address", default=None, help="Ray address ('local' starts a private one); default: RAY_ADDRESS"
     )
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    setup_logging()
     config = load_config(args.config)
     if not ray.is_initialized():
         ray.init(address=args.address, log_to_driver=False, configure_logging=False)
-    figures = run(config, model_dir=args.model_dir, delta_only=args.delta_only)
+    figures = run_logged("infer", lambda: run(config, model_dir=args.model_dir, delta_only=args.delta_only))
     print(json.dumps(figures.to_json(), indent=2))
     return figures
 

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 from typing import TYPE_CHECKING
 
 from serendipity.config import PipelineConfig, load_config, with_overrides
+from serendipity.logs import run_logged, setup_logging
 from serendipity.worklock import holds_work_dir
 
 if TYPE_CHECKING:
@@ -24,7 +24,6 @@ def run(config: PipelineConfig, *, epochs: int | None = None, use_ray: bool = Tr
     """Train, evaluate and publish the retriever (``epochs`` overrides retrieval.epochs); its metrics."""
     from serendipity.retrieval.artifacts import train_and_publish_retriever
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     overridden = with_overrides(config, {"retrieval.epochs": epochs})
     metrics = train_and_publish_retriever(overridden, use_ray=use_ray)
     print(json.dumps(metrics.to_json(), indent=2, default=str))
@@ -37,7 +36,9 @@ def main(argv: list[str] | None = None) -> RetrieverMetrics:
     parser.add_argument("--epochs", type=int, default=None, help="overrides retrieval.epochs")
     parser.add_argument("--no-ray", action="store_true", help="train in this process instead of Ray Train")
     args = parser.parse_args(argv)
-    return run(load_config(args.config), epochs=args.epochs, use_ray=not args.no_ray)
+    setup_logging()
+    config = load_config(args.config)
+    return run_logged("train_retriever", lambda: run(config, epochs=args.epochs, use_ray=not args.no_ray))
 
 
 if __name__ == "__main__":
