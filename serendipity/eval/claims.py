@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
+from serendipity.eval.replay_results import ReplayReport
 from serendipity.eval.results import ExperimentSummary, Statistic
 from serendipity.intervals import wilson_interval
 from serendipity.mllm.results import FinetuneSummary, GateDecision, RecallFigures
@@ -254,18 +255,18 @@ def finetuned_beats_baseline(finetune: Section) -> ClaimCheck:
     return ClaimCheck("7", claim, compare(mllm, base), evidence + _gate_text(summary.gate), "finetune")
 
 
-def replay_mllm_beats_baseline(replay: Section) -> ClaimCheck:
+def replay_mllm_beats_baseline(replay: ReplayReport | None) -> ClaimCheck:
     claim = "on real next items, the MLLM's cluster is hit more often than the non-LLM baseline's"
-    everything = (replay or {}).get("subsets", {}).get("all") or {}
-    methods = everything.get("methods", {})
-    if "mllm" not in methods or "non_llm_frequent" not in methods:
+    everything = replay.subsets.get("all") if replay is not None else None
+    if replay is None or everything is None or not {"mllm", "non_llm_frequent"} <= everything.methods.keys():
         return _not_measured("8", claim, "replay", "the offline replay")
-    mllm, base = (interval_of(methods[m]) for m in ("mllm", "non_llm_frequent"))
-    random = interval_of(methods["random_sibling"]) if "random_sibling" in methods else None
-    evidence = f"hit rate on {everything.get('cases')} held-out next items: mllm {mllm.text(3)} vs non-LLM "
+    methods = everything.methods
+    mllm, base = (interval_of(methods[m].statistic()) for m in ("mllm", "non_llm_frequent"))
+    random = interval_of(methods["random_sibling"].statistic()) if "random_sibling" in methods else None
+    evidence = f"hit rate on {everything.cases} held-out next items: mllm {mllm.text(3)} vs non-LLM "
     evidence += f"{base.text(3)}" + (f" (random sibling {random.text(3)})" if random else "")
-    if replay and replay.get("served_model_versions"):
-        evidence += f"; served cluster from {', '.join(replay['served_model_versions'])}"
+    if replay.served_model_versions:
+        evidence += f"; served cluster from {', '.join(replay.served_model_versions)}"
     return ClaimCheck("8", claim, compare(mllm, base), evidence, "replay")
 
 
@@ -278,7 +279,7 @@ def _with_command(check: ClaimCheck, commands: Mapping[str, str]) -> ClaimCheck:
 
 def check_claims(sections: Mapping[str, Any], commands: Mapping[str, str] | None = None) -> list[ClaimCheck]:
     """Every claim, in the paper's order, from the report's section data (``None`` for an absent one;
-    the experiment's an ``ExperimentSummary``).
+    the experiment's an ``ExperimentSummary``, the replay's a ``ReplayReport``).
 
     ``commands`` (section name -> the command that writes its input) completes not-measured evidence.
     """

@@ -13,15 +13,20 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
 from serendipity.config import PipelineConfig
+from serendipity.eval.replay_results import (
+    HitRate,
+    ReplayReport,
+    ReplaySubset,
+    TrainingOverlap,
+    ValidationPeriodReplay,
+)
 from serendipity.intervals import wilson_interval
-from serendipity.io import json_safe, write_json_atomic
 from serendipity.layout import WorkLayout
 from serendipity.schema import (
     INTERACTIONS_FILE,
@@ -116,28 +121,33 @@ def exploitation_top1_clusters(config: PipelineConfig, cases: pd.DataFrame) -> l
     return clusters
 
 
-def binary_hits(hits: np.ndarray) -> dict[str, float]:
+def _defined(value: float) -> float | None:
+    return None if math.isnan(value) else value
+
+
+def binary_hits(hits: np.ndarray) -> HitRate:
+    """Hits, hit rate and 95% Wilson interval of yes/no outcomes (None where undefined: no cases)."""
     low, high = wilson_interval(float(hits.sum()), len(hits))
     rate = float(hits.mean()) if len(hits) else math.nan
-    return {"hits": int(hits.sum()), "mean": rate, "ci_low": low, "ci_high": high}
+    return HitRate(hits=int(hits.sum()), mean=_defined(rate), ci_low=_defined(low), ci_high=_defined(high))
 
 
-def expected_hits(probabilities: np.ndarray) -> dict[str, float]:
+def expected_hits(probabilities: np.ndarray) -> HitRate:
     """Mean of per-case hit probabilities with a normal 95% interval of the Poisson-binomial count."""
     n = len(probabilities)
     if n == 0:
-        return {"hits": 0.0, "mean": math.nan, "ci_low": math.nan, "ci_high": math.nan}
+        return HitRate(hits=0.0, mean=None, ci_low=None, ci_high=None)
     mean = float(probabilities.mean())
     half = 1.96 * math.sqrt(float((probabilities * (1 - probabilities)).sum())) / n
-    return {
-        "hits": float(probabilities.sum()),
-        "mean": mean,
-        "ci_low": max(0.0, mean - half),
-        "ci_high": min(1.0, mean + half),
-    }
+    return HitRate(
+        hits=float(probabilities.sum()),
+        mean=mean,
+        ci_low=max(0.0, mean - half),
+        ci_high=min(1.0, mean + half),
+    )
 
 
-def score_cases(cases: pd.DataFrame, tree: ClusterTree) -> dict[str, Any]:
+def score_cases(cases: pd.DataFrame, tree: ClusterTree) -> ReplaySubset:
     """Hit rates of the four guesses over ``cases`` (columns next_cluster, mllm, exploitation_top1, ...)."""
     truth = cases["next_cluster"].to_numpy(np.int64)
     sibling_sets = [set(tree.siblings(int(c))) for c in cases["context_cluster"]]
@@ -148,7 +158,7 @@ def score_cases(cases: pd.DataFrame, tree: ClusterTree) -> dict[str, Any]:
         name: binary_hits(cases[name].to_numpy(np.int64) == truth)
         for name in ("mllm", "exploitation_top1", "non_llm_frequent")
     }
-    return {"cases": len(cases), "methods": {**methods, "random_sibling": expected_hits(random)}}
+    return ReplaySubset(cases=len(cases), methods={**methods, "random_sibling": expected_hits(random)})
 
 
 @dataclass(frozen=True)
@@ -208,48 +218,54 @@ def serendipitous_next(covered: pd.DataFrame, tree: ClusterTree, level: int) -> 
     )
 
 
-def training_overlap(config: PipelineConfig, inputs: ReplayInputs, covered: pd.DataFrame) -> dict[str, Any]:
+def training_overlap(config: PipelineConfig, inputs: ReplayInputs, covered: pd.DataFrame) -> TrainingOverlap:
     from serendipity.retrieval.data import time_cutoff
 
     cutoff = time_cutoff(inputs.interactions["ts"], config.retrieval.holdout_fraction)
     before_cutoff = int((covered["next_ts"] < cutoff).sum())
-    return {
-        "retriever_cutoff": pd.Timestamp(cutoff).isoformat(),
-        "held_out_before_retriever_cutoff": before_cutoff,
-        "held_out_after_retriever_cutoff": len(covered) - before_cutoff,
-        "note": "the sequence model trained on engaged interactions before the cutoff, so held-out items "
+    return TrainingOverlap(
+        retriever_cutoff=pd.Timestamp(cutoff).isoformat(),
+        held_out_before_retriever_cutoff=before_cutoff,
+        held_out_after_retriever_cutoff=len(covered) - before_cutoff,
+        note="the sequence model trained on engaged interactions before the cutoff, so held-out items "
         "before it were in its training data; the MLLM was fine-tuned on pairs mined from the whole "
         "log, which may include held-out transitions; the non-LLM baseline excludes them",
-    }
+    )
 
 
-def replay_report(config: PipelineConfig, inputs: ReplayInputs, cases: ReplayCases) -> dict[str, Any]:
+def replay_report(
+    config: PipelineConfig,
+    inputs: ReplayInputs,
+    cases: ReplayCases,
+    validation_period: ValidationPeriodReplay | None = None,
+) -> ReplayReport:
     level, in_catalog, covered = config.mining.level, cases.in_catalog, cases.covered
     serendipitous = serendipitous_next(covered, inputs.tree, level)
-    return {
-        "protocol": "last engaged interaction per user held out; context = the engaged item before it; "
+    return ReplayReport(
+        protocol="last engaged interaction per user held out; context = the engaged item before it; "
         f"hit = the held-out item's level-{level} cluster equals the guess; cases restricted to context "
         "items the MLLM covered; 95% Wilson intervals (normal for the random sibling's expectation)",
-        "level": level,
-        "engaged_satisfaction": config.engagement.satisfaction_above,
-        "users_held_out": len(in_catalog) + cases.not_in_catalog,
-        "excluded": {
+        level=level,
+        engaged_satisfaction=config.engagement.satisfaction_above,
+        users_held_out=len(in_catalog) + cases.not_in_catalog,
+        excluded={
             "users with fewer than two engaged interactions": cases.too_short,
             "cases whose context or next item is not in the catalog": cases.not_in_catalog,
             "cases whose context item the MLLM did not cover": len(in_catalog) - len(covered),
         },
-        "mllm_coverage": len(covered) / len(in_catalog) if len(in_catalog) else math.nan,
-        "served_model_versions": sorted(inputs.predicted[MODEL_VERSION_FEATURE].astype(str).unique()),
-        "training_overlap": training_overlap(config, inputs, covered),
-        "subsets": {
+        mllm_coverage=len(covered) / len(in_catalog) if len(in_catalog) else None,
+        served_model_versions=sorted(inputs.predicted[MODEL_VERSION_FEATURE].astype(str).unique()),
+        training_overlap=training_overlap(config, inputs, covered),
+        subsets={
             "all": score_cases(covered, inputs.tree),
             "serendipitous_next": score_cases(covered[serendipitous], inputs.tree),
         },
-        "method_help": METHOD_HELP,
-    }
+        method_help=METHOD_HELP,
+        validation_period=validation_period,
+    )
 
 
-def validation_period_replay(config: PipelineConfig, inputs: ReplayInputs) -> dict[str, Any] | None:
+def validation_period_replay(config: PipelineConfig, inputs: ReplayInputs) -> ValidationPeriodReplay | None:
     """Every logged serendipitous transition after the calibration cut whose context item inference
     covered: is its next cluster the served one, the prior's, the guess's? Split by whether the context
     item has an item-level prior (warm: enough transitions of its own before the cut) or not (cold, like a
@@ -282,34 +298,32 @@ def validation_period_replay(config: PipelineConfig, inputs: ReplayInputs) -> di
     truth = cases["next_cluster"].to_numpy(np.int64)
     chance = np.array([1.0 / max(1, len(inputs.tree.siblings(int(c)))) for c in cases["context_cluster"]])
 
-    def scored(mask: np.ndarray) -> dict[str, Any]:
+    def scored(mask: np.ndarray) -> ReplaySubset:
         methods = {
             name: binary_hits(cases.loc[mask, name].to_numpy(np.int64) == truth[mask])
             for name in ("served", "transition_prior", "non_llm_guess")
         }
-        return {
-            "cases": int(mask.sum()),
-            "methods": {**methods, "random_sibling": expected_hits(chance[mask])},
-        }
+        return ReplaySubset(
+            cases=int(mask.sum()), methods={**methods, "random_sibling": expected_hits(chance[mask])}
+        )
 
     warm = cases["warm"].to_numpy()
-    return {
-        "protocol": f"every serendipitous pair (level {level}) after the calibration cut "
+    return ValidationPeriodReplay(
+        protocol=f"every serendipitous pair (level {level}) after the calibration cut "
         f"{prior.info.cuts.iso()['calibration_end']} whose context item has a served cluster; hit = its "
         "next cluster is the method's; warm = the context item has an item-level prior (at least "
         f"{prior.info.min_item_transitions} transitions before the training cut); 95% Wilson intervals",
-        "prior_snapshot": prior.info.snapshot,
-        "subsets": {"all": scored(np.ones(len(cases), bool)), "warm": scored(warm), "cold": scored(~warm)},
-    }
+        prior_snapshot=prior.info.snapshot,
+        subsets={"all": scored(np.ones(len(cases), bool)), "warm": scored(warm), "cold": scored(~warm)},
+    )
 
 
-def run_replay(config: PipelineConfig) -> dict[str, Any]:
+def run_replay(config: PipelineConfig) -> ReplayReport:
     """Score the guesses on every user's last engaged interaction and on the validation period's logged
     serendipitous transitions; write ``reports/replay.json``."""
     layout = WorkLayout.of(config)
     inputs = read_replay_inputs(layout, config.mining.level)
-    report = replay_report(config, inputs, replay_cases(config, inputs))
-    report["validation_period"] = validation_period_replay(config, inputs)
-    report = json_safe(report)
-    write_json_atomic(report, layout.replay_path)
+    cases = replay_cases(config, inputs)
+    report = replay_report(config, inputs, cases, validation_period_replay(config, inputs))
+    report.write(layout.replay_path)
     return report

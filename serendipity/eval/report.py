@@ -15,6 +15,7 @@ from typing import Any
 
 from serendipity.config import PipelineConfig
 from serendipity.eval.claims import check_claims
+from serendipity.eval.replay_results import ReplayReport
 from serendipity.eval.report_html import interval_text, render_html
 from serendipity.eval.results import ExperimentSummary
 from serendipity.io import json_safe, write_json_atomic, write_text_atomic
@@ -83,6 +84,17 @@ def _experiment(layout: WorkLayout) -> ExperimentSummary | None:
         raise ValueError(f"{path}: not an experiment summary: {error}") from None
 
 
+def _replay(layout: WorkLayout) -> ReplayReport | None:
+    """The offline replay's ``ReplayReport`` (None before the replay has run)."""
+    path = layout.replay_path
+    if not path.exists():
+        return None
+    try:
+        return ReplayReport.read(path)
+    except ValueError as error:
+        raise ValueError(f"{path}: not a replay report: {error}") from None
+
+
 def finetune_section_json(data: dict[str, Any] | None) -> dict[str, Any] | None:
     """The finetune section as the report writes it: the summary's ``FINETUNE_FIELDS`` (None when absent)."""
     if data is None or data.get("summary") is None:
@@ -130,13 +142,13 @@ def producing_commands(config_path: str, simulator: bool = True) -> dict[str, st
 def build_report(config: PipelineConfig, config_path: str | Path | None = None) -> dict[str, Any]:
     """Every section's numbers (``data`` is None when its input is absent) and the checked claims."""
     layout = WorkLayout.of(config)
-    experiment = _experiment(layout)
+    experiment, replay = _experiment(layout), _replay(layout)
     data: dict[str, Any] = {
         "finetune": _finetune(layout),
         "ablation": _ablation(layout),
         "aggregates": _aggregates(layout, config),
         "experiment": experiment,
-        "replay": _optional_json(layout.replay_path),
+        "replay": replay,
     }
     sources = {
         "finetune": layout.finetune_curves_path,
@@ -149,6 +161,7 @@ def build_report(config: PipelineConfig, config_path: str | Path | None = None) 
     claims = [check.as_dict() for check in check_claims(data, commands)]
     data["finetune"] = finetune_section_json(data["finetune"])
     data["experiment"] = experiment.to_json() if experiment is not None else None
+    data["replay"] = replay.to_json() if replay is not None else None
     sections = {
         name: {
             "title": title,

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from serendipity.eval.claims import ablation_provenance
+from serendipity.eval.replay_results import ReplayReport
 from serendipity.eval.results import ExperimentSummary, Statistic
 from serendipity.mllm.results import FinetuneSummary, GateDecision, RecallFigures, Validation
 
@@ -207,22 +208,17 @@ def _experiment_html(data: dict[str, Any]) -> str:
 def _replay_html(data: dict[str, Any]) -> str:
     from serendipity.eval.report_plots import replay_png
 
-    parts = [f"<p>{html.escape(str(data.get('protocol', '')))}</p>"]
-    for subset, content in data.get("subsets", {}).items():
+    replay = ReplayReport.model_validate(data)  # the section's replay.json
+    parts = [f"<p>{html.escape(replay.protocol or '')}</p>"]
+    for subset, content in replay.subsets.items():
         rows = [
-            [
-                name,
-                m.get("hits"),
-                content["cases"],
-                interval_text(Statistic.model_validate(m), 3),
-                data.get("method_help", {}).get(name, ""),
-            ]
-            for name, m in content["methods"].items()
+            [name, m.hits, content.cases, interval_text(m.statistic(), 3), replay.method_help.get(name, "")]
+            for name, m in content.methods.items()
         ]
-        parts.append(f"<h3>{html.escape(subset)}: {content['cases']} held-out next items</h3>")
+        parts.append(f"<h3>{html.escape(subset)}: {content.cases} held-out next items</h3>")
         parts.append(_table(["method", "hits", "cases", "hit rate [95% CI]", "definition"], rows))
-        if content["cases"]:
-            parts.append(_image(replay_png(content["methods"]), f"replay {subset}"))
+        if content.cases:
+            parts.append(_image(replay_png(content.methods), f"replay {subset}"))
     return "".join(parts)
 
 

@@ -9,6 +9,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from serendipity.eval.replay_results import HitRate
 from serendipity.eval.results import ExperimentSummary, RichnessBucket, Statistic
 from serendipity.mllm.curves import pyplot
 
@@ -130,10 +131,10 @@ def figure8_png(buckets: Sequence[RichnessBucket]) -> str:
     return _encode(figure)
 
 
-def replay_png(methods: Mapping[str, Mapping[str, Any]]) -> str:
+def replay_png(methods: Mapping[str, HitRate]) -> str:
     plt = pyplot()
     names = list(methods)
-    stats = [Statistic.model_validate(methods[name]) for name in names]
+    stats = [methods[name].statistic() for name in names]
     figure, axis = plt.subplots(figsize=(6, 3.2))
     axis.bar(names, [_mean(s) for s in stats], yerr=_errors(stats), capsize=4)
     axis.set(ylabel="hit rate of the held-out next item's cluster", title="offline replay (95% CI)")

@@ -17,6 +17,7 @@ from serendipity.eval.replay import (
     held_out_cases,
     run_replay,
 )
+from serendipity.eval.replay_results import ReplayReport
 from serendipity.layout import WorkLayout
 from serendipity.schema import INTERACTIONS_FILE, ITEMS_FILE, level_column
 
@@ -63,43 +64,41 @@ def chain_config(retrieval_chain: Path) -> PipelineConfig:
 
 
 @pytest.fixture(scope="module")
-def replay(chain_config: PipelineConfig) -> dict:
+def replay(chain_config: PipelineConfig) -> ReplayReport:
     return run_replay(chain_config)
 
 
-def test_replay_counts_follow_the_logs(chain_config: PipelineConfig, replay: dict) -> None:
+def test_replay_counts_follow_the_logs(chain_config: PipelineConfig, replay: ReplayReport) -> None:
     layout = WorkLayout.of(chain_config)
     log = pq.read_table(layout.validated_dir / INTERACTIONS_FILE).to_pandas()
     engaged = log[log["satisfaction"] > chain_config.engagement.satisfaction_above]
     per_user = engaged.groupby("user_id").size()
-    assert replay["users_held_out"] == int((per_user >= 2).sum())
-    excluded = replay["excluded"]
+    assert replay.users_held_out == int((per_user >= 2).sum())
+    excluded = replay.excluded
     assert excluded["users with fewer than two engaged interactions"] == int((per_user < 2).sum())
-    all_cases = replay["subsets"]["all"]["cases"]
-    assert all_cases == replay["users_held_out"] - sum(
-        v for k, v in excluded.items() if k.startswith("cases")
-    )
-    assert all_cases > 0
-    assert replay["subsets"]["serendipitous_next"]["cases"] <= all_cases
-    overlap = replay["training_overlap"]
-    assert (
-        overlap["held_out_before_retriever_cutoff"] + overlap["held_out_after_retriever_cutoff"] == all_cases
-    )
-    assert json.loads(layout.replay_path.read_text()) == replay
+    all_cases = replay.subsets["all"].cases
+    assert all_cases == replay.users_held_out - sum(v for k, v in excluded.items() if k.startswith("cases"))
+    assert all_cases is not None and all_cases > 0
+    assert (replay.subsets["serendipitous_next"].cases or 0) <= all_cases
+    overlap = replay.training_overlap
+    assert overlap is not None
+    assert overlap.held_out_before_retriever_cutoff + overlap.held_out_after_retriever_cutoff == all_cases
+    assert json.loads(layout.replay_path.read_text()) == replay.to_json()
+    assert ReplayReport.read(layout.replay_path) == replay
 
 
-def test_hit_rates_are_proportions_with_intervals(replay: dict) -> None:
-    for content in replay["subsets"].values():
-        assert set(content["methods"]) == set(METHOD_HELP)
-        for stats in content["methods"].values():
-            if content["cases"] == 0:
+def test_hit_rates_are_proportions_with_intervals(replay: ReplayReport) -> None:
+    for content in replay.subsets.values():
+        assert set(content.methods) == set(METHOD_HELP)
+        for stats in content.methods.values():
+            if not content.cases:
                 continue
-            assert 0 <= stats["hits"] <= content["cases"]
-            assert stats["mean"] == pytest.approx(stats["hits"] / content["cases"])
-            assert stats["ci_low"] <= stats["mean"] <= stats["ci_high"]
+            assert 0 <= stats.hits <= content.cases
+            assert stats.mean == pytest.approx(stats.hits / content.cases)
+            assert stats.ci_low <= stats.mean <= stats.ci_high
 
 
-def test_mllm_hits_match_an_independent_count(chain_config: PipelineConfig, replay: dict) -> None:
+def test_mllm_hits_match_an_independent_count(chain_config: PipelineConfig, replay: ReplayReport) -> None:
     layout = WorkLayout.of(chain_config)
     column = level_column(chain_config.mining.level)
     items = pq.read_table(layout.catalog_dir() / ITEMS_FILE).to_pandas().set_index("item_id")[column]
@@ -115,35 +114,33 @@ def test_mllm_hits_match_an_independent_count(chain_config: PipelineConfig, repl
             continue
         cases += 1
         hits += int(predicted[group["item_id"].iloc[-2]] == items[group["item_id"].iloc[-1]])
-    assert (cases, hits) == (
-        replay["subsets"]["all"]["cases"],
-        replay["subsets"]["all"]["methods"]["mllm"]["hits"],
-    )
+    assert (cases, hits) == (replay.subsets["all"].cases, replay.subsets["all"].methods["mllm"].hits)
 
 
 def test_validation_period_replay_counts_the_later_serendipitous_pairs(
-    chain_config: PipelineConfig, replay: dict
+    chain_config: PipelineConfig, replay: ReplayReport
 ) -> None:
     from serendipity.nomination.prior import PriorInfo, epoch_micros
 
     layout = WorkLayout.of(chain_config)
-    period = replay["validation_period"]
+    period = replay.validation_period
+    assert period is not None
     cut = PriorInfo.read(layout.prior_info_path).cuts.calibration_end_micros
     pairs = pq.read_table(layout.pairs_path).to_pandas()
     pairs = pairs[epoch_micros(pairs["ts"]) >= cut]
     served = pq.read_table(layout.serendipity_path).to_pandas().set_index("item_id")["serendipitous_cluster"]
     covered = pairs[pairs["context_item_id"].isin(served.index)]
     hits = int((covered["context_item_id"].map(served) == covered["next_cluster"]).sum())
-    subsets = period["subsets"]
-    assert subsets["all"]["cases"] == len(covered) > 0
-    assert subsets["all"]["methods"]["served"]["hits"] == hits
-    assert subsets["warm"]["cases"] + subsets["cold"]["cases"] == len(covered)
+    subsets = period.subsets
+    assert subsets["all"].cases == len(covered) > 0
+    assert subsets["all"].methods["served"].hits == hits
+    assert subsets["warm"].cases + subsets["cold"].cases == len(covered)
     for subset in subsets.values():
-        chance = subset["methods"]["random_sibling"]["mean"]
-        assert subset["cases"] == 0 or 0 < chance <= 0.5 + 1e-9  # at least two siblings besides one's own
+        chance = subset.methods["random_sibling"].mean
+        assert subset.cases == 0 or 0 < chance <= 0.5 + 1e-9  # at least two siblings besides one's own
 
 
-def test_rerun_is_idempotent(chain_config: PipelineConfig, replay: dict) -> None:
+def test_rerun_is_idempotent(chain_config: PipelineConfig, replay: ReplayReport) -> None:
     assert run_replay(chain_config) == replay
 
 
@@ -153,7 +150,7 @@ def test_missing_input_names_the_path(chain_config: PipelineConfig, tmp_path: Pa
         run_replay(empty)
 
 
-def test_replay_command_and_report_on_the_chain(retrieval_chain: Path, replay: dict) -> None:
+def test_replay_command_and_report_on_the_chain(retrieval_chain: Path, replay: ReplayReport) -> None:
     import typer
     from typer.testing import CliRunner
 
@@ -171,7 +168,7 @@ def test_replay_command_and_report_on_the_chain(retrieval_chain: Path, replay: d
     layout = WorkLayout.of(load_config(retrieval_chain))
     reports = layout.reports_dir
     report = json.loads(layout.report_json_path.read_text())
-    assert report["sections"]["replay"]["data"] == replay
+    assert report["sections"]["replay"]["data"] == replay.to_json()
     assert report["sections"]["aggregates"]["present"]
     statuses = {c["claim_id"]: c["status"] for c in report["claims"]}
     assert statuses["1"] != "not measured" and statuses["8"] != "not measured"
@@ -180,7 +177,7 @@ def test_replay_command_and_report_on_the_chain(retrieval_chain: Path, replay: d
 
 
 def test_replay_is_the_pipeline_stage_of_a_dataset_without_a_simulator(
-    chain_config: PipelineConfig, replay: dict
+    chain_config: PipelineConfig, replay: ReplayReport
 ) -> None:
     """The same chain without a `world:`: evaluate is disabled, the replay stage runs and feeds claim 8."""
     from serendipity.app.pipeline import run_pipeline
@@ -189,17 +186,17 @@ def test_replay_is_the_pipeline_stage_of_a_dataset_without_a_simulator(
     no_world = chain_config.model_copy(update={"world": None})
     results = run_pipeline(no_world, stages=["evaluate", "replay"], force=True)
     assert [(r.name, r.status) for r in results] == [("evaluate", "disabled"), ("replay", "ran")]
-    assert json.loads(WorkLayout.of(no_world).replay_path.read_text()) == replay
+    assert ReplayReport.read(WorkLayout.of(no_world).replay_path) == replay
     claim = next(c for c in build_report(no_world)["claims"] if c["claim_id"] == "8")
     assert claim["source"] == "replay" and claim["status"] != "not measured"
-    cases = replay["subsets"]["all"]["cases"]
+    cases = replay.subsets["all"].cases
     assert f"hit rate on {cases} held-out next items: mllm " in claim["evidence"]
     served = pq.read_table(WorkLayout.of(no_world).serendipity_path).column("model_version").to_pylist()
-    assert replay["served_model_versions"] == sorted(set(served))
+    assert replay.served_model_versions == sorted(set(served))
     assert f"served cluster from {', '.join(sorted(set(served)))}" in claim["evidence"]
 
 
-def test_report_from_the_real_experiment(experiment_config: Path, replay: dict) -> None:
+def test_report_from_the_real_experiment(experiment_config: Path, replay: ReplayReport) -> None:
     """The report built on the simulated experiment that ray_jobs/evaluate.py ran on the chain."""
     from serendipity.eval.report import build_report, headline_table
 

@@ -56,16 +56,16 @@ def replay(
     except (ReplayError, FileNotFoundError) as error:
         console.print(f"[red]error:[/] {error}", soft_wrap=True)
         raise typer.Exit(1) from None
-    for subset, content in result["subsets"].items():
-        table = Table(title=f"{subset}: {content['cases']} held-out next items (hit rate, 95% CI)")
+    for subset, content in result.subsets.items():
+        table = Table(title=f"{subset}: {content.cases} held-out next items (hit rate, 95% CI)")
         for column in ("method", "hits", "hit rate", "95% CI"):
             table.add_column(column)
-        for name, stats in content["methods"].items():
-            if stats["mean"] is None:
+        for name, stats in content.methods.items():
+            if stats.mean is None:
                 table.add_row(name, "0", "-", "-")
                 continue
-            interval = f"[{stats['ci_low']:.3f}, {stats['ci_high']:.3f}]"
-            table.add_row(name, f"{stats['hits']:.4g}", f"{stats['mean']:.3f}", interval)
+            interval = f"[{stats.ci_low:.3f}, {stats.ci_high:.3f}]"
+            table.add_row(name, f"{stats.hits:.4g}", f"{stats.mean:.3f}", interval)
         console.print(table)
-    console.print(f"excluded: {result['excluded']}")
+    console.print(f"excluded: {result.excluded}")
     console.print(f"written: {WorkLayout.of(pipeline).replay_path}")
