@@ -126,7 +126,6 @@ def ablate(
     fresh: bool = typer.Option(False, "--fresh", help="delete earlier ablation runs and base models first"),
 ) -> None:
     """Fine-tune every arm x seed from the same seeded base model; write the table, curves and findings."""
-    import logging
     import shutil
     import sys
 
@@ -139,7 +138,6 @@ def ablate(
     pipeline, chosen = _ablation_inputs(config, experiments, console)
     if fresh:
         shutil.rmtree(ablation_dir(pipeline), ignore_errors=True)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     report = _on_local_ray(
         console,
         lambda: run_ablation(
@@ -167,12 +165,12 @@ def live(
     """The simulated live experiment: exploitation, exploration, bandit and MLLM arms on disjoint users."""
     from ray_jobs import evaluate
     from serendipity.config import load_config
+    from serendipity.logs import run_logged
 
-    paths = evaluate.run(
-        load_config(config),
-        seeds=_seeds_option(seeds) if seeds is not None else None,
-        days=days,
-        users_per_arm=users_per_arm,
+    pipeline = load_config(config)
+    seed_list = _seeds_option(seeds) if seeds is not None else None
+    paths = run_logged(
+        "evaluate", lambda: evaluate.run(pipeline, seeds=seed_list, days=days, users_per_arm=users_per_arm)
     )
     typer.echo(f"experiment: {paths.experiment}")
 

@@ -52,8 +52,10 @@ def finetune(
     """Fine-tune with Ray Train (resumes from the last checkpoint); publish the model if the gate lets it."""
     from ray_jobs import finetune as finetune_job
     from serendipity.config import load_config
+    from serendipity.logs import run_logged
 
-    finetune_job.run(load_config(config), max_steps=max_steps, fresh=fresh)
+    pipeline = load_config(config)
+    run_logged("finetune", lambda: finetune_job.run(pipeline, max_steps=max_steps, fresh=fresh))
 
 
 @app.command("evaluate")
