@@ -113,6 +113,7 @@ def exploitation_top1_clusters(config: PipelineConfig, cases: pd.DataFrame) -> l
         vocabulary=retriever.vocabulary,
         popularity=retriever.popularity,
         max_k=1,
+        degraded_log_interval_s=math.inf,  # absent on purpose: its warning once, not once per case
     )
     clusters = []
     for case in cases.itertuples(index=False):
