@@ -13,6 +13,7 @@ from serendipity.config.limits import InputLimitsConfig
 from serendipity.config.mining import MiningConfig, PriorConfig
 from serendipity.config.mllm import MllmConfig
 from serendipity.config.pipeline import (
+    PATH_FIELDS,
     ConfigError,
     PipelineConfig,
     config_from_dict,
@@ -29,6 +30,7 @@ from serendipity.config.world import WorldConfig
 
 __all__ = [
     "HOST",
+    "PATH_FIELDS",
     "AdmissionConfig",
     "ConfigError",
     "EngagementConfig",

@@ -1,7 +1,9 @@
 """The whole pipeline configuration (every section), loaded from one YAML file.
 
-Unknown keys and bad values are errors that name the offending key. Relative paths in the
-YAML are resolved against the directory of the YAML file, never the working directory.
+Unknown keys and bad values are errors that name the offending key. Every path the YAML names
+(``PATH_FIELDS``), when relative, is resolved against the directory of the YAML file, never the working
+directory; a URI there is refused (see ``serendipity.config.base.local_path``). A path left unset keeps its
+default place: ``mllm.model_dir`` under ``work_dir``, ``features.repo_dir`` the repository's ``features/``.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError, model_validator
 
-from serendipity.config.base import Section
+from serendipity.config.base import Section, local_path
 from serendipity.config.eval import EvalConfig
 from serendipity.config.features import EngagementConfig, FeaturesConfig
 from serendipity.config.inference import InferenceConfig
@@ -31,6 +33,17 @@ from serendipity.io import write_text_atomic
 
 class ConfigError(ValueError):
     """A configuration file could not be read or holds unknown keys or bad values."""
+
+
+# Every path a config can name (dotted keys); all follow one rule, ``local_path``.
+PATH_FIELDS = (
+    "dataset_dir",
+    "work_dir",
+    "mllm.model_dir",
+    "features.repo_dir",
+    "features.feature_store_yaml",
+    "inference.audit_log",
+)
 
 
 class PipelineConfig(Section):
@@ -66,7 +79,7 @@ class PipelineConfig(Section):
         return self.work_dir.joinpath(*parts)
 
     def resolve(self, relative: str) -> Path:
-        """Resolve a path from a section (e.g. ``mllm.model_dir``) against ``work_dir``."""
+        """A section's path (e.g. ``mllm.model_dir``): absolute as loaded, or a default under ``work_dir``."""
         candidate = Path(relative)
         return candidate if candidate.is_absolute() else self.work_dir / candidate
 
@@ -84,15 +97,28 @@ def config_from_dict(data: dict[str, Any], base_dir: Path, source: str = "<dict>
     """Build a config from parsed YAML, resolving relative paths against ``base_dir``."""
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: top level must be a mapping, got {type(data).__name__}")
-    resolved = dict(data)
-    for key in ("dataset_dir", "work_dir"):
-        if key in resolved and resolved[key] is not None:
-            path = Path(str(resolved[key])).expanduser()
-            resolved[key] = path if path.is_absolute() else (base_dir / path).resolve()
     try:
-        return PipelineConfig.model_validate(resolved)
+        return PipelineConfig.model_validate(_resolve_paths(data, base_dir))
     except ValidationError as error:
         raise ConfigError(_format_error(error, source)) from None
+    except ValueError as error:
+        raise ConfigError(f"invalid configuration in {source}:\n  {error}") from None
+
+
+def _resolve_paths(data: dict[str, Any], base_dir: Path) -> dict[str, Any]:
+    """``data`` with every path of ``PATH_FIELDS`` it names made absolute (sections copied, never changed)."""
+    resolved = dict(data)
+    for dotted in PATH_FIELDS:
+        section, _, leaf = dotted.rpartition(".")
+        if not section:
+            node = resolved
+        elif isinstance(resolved.get(section), dict):
+            node = resolved[section] = dict(resolved[section])
+        else:
+            continue
+        if node.get(leaf) is not None:
+            node[leaf] = str(local_path(node[leaf], base_dir, dotted))
+    return resolved
 
 
 def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> PipelineConfig:
@@ -109,14 +135,17 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Pi
 
 
 def save_config(config: PipelineConfig, path: str | Path) -> Path:
-    """Write ``config`` as YAML that ``load_config`` reads back unchanged (absolute paths)."""
-    return write_text_atomic(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False), path)
+    """Write ``config`` as YAML that ``load_config`` reads back unchanged: the values that differ from the
+    defaults (its paths absolute); a path left at its default stays unset, so it keeps its default place."""
+    data = config.model_dump(mode="json", exclude_defaults=True)
+    return write_text_atomic(yaml.safe_dump(data, sort_keys=False), path)
 
 
 def with_overrides(config: PipelineConfig, overrides: dict[str, Any]) -> PipelineConfig:
-    """``config`` with dotted keys replaced and validated again; keys whose value is None are left as is."""
+    """``config`` with dotted keys replaced and validated again; keys whose value is None are left as is.
+    A relative path among them resolves against ``work_dir`` (a derived config has no file of its own)."""
     given = {dotted: value for dotted, value in overrides.items() if value is not None}
-    data = config.model_dump(mode="json")
+    data = config.model_dump(mode="json", exclude_defaults=True)
     _set_dotted(data, given)
     return config_from_dict(data, config.work_dir, source=f"overrides {sorted(given)}")
 

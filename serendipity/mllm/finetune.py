@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+import sys
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -41,7 +42,7 @@ log = logging.getLogger(__name__)
 
 def ensure_base_model(config: PipelineConfig) -> Path:
     """The base model directory; the tiny default is built there first when it does not exist yet."""
-    from serendipity.mllm.tiny import init_tiny_model
+    from serendipity.mllm.tiny import TINY_RANDOM_KEY, init_tiny_model
 
     base = resolve_model_dir(config.resolve(config.mllm.model_dir))
     if not base.exists():
@@ -55,7 +56,21 @@ def ensure_base_model(config: PipelineConfig) -> Path:
             image_size=config.mllm.image_size,
             seed=config.mllm.seed,
         )
+    if model_metadata(base).get(TINY_RANDOM_KEY):
+        warn_tiny_model(base)
     return base
+
+
+def warn_tiny_model(base: Path) -> None:
+    """Say loudly that the base model is the tiny randomly initialised one (no ``mllm.model_dir`` given)."""
+    message = (
+        f"fine-tuning the TINY RANDOMLY INITIALISED test model at {base}: mllm.model_dir names no existing "
+        "model, so one was built from the dataset's texts. Its nominations are only as good as a few "
+        "hundred steps from random weights; for a real run set mllm.model_dir to a downloaded checkpoint "
+        "(README: Bring a real VLM)."
+    )
+    log.warning(message)
+    print(f"WARNING: {message}", file=sys.stderr, flush=True)
 
 
 def _run_trainer(config: PipelineConfig, base: Path, resume_from: Path | None) -> None:

@@ -20,6 +20,7 @@ from serendipity.mllm.model import save_model
 __all__ = [
     "ARCHITECTURES",
     "FAMILIES",
+    "TINY_RANDOM_KEY",
     "TinySize",
     "build_tiny_model",
     "dataset_texts",
@@ -51,6 +52,7 @@ FAMILIES: dict[str, Family] = {
     "llava_onevision": Family(onevision.build, "byte_level", native_video=True),
 }
 ARCHITECTURES: tuple[str, ...] = tuple(FAMILIES)
+TINY_RANDOM_KEY = "tiny_random"  # in the metadata of every model built here: fine-tuning warns on it
 
 
 def build_tiny_model(
@@ -92,5 +94,10 @@ def init_tiny_model(
         size=TinySize.for_image(image_size),
         seed=seed,
     )
-    metadata = {"architecture": architecture, "dataset_dir": str(dataset_dir), "image_size": image_size}
+    metadata = {
+        "architecture": architecture,
+        "dataset_dir": str(dataset_dir),
+        "image_size": image_size,
+        TINY_RANDOM_KEY: True,
+    }
     return save_model(model, processor, out_dir, metadata)
