@@ -15,8 +15,12 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-import faiss
 import numpy as np
+
+from serendipity.logs import quiet_loaders
+
+quiet_loaders()  # faiss's loader logs the CPU build it picks on import: only when verbose
+import faiss  # noqa: E402
 
 INDEX_FILE = "cluster_index.npz"
 INDEX_INFO_FILE = "cluster_index.json"
