@@ -24,9 +24,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, Protocol, TypeVar, runtime_checkable
 
-from serendipity.inference.summary import InferenceSummary
 from serendipity.stage_stats import StageStats
 
 LogFormat = Literal["text", "json"]
@@ -144,6 +143,14 @@ def ray_train_log_level() -> str:
     return "INFO" if env_verbose() else "WARNING"
 
 
+@runtime_checkable
+class InferenceCounts(Protocol):
+    """What batch inference's ``InferenceSummary`` counts (not imported: inference sits above this module)."""
+
+    to_infer: int
+    output_rows: int
+
+
 @dataclass
 class StageEvent:
     """What ``stage_events`` adds to its ``stage finished`` line: set ``figures`` or ``record`` a result."""
@@ -155,7 +162,7 @@ class StageEvent:
         other results add nothing."""
         if isinstance(result, StageStats):
             self.figures.update(rows_in=result.rows_in, rows_out=result.output_figures())
-        elif isinstance(result, InferenceSummary):
+        elif isinstance(result, InferenceCounts):
             self.figures.update(rows_in=result.to_infer, rows_out=result.output_rows)
 
 

@@ -74,8 +74,10 @@ def warn_tiny_model(base: Path) -> None:
 
 
 def _run_trainer(config: PipelineConfig, base: Path, resume_from: Path | None) -> None:
-    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train import CheckpointConfig, FailureConfig, LoggingConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
+
+    from serendipity.logs import ray_train_log_level
 
     trainer = TorchTrainer(
         finetune_worker,
@@ -95,6 +97,7 @@ def _run_trainer(config: PipelineConfig, base: Path, resume_from: Path | None) -
             name=RUN_NAME,
             checkpoint_config=CheckpointConfig(num_to_keep=2),
             failure_config=FailureConfig(max_failures=config.mllm.max_failures),
+            logging_config=LoggingConfig(log_level=ray_train_log_level()),
         ),
     )
     trainer.fit()

@@ -133,10 +133,11 @@ def retriever_worker(loop_config: dict[str, Any]) -> None:
 
 def train_with_ray(config: PipelineConfig) -> SASRec:
     """Fit the model in a TorchTrainer (``retrieval.num_workers`` workers) and load the result."""
-    from ray.train import RunConfig, ScalingConfig
+    from ray.train import LoggingConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
     from serendipity.layout import WorkLayout
+    from serendipity.logs import ray_train_log_level
 
     storage = WorkLayout.of(config).retriever_train_dir
     # Every run trains from scratch: a previous run's state under the same name must not be resumed.
@@ -149,7 +150,11 @@ def train_with_ray(config: PipelineConfig) -> SASRec:
             use_gpu=config.retrieval.use_gpu,
             placement_strategy=config.ray.train_placement,
         ),
-        run_config=RunConfig(storage_path=str(storage), name=RUN_NAME),
+        run_config=RunConfig(
+            storage_path=str(storage),
+            name=RUN_NAME,
+            logging_config=LoggingConfig(log_level=ray_train_log_level()),
+        ),
     )
     result = trainer.fit()
     if result.checkpoint is None:
