@@ -113,7 +113,7 @@ def evaluate_naming(
     seconds = time.perf_counter() - started
     quality = name_quality(descriptions, items["path"].tolist(), vectors)
     return {
-        "name_quality": quality,
+        "name_quality": quality.to_json(),
         "naming_seconds": round(seconds, 3),
         "examples": examples(descriptions, len(tree.branching)),
     }

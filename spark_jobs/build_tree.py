@@ -37,13 +37,13 @@ def run(config: PipelineConfig, spark: SparkSession | None = None) -> BuildTreeS
     with atomic_directory(layout.tree_dir) as staging:
         built.items.write.parquet(str(staging / ITEMS_FILE))
         pq.write_table(built.clusters, staging / CLUSTERS_FILE)
-        write_json_atomic(built.balance, staging / BALANCE_FILE)
+        built.balance.write(staging / BALANCE_FILE)
         write_json_atomic(
             {
                 "placeholder": False,
                 "built_by": "build_tree",
                 **config.tree.model_dump(),
-                "name_quality": built.name_quality,
+                "name_quality": built.name_quality.to_json(),
             },
             staging / TREE_INFO_FILE,
         )

@@ -6,7 +6,7 @@ import functools
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -24,6 +24,8 @@ from serendipity.treebuild import (
 from serendipity.treebuild.balanced import splitter
 from serendipity.treebuild.describe import describe_levels, leaf_summary, leaf_term_weight_batches
 from serendipity.treebuild.embed import embed_item_batches, embed_texts
+from serendipity.treebuild.quality import NameQuality
+from serendipity.treebuild.tables import BalanceReport
 from spark_jobs.common import conform, read_parquet
 from spark_jobs.tree_terms import collect_naming_terms
 
@@ -42,10 +44,10 @@ class BuiltTree:
 
     items: DataFrame
     clusters: pa.Table
-    balance: dict[str, Any]
+    balance: BalanceReport
     placed_items: int
     items_with_thumbnail: int
-    name_quality: dict[str, Any]  # serendipity.treebuild.quality.name_quality of the descriptions
+    name_quality: NameQuality  # of the descriptions
 
 
 def require_columns(df: DataFrame, path: Path, columns: tuple[str, ...]) -> DataFrame:
@@ -150,7 +152,7 @@ def build_balanced_tree(items: DataFrame, tree: TreeBuildConfig, media_roots: li
 
 def names_quality(
     embedded: DataFrame, placed: DataFrame, descriptions: dict[str, str], items: int
-) -> dict[str, Any]:
+) -> NameQuality:
     """``name_quality`` of the descriptions over the items' text embeddings (a seeded sample when many)."""
     joined = embedded.select("item_id", "text_embedding").join(placed.select("item_id", "path"), "item_id")
     if items > NAME_QUALITY_ITEMS:

@@ -1,4 +1,8 @@
-"""How well cluster names represent their members: a MiniLM cosine ratio (higher is better)."""
+"""How well cluster names represent their members: a MiniLM cosine ratio (higher is better).
+
+The result (``NameQuality``) is written as ``name_quality`` in a built tree's ``tree_info.json`` and in the
+naming benchmark's figures; its JSON keys are the field names.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict
 
 from serendipity.treebuild.describe import PATH_SEPARATOR, prefix
 from serendipity.treebuild.embed import embed_texts
@@ -17,13 +22,38 @@ DEFINITION = (
 )
 
 
+class LevelNameQuality(BaseModel):
+    """One level's mean own and other cosine over its clusters, and their ratio."""
+
+    model_config = ConfigDict(frozen=True)
+
+    clusters: int
+    own_cosine: float
+    other_cosine: float
+    ratio: float
+
+
+class NameQuality(BaseModel):
+    """Per level (keyed "1" ..) and overall name quality (None when no level has clusters to compare)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    overall: float | None
+    levels: dict[str, LevelNameQuality]
+    items: int
+    definition: str = DEFINITION
+
+    def to_json(self) -> dict[str, Any]:
+        return self.model_dump(mode="python")
+
+
 def name_quality(
     descriptions: Mapping[str, str],
     item_paths: Sequence[str],
     item_vectors: np.ndarray,
     *,
     encode: Callable[[list[str]], np.ndarray] = embed_texts,
-) -> dict[str, Any]:
+) -> NameQuality:
     """Name-vs-members cosine over name-vs-other-members cosine, per level and overall.
 
     For a cluster ``c`` at level ``L`` with description vector ``d_c`` (``encode``, unit norm), members
@@ -47,7 +77,7 @@ def name_quality(
     names = np.asarray(encode([descriptions[p] for p in paths]), dtype=np.float64)
     cosines = dict(zip(paths, names @ vectors.T, strict=True))  # unit vectors: dot = cosine
     depth = max((len(p.split(PATH_SEPARATOR)) for p in item_paths), default=0)
-    levels: dict[str, dict[str, Any]] = {}
+    levels: dict[str, LevelNameQuality] = {}
     for level in range(1, depth + 1):
         cluster_of_item = np.array([prefix(p, level) for p in item_paths])
         own, other = [], []
@@ -57,29 +87,25 @@ def name_quality(
                 own.append(float(cosines[path][members].mean()))
                 other.append(float(cosines[path][~members].mean()))
         if own:
-            levels[str(level)] = {
-                "clusters": len(own),
-                "own_cosine": float(np.mean(own)),
-                "other_cosine": float(np.mean(other)),
-                "ratio": float(np.mean(own) / np.mean(other)),
-            }
-    ratios = [stats["ratio"] for stats in levels.values()]
-    return {
-        "overall": float(np.mean(ratios)) if ratios else None,
-        "levels": levels,
-        "items": len(vectors),
-        "definition": DEFINITION,
-    }
+            levels[str(level)] = LevelNameQuality(
+                clusters=len(own),
+                own_cosine=float(np.mean(own)),
+                other_cosine=float(np.mean(other)),
+                ratio=float(np.mean(own) / np.mean(other)),
+            )
+    ratios = [stats.ratio for stats in levels.values()]
+    overall = float(np.mean(ratios)) if ratios else None
+    return NameQuality(overall=overall, levels=levels, items=len(vectors))
 
 
-def format_name_quality(report: dict[str, Any]) -> str:
+def format_name_quality(report: NameQuality) -> str:
     """A small table of ``name_quality``'s result, for a job's output."""
     lines = ["level clusters  own_cos  other_cos  ratio (name quality: higher is better)"]
-    for level, stats in report["levels"].items():
+    for level, stats in report.levels.items():
         lines.append(
-            f"{level:>5} {stats['clusters']:>8}  {stats['own_cosine']:7.4f}  {stats['other_cosine']:9.4f}"
-            f"  {stats['ratio']:.4f}"
+            f"{level:>5} {stats.clusters:>8}  {stats.own_cosine:7.4f}  {stats.other_cosine:9.4f}"
+            f"  {stats.ratio:.4f}"
         )
-    overall = report["overall"]
+    overall = report.overall
     lines.append(f"overall name quality: {overall:.4f}" if overall is not None else "overall: undefined")
     return "\n".join(lines)

@@ -1,13 +1,22 @@
-"""From cluster paths to the contract's tables, and the traffic balance report of a built tree."""
+"""From cluster paths to the contract's tables, and the traffic balance report of a built tree.
+
+The balance report (``BalanceReport``) is ``balance.json`` of a built tree, written with ``write`` and read
+back with ``BalanceReport.read``; its JSON keys are the field names (a ratio over a zero traffic is
+infinite, written as JSON's ``Infinity``, as before).
+"""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+from pydantic import BaseModel, ConfigDict
 
+from serendipity.io import write_json_atomic
 from serendipity.schema import CLUSTERS_SCHEMA, LEVEL_COLUMNS, NUM_LEVELS
 from serendipity.treebuild.describe import PATH_SEPARATOR, prefix
 
@@ -47,14 +56,47 @@ def leaf_levels(ids: dict[str, int]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["leaf_path", *LEVEL_COLUMNS])
 
 
-def balance_report(leaf_traffic: pd.DataFrame) -> dict[str, Any]:
+class LevelBalance(BaseModel):
+    """The traffic balance of one level's clusters."""
+
+    model_config = ConfigDict(frozen=True)
+
+    clusters: int
+    max_share: float
+    min_share: float
+    max_min_ratio: float
+    cv: float  # coefficient of variation of the clusters' traffic
+    worst_sibling_ratio: float  # the largest max/min traffic ratio among the children of one parent
+
+
+class BalanceReport(BaseModel):
+    """``balance.json``: the total traffic and every level's balance (keyed "1" .. "4")."""
+
+    model_config = ConfigDict(frozen=True)
+
+    total_traffic: float
+    levels: dict[str, LevelBalance]
+
+    def to_json(self) -> dict[str, Any]:
+        return self.model_dump(mode="python")
+
+    def write(self, path: Path) -> Path:
+        """Write the report (atomically) to ``path``."""
+        return write_json_atomic(self.to_json(), path)
+
+    @classmethod
+    def read(cls, path: Path) -> BalanceReport:
+        return cls.model_validate(json.loads(path.read_text()))
+
+
+def balance_report(leaf_traffic: pd.DataFrame) -> BalanceReport:
     """Per level: traffic shares of its clusters, max/min share ratio, coefficient of variation.
 
     ``leaf_traffic`` has columns path (leaf) and traffic. ``worst_sibling_ratio`` is the largest
     max/min traffic ratio among children of one parent, the quantity each split balances.
     """
     total = float(leaf_traffic["traffic"].sum())
-    levels: dict[str, Any] = {}
+    levels: dict[str, LevelBalance] = {}
     for level in range(1, NUM_LEVELS + 1):
         per_cluster = (
             leaf_traffic.assign(path=leaf_traffic["path"].map(lambda p, lv=level: prefix(p, lv)))
@@ -65,15 +107,15 @@ def balance_report(leaf_traffic: pd.DataFrame) -> dict[str, Any]:
         shares = traffic / total if total > 0 else np.zeros_like(traffic)
         parents = per_cluster.groupby(per_cluster.index.map(lambda p, lv=level: prefix(p, lv - 1)))
         sibling_ratios = [_ratio(group.to_numpy(dtype=np.float64)) for _, group in parents if len(group) > 1]
-        levels[str(level)] = {
-            "clusters": int(len(traffic)),
-            "max_share": float(shares.max()),
-            "min_share": float(shares.min()),
-            "max_min_ratio": _ratio(traffic),
-            "cv": float(traffic.std() / traffic.mean()) if traffic.mean() > 0 else 0.0,
-            "worst_sibling_ratio": max(sibling_ratios, default=1.0),
-        }
-    return {"total_traffic": total, "levels": levels}
+        levels[str(level)] = LevelBalance(
+            clusters=int(len(traffic)),
+            max_share=float(shares.max()),
+            min_share=float(shares.min()),
+            max_min_ratio=_ratio(traffic),
+            cv=float(traffic.std() / traffic.mean()) if traffic.mean() > 0 else 0.0,
+            worst_sibling_ratio=max(sibling_ratios, default=1.0),
+        )
+    return BalanceReport(total_traffic=total, levels=levels)
 
 
 def _ratio(values: np.ndarray) -> float:
@@ -81,11 +123,11 @@ def _ratio(values: np.ndarray) -> float:
     return float(values.max() / smallest) if smallest > 0 else float("inf")
 
 
-def format_balance(report: dict[str, Any]) -> str:
+def format_balance(report: BalanceReport) -> str:
     lines = ["level clusters  max_share  min_share  max/min     cv  worst_siblings"]
-    for level, stats in report["levels"].items():
+    for level, stats in report.levels.items():
         lines.append(
-            f"{level:>5} {stats['clusters']:>8}  {stats['max_share']:9.4f}  {stats['min_share']:9.4f}"
-            f"  {stats['max_min_ratio']:7.3f}  {stats['cv']:5.3f}  {stats['worst_sibling_ratio']:14.3f}"
+            f"{level:>5} {stats.clusters:>8}  {stats.max_share:9.4f}  {stats.min_share:9.4f}"
+            f"  {stats.max_min_ratio:7.3f}  {stats.cv:5.3f}  {stats.worst_sibling_ratio:14.3f}"
         )
     return "\n".join(lines)

@@ -19,6 +19,8 @@ from serendipity.schema import CLUSTERS_FILE, ITEMS_FILE, ITEMS_SCHEMA, LEVEL_CO
 from serendipity.tree import ClusterTree
 from serendipity.treebuild import describe_tree, leaf_term_weights
 from serendipity.treebuild.describe import describe_levels, leaf_summary
+from serendipity.treebuild.quality import NameQuality
+from serendipity.treebuild.tables import BalanceReport
 from spark_jobs import build_tree, tree_frames
 from spark_jobs.tree_terms import collect_naming_terms
 
@@ -99,31 +101,30 @@ def test_movielens_tree_has_four_levels_and_every_item_placed(movielens_tree: Pi
 @pytest.mark.slow
 def test_movielens_tree_info_holds_the_name_quality(movielens_tree: PipelineConfig) -> None:
     tree_info = WorkLayout.of(movielens_tree).tree_dir / TREE_INFO_FILE
-    quality = json.loads(tree_info.read_text())["name_quality"]
-    assert sorted(quality["levels"]) == ["1", "2", "3", "4"]
-    assert quality["overall"] > 1.0  # names sit closer to their own members than to the others'
+    quality = NameQuality.model_validate(json.loads(tree_info.read_text())["name_quality"])
+    assert sorted(quality.levels) == ["1", "2", "3", "4"]
+    # names sit closer to their own members than to the others'
+    assert quality.overall is not None and quality.overall > 1.0
 
 
 @pytest.mark.realdata
 @pytest.mark.slow
 def test_movielens_tree_is_traffic_balanced(movielens_tree: PipelineConfig) -> None:
     layout = WorkLayout.of(movielens_tree)
-    report = json.loads((layout.tree_dir / build_tree.BALANCE_FILE).read_text())
+    report = BalanceReport.read(layout.tree_dir / build_tree.BALANCE_FILE)
     interactions = pq.read_table(movielens_tree.dataset_dir / "interactions.parquet").to_pandas()
     items = pq.read_table(layout.tree_dir / ITEMS_FILE).to_pandas()
     traffic = interactions["item_id"].map(items.set_index("item_id")["c4"]).value_counts()
-    assert report["total_traffic"] == len(interactions)
+    assert report.total_traffic == len(interactions)
     tree_config = movielens_tree.tree
     for level in range(1, 5):
-        stats = report["levels"][str(level)]
+        stats = report.levels[str(level)]
         bound = _split_bound(tree_config.branching, tree_config.balance_tolerance, level)
-        print(
-            f"level {level}: max/min {stats['max_min_ratio']:.3f} (bound {bound:.3f}), cv {stats['cv']:.3f}"
-        )
+        print(f"level {level}: max/min {stats.max_min_ratio:.3f} (bound {bound:.3f}), cv {stats.cv:.3f}")
         # MovieLens traffic is heavily skewed (top movie ~0.5% of ratings, a leaf ~1.9%), so one
         # item of granularity is added on top of the capacity rule's compounded bound.
-        assert stats["max_min_ratio"] <= bound * 1.25
-    assert report["levels"]["4"]["max_share"] == pytest.approx(traffic.max() / len(interactions))
+        assert stats.max_min_ratio <= bound * 1.25
+    assert report.levels["4"].max_share == pytest.approx(traffic.max() / len(interactions))
 
 
 def _shuffled_ari(truth: pd.Series, labels: pd.Series, trials: int = 20) -> float:

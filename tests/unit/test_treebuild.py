@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from serendipity.io import write_json_atomic
 from serendipity.schema import NUM_LEVELS
 from serendipity.tree import ClusterTree
 from serendipity.treebuild import (
@@ -24,7 +25,8 @@ from serendipity.treebuild import (
     tokenize,
 )
 from serendipity.treebuild.embed import IMAGE_DIM, embed_items, image_features
-from serendipity.treebuild.quality import format_name_quality, name_quality
+from serendipity.treebuild.quality import DEFINITION, format_name_quality, name_quality
+from serendipity.treebuild.tables import BalanceReport, format_balance
 
 
 def _skewed_blobs(seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -209,12 +211,21 @@ def test_name_quality_is_own_over_other_cosine_per_level() -> None:
     )
     own = [np.mean([1.0, 0.6]), 1.0]  # "A" with items 0, 1; "B" with item 2
     other = [0.0, np.mean([0.0, 0.8])]
-    assert quality["levels"]["1"]["ratio"] == pytest.approx(np.mean(own) / np.mean(other))
-    assert quality["levels"]["2"]["clusters"] == 2
-    assert quality["overall"] == pytest.approx(
-        np.mean([quality["levels"]["1"]["ratio"], quality["levels"]["2"]["ratio"]])
-    )
-    assert f"overall name quality: {quality['overall']:.4f}" in format_name_quality(quality)
+    assert quality.levels["1"].ratio == pytest.approx(np.mean(own) / np.mean(other))
+    assert quality.levels["2"].clusters == 2
+    assert quality.overall == pytest.approx(np.mean([quality.levels["1"].ratio, quality.levels["2"].ratio]))
+    assert f"overall name quality: {quality.overall:.4f}" in format_name_quality(quality)
+    # tree_info.json's name_quality keeps the keys and values it had as a dict
+    assert quality.to_json() == {
+        "overall": quality.overall,
+        "levels": {
+            level: {"clusters": s.clusters, "own_cosine": s.own_cosine, "other_cosine": s.other_cosine,
+                    "ratio": s.ratio}
+            for level, s in quality.levels.items()
+        },
+        "items": 3,
+        "definition": DEFINITION,
+    }  # fmt: skip
 
 
 def test_name_quality_prefers_names_that_describe_their_members() -> None:
@@ -226,7 +237,8 @@ def test_name_quality_prefers_names_that_describe_their_members() -> None:
     vectors = embed_texts([text for texts in documents.values() for text in texts])
     fitting = name_quality({"0": "Romance", "1": "Horror"}, paths, vectors)
     swapped = name_quality({"0": "Horror", "1": "Romance"}, paths, vectors)
-    assert fitting["overall"] > 1.0 > swapped["overall"]
+    assert fitting.overall is not None and swapped.overall is not None
+    assert fitting.overall > 1.0 > swapped.overall
 
 
 def test_tokenize_drops_stop_words_numbers_and_keeps_hyphenated_terms() -> None:
@@ -253,10 +265,23 @@ def test_tables_build_a_valid_cluster_tree_and_balance_report() -> None:
     report = balance_report(
         pd.DataFrame({"path": ["0.0.0.0", "0.0.0.1", "1.0.0.0"], "traffic": [1.0, 1.0, 2.0]})
     )
-    assert report["levels"]["1"]["max_min_ratio"] == 1.0
-    assert report["levels"]["4"]["max_min_ratio"] == 2.0
-    assert report["levels"]["4"]["worst_sibling_ratio"] == 1.0
-    assert report["levels"]["4"]["cv"] == pytest.approx(np.std([1, 1, 2]) / np.mean([1, 1, 2]))
+    assert report.levels["1"].max_min_ratio == 1.0
+    assert report.levels["4"].max_min_ratio == 2.0
+    assert report.levels["4"].worst_sibling_ratio == 1.0
+    assert report.levels["4"].cv == pytest.approx(np.std([1, 1, 2]) / np.mean([1, 1, 2]))
+
+
+def test_balance_json_is_written_as_the_untyped_report_was(tmp_path) -> None:
+    report = balance_report(pd.DataFrame({"path": ["0.0.0.0", "1.0.0.0"], "traffic": [0.0, 2.0]}))
+    inf = float("inf")  # a zero-traffic cluster: written as JSON's Infinity, as before
+    lower = {"clusters": 2, "max_share": 1.0, "min_share": 0.0, "max_min_ratio": inf, "cv": 1.0,
+             "worst_sibling_ratio": 1.0}  # fmt: skip
+    levels = {"1": {**lower, "worst_sibling_ratio": inf}, "2": lower, "3": lower, "4": lower}
+    old = write_json_atomic({"total_traffic": 2.0, "levels": levels}, tmp_path / "old.json")
+    written = report.write(tmp_path / "new.json")
+    assert written.read_bytes() == old.read_bytes()
+    assert BalanceReport.read(written) == report
+    assert "worst_siblings" in format_balance(report)
 
 
 def test_image_features_of_a_thumbnail(tmp_path) -> None:
