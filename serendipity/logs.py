@@ -225,7 +225,8 @@ class ProgressLog:
         self.start, self.started = start, clock()
         self._last_logged = -math.inf
 
-    def update(self, done: int) -> None:
+    def update(self, done: int, detail: str = "") -> None:
+        """Log ``done`` (unless within ``every_s`` of the last line); ``detail`` ends the line."""
         now = self.clock()
         if done < self.total and now - self._last_logged < self.every_s:
             return
@@ -235,7 +236,7 @@ class ProgressLog:
         eta = (self.total - done) / rate if rate > 0 else math.nan
         share = done / self.total if self.total else 1.0
         self.logger.info(
-            "%s %d/%d %s (%.0f%%), %.2f %s/s, ETA %s",
+            "%s %d/%d %s (%.0f%%), %.2f %s/s, ETA %s%s",
             self.what,
             done,
             self.total,
@@ -244,6 +245,7 @@ class ProgressLog:
             rate,
             self.unit,
             _duration(eta),
+            f"; {detail}" if detail else "",
             extra={
                 "done": done,
                 "total": self.total,

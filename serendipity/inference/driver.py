@@ -28,9 +28,11 @@ from serendipity.inference.predict import (
 from serendipity.inference.store import InferenceStore
 from serendipity.inference.summary import InferenceSummary, InferenceTally
 from serendipity.layout import WorkLayout
+from serendipity.logs import ProgressLog
 from serendipity.schema import CONTENT_HASH_COLUMN
 
 log = logging.getLogger("serendipity.infer")
+PROGRESS_EVERY_S = 10.0  # at most a progress line per 10 s (and the last one)
 
 
 def actor_gpus(settings: InferenceConfig, cluster_gpus: float) -> float:
@@ -103,13 +105,14 @@ def _predict_all(
         )
     )
     totals = InferenceTally()
+    progress = ProgressLog(log, "inferred", len(todo), "items", every_s=PROGRESS_EVERY_S)
     clock, first_batch, first_size = time.perf_counter(), None, 0
     for summary in summaries.iter_batches(batch_format="pandas", batch_size=None):
         if first_batch is None:
             first_batch, first_size = time.perf_counter(), len(summary)
         peak = float(summary[SUMMARY_PEAK_RSS].max())
         totals = totals.plus(InferenceTally(**tally(summary), actor_peak_rss_mb=peak))
-        log.info("inferred %d / %d items", totals.inferred, len(todo))
+        progress.update(totals.inferred)
     if first_batch is not None:
         # Startup (actors, model loads) until the first batch; throughput after it.
         after = time.perf_counter() - first_batch
@@ -133,8 +136,11 @@ def _predict_in_process(
     without Ray: on a GPU machine the predictor runs on its GPU, see ``precision.inference_device``)."""
     predictor = PredictBatch(**_predictor_arguments(config, model_dir, started, weights))
     decoding = decode_settings(config)
-    chunks = _chunks(todo, config.inference.batch_size)
-    summaries = [predictor(decode_batch(chunk, **decoding)) for chunk in chunks]
+    progress = ProgressLog(log, "inferred", len(todo), "items", every_s=PROGRESS_EVERY_S)
+    summaries = []
+    for chunk in _chunks(todo, config.inference.batch_size):
+        summaries.append(predictor(decode_batch(chunk, **decoding)))
+        progress.update(sum(len(summary) for summary in summaries))
     return InferenceTally(**tally(pd.concat(summaries, ignore_index=True)), in_process=True)
 
 

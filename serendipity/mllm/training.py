@@ -16,6 +16,7 @@ from typing import Any
 
 from serendipity.config import PipelineConfig
 from serendipity.layout import WorkLayout
+from serendipity.logs import ProgressLog
 from serendipity.mllm.checkpoints import (
     CHECKPOINT_MODEL,
     checkpoint_history,
@@ -98,6 +99,7 @@ class _WorkerRun:
     base_model_dir: str
     history: list[dict[str, float]] = field(default_factory=list)
     worker_losses: list[float] = field(default_factory=list)
+    progress: ProgressLog | None = None  # rank 0's line per evaluation: step/total, rate, ETA
 
     def keep_worker_losses(self, losses: list[float]) -> None:
         self.worker_losses = losses
@@ -132,7 +134,14 @@ class _WorkerRun:
                     self.base_model_dir,
                 )
                 checkpoint = ray.train.Checkpoint.from_directory(tmp)
+                if self.progress is not None:
+                    self.progress.update(step, _progress_detail(metrics))
             ray.train.report(metrics, checkpoint=checkpoint)
+
+
+def _progress_detail(metrics: dict[str, float]) -> str:
+    shown = {"loss": "loss", "match_rate": "match rate", "recall": "recall"}
+    return ", ".join(f"{label} {metrics[key]:.3f}" for key, label in shown.items() if key in metrics)
 
 
 def finetune_worker(loop_config: dict[str, Any]) -> None:
@@ -171,6 +180,8 @@ def finetune_worker(loop_config: dict[str, Any]) -> None:
     optimizer = training_optimizer(model, config.mllm.learning_rate)
     run = _WorkerRun(config, rank, model, processor, optimizer, data, loop_config["base_model_dir"])
     start_step = run.restore(resume_dir) if resume_dir is not None else 0
+    if rank == 0:
+        run.progress = ProgressLog(log, "fine-tuning step", config.mllm.max_steps, "steps", start=start_step)
     log.info("worker %d/%d trains on %s in %s", rank, world, device, precision)
     train_steps(
         model,
