@@ -68,4 +68,4 @@ def evaluate(
     from serendipity.mllm.evaluation import evaluate_published
 
     report = evaluate_published(load_config(config), model_dir)
-    typer.echo(json.dumps(report, indent=2, default=str))
+    typer.echo(json.dumps(report.to_json(), indent=2, default=str))
