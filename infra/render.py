@@ -149,12 +149,23 @@ def cluster_serve_config() -> str:
     return serve_config.replace(port_line, PORT_LINE.format(port=serving.serve_port))
 
 
+def worker_pods(serving: ServingConfig) -> tuple[int, int]:
+    """(min, max) worker pods of the RayService: one recommender replica's worth per pod, between the
+    autoscaling's min_replicas and max_replicas (the in-tree autoscaler adds pods for pending replicas),
+    or the fixed recommender_replicas without autoscaling."""
+    if serving.autoscaling.enabled:
+        return serving.autoscaling.min_replicas, serving.autoscaling.max_replicas
+    return serving.recommender_replicas, serving.recommender_replicas
+
+
 def render_rayservice() -> str:
     """The RayService manifest, its ``serveConfigV2`` literal block holding ``cluster_serve_config()``."""
     serve_config = cluster_serve_config()
     serving = cluster_serving()
     body = _template_body(RAYSERVICE_TEMPLATE)
     body = body.replace("@serve_port@", str(serving.port)).replace("@upstream_port@", str(serving.serve_port))
+    low, high = worker_pods(serving)
+    body = body.replace("@worker_min_replicas@", str(low)).replace("@worker_max_replicas@", str(high))
     body = _expand_marker(body, SERVE_CONFIG_MARKER, serve_config)
     throughput_env = "".join(f'- {{name: {key}, value: "{val}"}}\n' for key, val in THROUGHPUT_ENV.items())
     body = _expand_marker(body, THROUGHPUT_ENV_MARKER, throughput_env)

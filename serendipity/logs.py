@@ -118,6 +118,7 @@ def setup_logging(log_format: LogFormat | None = None, verbose: bool | None = No
     verbose = env_verbose() if verbose is None else verbose
     os.environ[LOG_FORMAT_ENV] = log_format
     os.environ[VERBOSE_ENV] = "1" if verbose else "0"
+    _json_only_stderr(log_format == "json")
     root = logging.getLogger()
     for handler in list(root.handlers):
         if isinstance(handler, _OwnHandler) or type(handler) is logging.StreamHandler:
@@ -125,16 +126,30 @@ def setup_logging(log_format: LogFormat | None = None, verbose: bool | None = No
     handler = _OwnHandler()
     handler.setFormatter(JsonFormatter() if log_format == "json" else TextFormatter())
     root.addHandler(handler)
+    logging.captureWarnings(True)  # Python warnings as log lines too ("py.warnings"), not raw stderr text
     root.setLevel(logging.INFO if verbose else logging.WARNING)
     for name in OWN_LOGGERS:
         logging.getLogger(name).setLevel(logging.DEBUG if verbose else logging.INFO)
     quiet_loaders()
 
 
+_TQDM_DISABLE_ENV = "TQDM_DISABLE"
+
+
+_TQDM_DISABLED_HERE = "SERENDIPITY_TQDM_DISABLED"  # set alongside: the bars are ours to turn back on
+
+
+def _json_only_stderr(json_lines: bool) -> None:
+    """JSON logs keep stderr to JSON lines: tqdm's bars (Feast's materialisation) off, back on for text."""
+    if json_lines and _TQDM_DISABLE_ENV not in os.environ:
+        os.environ[_TQDM_DISABLE_ENV] = os.environ[_TQDM_DISABLED_HERE] = "1"
+    elif not json_lines and os.environ.pop(_TQDM_DISABLED_HERE, None):
+        os.environ.pop(_TQDM_DISABLE_ENV, None)
+
+
 def quiet_loaders() -> None:
     """faiss logs which CPU build it loads (AVX512, AVX2, ...) at INFO on import: WARNING unless verbose."""
-    if not env_verbose():
-        logging.getLogger("faiss.loader").setLevel(logging.WARNING)
+    logging.getLogger("faiss.loader").setLevel(logging.NOTSET if env_verbose() else logging.WARNING)
 
 
 def ray_train_log_level() -> str:

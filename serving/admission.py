@@ -141,6 +141,7 @@ def render_config(serving: ServingConfig, listen_host: str | None = None) -> str
         "bad_gateway_reply": _error_reply(502, "upstream unavailable"),
         "gateway_timeout_reply": _error_reply(504, "upstream timed out"),
         **admission.model_dump(exclude={"enabled", "upstream_port", "haproxy_binary"}),
+        "max_active": serving.front_max_active,  # with autoscaling: per replica, at the most replicas
     }
     return Template(TEMPLATE.read_text()).substitute(values)
 

@@ -31,14 +31,36 @@ def ingress_limits(serving: ServingConfig) -> dict[str, Any]:
     }
 
 
+def recommender_scaling(serving: ServingConfig) -> dict[str, Any]:
+    """The recommender's replicas: Serve's autoscaling_config with ``serving.autoscaling`` enabled, else
+    ``serving.recommender_replicas`` of them."""
+    autoscaling = serving.autoscaling
+    if autoscaling.enabled:
+        target = autoscaling.recommender_target_ongoing_requests
+        return {"autoscaling_config": autoscaling.deployment_options(target)}
+    return {"num_replicas": serving.recommender_replicas}
+
+
+def ingress_scaling(serving: ServingConfig) -> dict[str, Any]:
+    """The ingress's replicas: autoscaled like the recommender with ``serving.autoscaling`` enabled (to its
+    own target), else Serve's default (the serve config's num_replicas)."""
+    autoscaling = serving.autoscaling
+    if autoscaling.enabled:
+        target = autoscaling.ingress_target_ongoing_requests
+        return {"autoscaling_config": autoscaling.deployment_options(target)}
+    return {}
+
+
 def compose(args: AppArgs, ingress_options: dict[str, Any] | None = None) -> Application:
     """Ingress -> recommender, bound with the pipeline config named by ``args`` (validated here, early)."""
     config_path = pipeline_config_path(args.config_path)
     serving = load_config(config_path).serving
-    recommender = RecommenderDeployment.options(num_replicas=serving.recommender_replicas).bind(
+    recommender = RecommenderDeployment.options(**recommender_scaling(serving)).bind(
         str(config_path), optional_path(args.feature_store_yaml)
     )
-    ingress = RecommendIngress.options(**{**ingress_limits(serving), **(ingress_options or {})})
+    ingress = RecommendIngress.options(
+        **{**ingress_limits(serving), **ingress_scaling(serving), **(ingress_options or {})}
+    )
     return ingress.bind(recommender, serving, args.token_env)
 
 

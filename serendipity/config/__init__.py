@@ -23,7 +23,7 @@ from serendipity.config.pipeline import (
 )
 from serendipity.config.ray import RayConfig
 from serendipity.config.retrieval import RetrievalConfig
-from serendipity.config.serving import HOST, AdmissionConfig, ServingConfig
+from serendipity.config.serving import HOST, AdmissionConfig, AutoscalingConfig, ServingConfig
 from serendipity.config.spark import SparkConfig
 from serendipity.config.tree import TreeBuildConfig
 from serendipity.config.world import WorldConfig
@@ -32,6 +32,7 @@ __all__ = [
     "HOST",
     "PATH_FIELDS",
     "AdmissionConfig",
+    "AutoscalingConfig",
     "ConfigError",
     "EngagementConfig",
     "EvalConfig",

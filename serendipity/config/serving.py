@@ -37,6 +37,51 @@ class AdmissionConfig(Section):
     stop_grace_s: int = Field(10, ge=1)
 
 
+class AutoscalingConfig(Section):
+    """Serve's autoscaling of the recommender and the ingress (each deployment's ``autoscaling_config``):
+    between ``min_replicas`` and ``max_replicas`` replicas, aiming at ``target_ongoing_requests`` per
+    replica. The targets come from the measured capacity of one replica (bench/results/serve_load.json,
+    2 cores): 100 req/s at a p50 of 49 ms, so 100 x 0.049 = 4.9 requests in flight at capacity (Little's
+    law); 80% of that, 4, makes Serve add a replica before one saturates. Re-derive them on other hardware
+    (``python -m bench.serve_load --autoscale`` records the derivation beside the replica counts)."""
+
+    enabled: bool = False  # off: serving.recommender_replicas recommenders, one ingress
+    min_replicas: int = Field(1, ge=1)
+    max_replicas: int = Field(2, ge=1)
+    recommender_target_ongoing_requests: float = Field(4.0, gt=0)
+    ingress_target_ongoing_requests: float = Field(4.0, gt=0)
+    upscale_delay_s: float = Field(5.0, ge=0)  # load above target this long before a replica is added
+    downscale_delay_s: float = Field(120.0, ge=0)  # load below target this long before one is removed
+    metrics_interval_s: float = Field(2.0, gt=0)  # how often replicas report their ongoing requests
+    look_back_period_s: float = Field(10.0, gt=0)  # the window the ongoing requests are averaged over
+
+    @model_validator(mode="after")
+    def _ordered(self) -> AutoscalingConfig:
+        if self.min_replicas > self.max_replicas:
+            raise ValueError(
+                f"serving.autoscaling.min_replicas={self.min_replicas} exceeds "
+                f"max_replicas={self.max_replicas}"
+            )
+        if self.look_back_period_s <= self.metrics_interval_s:
+            raise ValueError(
+                f"serving.autoscaling.look_back_period_s={self.look_back_period_s} must exceed "
+                f"metrics_interval_s={self.metrics_interval_s}"
+            )
+        return self
+
+    def deployment_options(self, target_ongoing_requests: float) -> dict[str, float]:
+        """Serve's ``autoscaling_config`` of a deployment aiming at ``target_ongoing_requests``."""
+        return {
+            "min_replicas": self.min_replicas,
+            "max_replicas": self.max_replicas,
+            "target_ongoing_requests": target_ongoing_requests,
+            "upscale_delay_s": self.upscale_delay_s,
+            "downscale_delay_s": self.downscale_delay_s,
+            "metrics_interval_s": self.metrics_interval_s,
+            "look_back_period_s": self.look_back_period_s,
+        }
+
+
 class ServingConfig(Section):
     """The Ray Serve application (``serving/``); the bearer token comes from the environment, never here."""
 
@@ -65,6 +110,7 @@ class ServingConfig(Section):
     store_check_interval_s: float = Field(2.0, gt=0)  # background re-open / readiness probe of the store
     degraded_log_interval_s: float = Field(30.0, ge=0)  # at most one degraded-mode warning per interval
     admission: AdmissionConfig = AdmissionConfig()
+    autoscaling: AutoscalingConfig = AutoscalingConfig()
 
     @field_validator("host")
     @classmethod
@@ -83,6 +129,14 @@ class ServingConfig(Section):
         if self.admission.enabled and self.admission.upstream_port is None and self.port == 65535:
             raise ValueError("serving.port=65535 leaves no next port for Serve: set admission.upstream_port")
         return self
+
+    @property
+    def front_max_active(self) -> int:
+        """Requests the admission front hands Serve at once: ``admission.max_active``, times
+        ``autoscaling.max_replicas`` when Serve autoscales (the front's limit is fixed when it starts, so it
+        admits what the most replicas take; Serve queues the rest while the replicas start)."""
+        scale = self.autoscaling.max_replicas if self.autoscaling.enabled else 1
+        return self.admission.max_active * scale
 
     @property
     def backstop_s(self) -> float:

@@ -399,10 +399,12 @@ def test_the_public_front_listens_where_the_ingress_checks_the_token() -> None:
     from serendipity.config import load_config
 
     (service,) = documents_of("RayService")
-    (sidecar,) = [c for c in containers(service) if c["name"] == "admission"]
-    assert "--listen" not in sidecar["command"]
+    sidecars = [c for c in containers(service) if c["name"] == "admission"]
+    assert len(sidecars) == 2  # the head pod's and the worker pods'
     assert load_config(INFRA / "configs" / "cluster.yaml").serving.host == "0.0.0.0"
-    assert any(variable["name"] == "SERENDIPITY_API_TOKEN" for variable in sidecar["env"])
+    for sidecar in sidecars:
+        assert "--listen" not in sidecar["command"]
+        assert any(variable["name"] == "SERENDIPITY_API_TOKEN" for variable in sidecar["env"])
 
 
 def test_the_explorer_media_are_rendered_by_the_inference_job() -> None:

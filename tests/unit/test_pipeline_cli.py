@@ -69,3 +69,25 @@ def test_the_command_line_imports_no_job() -> None:
     loaded = set(json.loads(done.stdout))
     assert not {name.split(".")[0] for name in loaded} & {"spark_jobs", "ray_jobs", "features", "serving"}
     assert "serendipity.app.stages" not in loaded
+
+
+def test_json_logs_leave_only_json_lines_on_stderr(repo_root: Path, tmp_path: Path) -> None:
+    """A real `serendipity --log-format json pipeline run` (the world stage): every stderr line is a JSON
+    object, among them the stage events with their duration."""
+    import os
+    import subprocess
+    import sys
+
+    path = _config(repo_root, tmp_path)
+    settings = ["world.items=60", "world.users=20", "world.interactions=300", "world.media=none"]
+    command = [sys.executable, "-m", "serendipity.app.cli", "--log-format", "json", "pipeline", "run"]
+    command += ["--config", str(path), "--stages", "world", *(f"--set={s}" for s in settings)]
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("SERENDIPITY_")}
+    done = subprocess.run(command, capture_output=True, text=True, env=environment, timeout=300)
+    assert done.returncode == 0, done.stderr
+    lines = done.stderr.splitlines()
+    documents = [json.loads(line) for line in lines]  # fails on the first line that is not JSON
+    assert all({"ts", "level", "logger", "message"} <= set(document) for document in documents)
+    events = {document["message"]: document for document in documents if document.get("stage") == "world"}
+    assert set(events) == {"stage started", "stage finished"}
+    assert events["stage finished"]["duration_s"] > 0

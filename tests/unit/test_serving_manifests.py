@@ -80,3 +80,64 @@ def test_redis_password_and_tls_come_from_a_secret() -> None:
     assert readers >= 3  # the RayService (head and workers), the Feast jobs, the evaluation RayJob
     prod = yaml.safe_load((INFRA / "feast" / "prod" / "feature_store.yaml").read_text())
     assert prod["online_store"]["connection_string"] == "${REDIS_CONNECTION_STRING}"
+
+
+def test_every_ray_pod_serves_behind_its_own_admission_sidecar() -> None:
+    """A proxy on every node (EveryNode), each behind an admission sidecar on the Service's port."""
+    (service,) = documents_of("RayService")
+    assert yaml.safe_load(service["spec"]["serveConfigV2"])["proxy_location"] == "EveryNode"
+    spec = service["spec"]["rayClusterSpec"]
+    pods = [spec["headGroupSpec"]["template"], *(group["template"] for group in spec["workerGroupSpecs"])]
+    for pod in pods:
+        (sidecar,) = [c for c in pod["spec"]["containers"] if c["name"] == "admission"]
+        assert {"name": "serve", "containerPort": SERVE_PORT} in sidecar["ports"]
+        volumes = {volume["name"] for volume in pod["spec"]["volumes"]}
+        assert {mount["name"] for mount in sidecar["volumeMounts"]} <= volumes
+
+
+def test_the_rayservice_autoscales_its_worker_pods_with_serve() -> None:
+    from serendipity.config import load_config
+
+    (service,) = documents_of("RayService")
+    autoscaling = load_config(INFRA / "configs" / "cluster.yaml").serving.autoscaling
+    assert autoscaling.enabled and autoscaling.max_replicas > autoscaling.min_replicas
+    spec = service["spec"]["rayClusterSpec"]
+    assert spec["enableInTreeAutoscaling"] is True
+    (group,) = spec["workerGroupSpecs"]
+    bounds = (autoscaling.min_replicas, autoscaling.max_replicas)
+    assert (group["minReplicas"], group["maxReplicas"]) == bounds
+    assert group["minReplicas"] <= group["replicas"] <= group["maxReplicas"]
+
+
+def test_autoscaling_reaches_both_deployments_and_the_fronts_limit() -> None:
+    from serendipity.config import AutoscalingConfig, ServingConfig
+    from serving.admission import render_config
+    from serving.app import ingress_scaling, recommender_scaling
+    from serving.deployments import RecommenderDeployment
+    from serving.ingress import RecommendIngress
+
+    fixed = ServingConfig(recommender_replicas=3)
+    assert recommender_scaling(fixed) == {"num_replicas": 3} and ingress_scaling(fixed) == {}
+    assert fixed.front_max_active == fixed.admission.max_active
+    scaling = AutoscalingConfig(enabled=True, min_replicas=1, max_replicas=2)
+    scaled = ServingConfig(autoscaling=scaling, recommender_replicas=3)
+    recommender = recommender_scaling(scaled)["autoscaling_config"]
+    ingress = ingress_scaling(scaled)["autoscaling_config"]
+    assert (recommender["min_replicas"], recommender["max_replicas"]) == (1, 2)
+    assert recommender["target_ongoing_requests"] == scaling.recommender_target_ongoing_requests
+    assert ingress["target_ongoing_requests"] == scaling.ingress_target_ongoing_requests
+    # Serve validates the options here (unknown keys, min above max)
+    RecommenderDeployment.options(**recommender_scaling(scaled))
+    RecommendIngress.options(**ingress_scaling(scaled))
+    assert scaled.front_max_active == 2 * scaled.admission.max_active
+    assert f"maxconn {scaled.front_max_active}" in render_config(scaled)
+
+
+def test_autoscaling_refuses_a_minimum_above_the_maximum() -> None:
+    import pytest
+    from pydantic import ValidationError
+
+    from serendipity.config import AutoscalingConfig
+
+    with pytest.raises(ValidationError, match="min_replicas=3 exceeds max_replicas=2"):
+        AutoscalingConfig(min_replicas=3, max_replicas=2)
