@@ -9,10 +9,18 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from serendipity.eval.replay_results import ReplayReport
+from serendipity.eval.report_data import (
+    AblationSection,
+    AblationSettings,
+    AggregatesSection,
+    ClaimCheck,
+    FinetuneSection,
+    ReportData,
+)
 from serendipity.eval.results import ExperimentSummary, Statistic
 from serendipity.intervals import wilson_interval
 from serendipity.mllm.results import FinetuneSummary, GateDecision, RecallFigures
@@ -24,7 +32,6 @@ NOT_MEASURED = "not measured"
 REFERENCE_ARM = "exploitation"
 MLLM_ARM = "mllm"
 EXPLORATION_ARMS = ("exploration", "bandit")
-Section = Mapping[str, Any] | None
 
 
 @dataclass(frozen=True)
@@ -43,18 +50,6 @@ class Interval:
         if math.isnan(self.low) or math.isnan(self.high):
             return f"{self.mean:.{digits}f}"
         return f"{self.mean:.{digits}f} [{self.low:.{digits}f}, {self.high:.{digits}f}]"
-
-
-@dataclass(frozen=True)
-class ClaimCheck:
-    claim_id: str
-    claim: str
-    status: str
-    evidence: str
-    source: str
-
-    def as_dict(self) -> dict[str, str]:
-        return asdict(self)
 
 
 def _number(value: Any) -> float:
@@ -97,13 +92,13 @@ def _not_measured(claim_id: str, claim: str, source: str, needs: str) -> ClaimCh
     return ClaimCheck(claim_id, claim, NOT_MEASURED, f"needs {needs}", source)
 
 
-def serendipitous_satisfy_more(aggregates: Section) -> ClaimCheck:
+def serendipitous_satisfy_more(aggregates: AggregatesSection | None) -> ClaimCheck:
     claim = "serendipitous next items satisfy more than similar ones"
-    rows = {row["pair_class"]: row for row in (aggregates or {}).get("rows", [])}
+    rows = {row.pair_class: row for row in (aggregates.rows if aggregates is not None else [])}
     if "serendipitous" not in rows or "similar" not in rows:
         return _not_measured("1", claim, "aggregates", "the aggregates table with both pair classes")
     ser, sim = (
-        Interval(_number(r["mean_satisfaction"]), _number(r["ci_low"]), _number(r["ci_high"]))
+        Interval(_number(r.mean_satisfaction), _number(r.ci_low), _number(r.ci_high))
         for r in (rows["serendipitous"], rows["similar"])
     )
     evidence = f"mean satisfaction serendipitous {ser.text(4)} vs similar {sim.text(4)}"
@@ -171,35 +166,34 @@ def gain_grows_with_richness(experiment: ExperimentSummary | None) -> ClaimCheck
     return ClaimCheck("5", claim, compare(gains[-1], gains[0]), evidence, "experiment")
 
 
-def _ablation_arm(rows: Mapping[str, Mapping[str, Any]], arm: str) -> Interval | None:
-    row = rows.get(arm)
-    if row is None or row.get("final_recall_mean") is None:
+def _ablation_arm(ablation: AblationSection | None, arm: str) -> Interval | None:
+    row = ablation.rows().get(arm) if ablation is not None else None
+    mean, half = row.figure("final_recall") if row is not None else (None, None)
+    if mean is None:
         return None
-    mean, half = _number(row["final_recall_mean"]), _number(row.get("final_recall_ci95"))
-    return Interval(mean, mean - half, mean + half)
+    return Interval(mean, mean - _number(half), mean + _number(half))
 
 
-def ablation_provenance(ablation: Section) -> str:
+def ablation_provenance(ablation: AblationSection | None) -> str:
     """Which ablation run the figures come from: its command, seeds, steps and when it finished."""
-    settings = (ablation or {}).get("settings") or {}
-    command = settings.get("command")
+    settings = (ablation.settings if ablation is not None else None) or AblationSettings()
+    command = settings.command
     ran = f"`{command}`" if command else "an ablation run that recorded no command"
-    finished = f", finished {settings['finished']}" if settings.get("finished") else ""
-    return f"from {ran} (seeds {settings.get('seeds')}, {settings.get('max_steps')} steps{finished})"
+    finished = f", finished {settings.finished}" if settings.finished else ""
+    return f"from {ran} (seeds {settings.seeds}, {settings.max_steps} steps{finished})"
 
 
-def ablation_claims(ablation: Section) -> list[ClaimCheck]:
+def ablation_claims(ablation: AblationSection | None) -> list[ClaimCheck]:
     """Video + text beats text alone, CoT helps, thumbnail beats a random frame, more frames help."""
     comparisons = [
         ("6a", "video + text beats text alone (final recall)", "video_text-4f", "text"),
         ("6c", "a thumbnail beats a random frame (final recall)", "thumbnail_cot", "frame_cot"),
         ("6d", "more frames help: 4 frames beat 1 (final recall, CoT)", "video_cot-4f", "video_cot-1f"),
     ]
-    rows = {row["arm"]: row for row in (ablation or {}).get("table", [])}
     provenance = ablation_provenance(ablation)
     checks = []
     for claim_id, claim, better, worse in comparisons:
-        a, b = _ablation_arm(rows, better), _ablation_arm(rows, worse)
+        a, b = _ablation_arm(ablation, better), _ablation_arm(ablation, worse)
         if a is None or b is None:
             checks.append(_not_measured(claim_id, claim, "ablation", f"ablation arms {better} and {worse}"))
             continue
@@ -209,14 +203,15 @@ def ablation_claims(ablation: Section) -> list[ClaimCheck]:
             evidence += "; one seed: no interval"
         checks.append(ClaimCheck(claim_id, claim, status, f"{evidence}; {provenance}", "ablation"))
     cot_claim = "chain-of-thought helps (reaches a high match rate sooner)"
-    found = [f for f in (ablation or {}).get("findings", []) if "CoT" in f.get("finding", "")]
-    if not found or found[0].get("verdict") not in (HOLDS, FAILS, INCONCLUSIVE):
+    findings = (ablation.findings if ablation is not None else None) or []
+    found = [f for f in findings if "CoT" in f.finding]
+    if not found or found[0].verdict not in (HOLDS, FAILS, INCONCLUSIVE):
         checks.insert(
             1, _not_measured("6b", cot_claim, "ablation", "the modality experiment of the ablation")
         )
     else:
-        evidence = f"{found[0]['evidence']}; {provenance}"
-        checks.insert(1, ClaimCheck("6b", cot_claim, found[0]["verdict"], evidence, "ablation"))
+        evidence = f"{found[0].evidence}; {provenance}"
+        checks.insert(1, ClaimCheck("6b", cot_claim, found[0].verdict, evidence, "ablation"))
     return checks
 
 
@@ -237,10 +232,10 @@ def _wilson(figures: RecallFigures, recall: float) -> Interval:
     return Interval(recall, low, high)
 
 
-def finetuned_beats_baseline(finetune: Section) -> ClaimCheck:
-    """Claim 7 from the finetune section's ``FinetuneSummary`` (``summary``, absent before fine-tuning)."""
+def finetuned_beats_baseline(finetune: FinetuneSection | None) -> ClaimCheck:
+    """Claim 7 from the finetune section's ``FinetuneSummary`` (absent before fine-tuning)."""
     claim = "the served nomination's validation recall beats the non-LLM baseline"
-    summary: FinetuneSummary = (finetune or {}).get("summary") or FinetuneSummary()
+    summary = (finetune.summary if finetune is not None else None) or FinetuneSummary()
     served, baseline = summary.served_metrics, summary.non_llm_baseline
     if served is None or served.recall is None or baseline is None or baseline.recall is None:
         needs = "the fine-tuning summary with the served (constrained) recall and the non-LLM baseline"
@@ -277,21 +272,20 @@ def _with_command(check: ClaimCheck, commands: Mapping[str, str]) -> ClaimCheck:
     return replace(check, evidence=f"{check.evidence}; measure it with `{commands[check.source]}`")
 
 
-def check_claims(sections: Mapping[str, Any], commands: Mapping[str, str] | None = None) -> list[ClaimCheck]:
-    """Every claim, in the paper's order, from the report's section data (``None`` for an absent one;
-    the experiment's an ``ExperimentSummary``, the replay's a ``ReplayReport``).
+def check_claims(data: ReportData, commands: Mapping[str, str] | None = None) -> list[ClaimCheck]:
+    """Every claim, in the paper's order, from the report's section data (``None`` for an absent one).
 
     ``commands`` (section name -> the command that writes its input) completes not-measured evidence.
     """
-    experiment = sections.get("experiment")
+    experiment = data.experiment
     checks = [
-        serendipitous_satisfy_more(sections.get("aggregates")),
+        serendipitous_satisfy_more(data.aggregates),
         mllm_highest_novelty(experiment),
         mllm_better_feedback_than_exploration(experiment),
         mllm_raises_engagement(experiment),
         gain_grows_with_richness(experiment),
-        *ablation_claims(sections.get("ablation")),
-        finetuned_beats_baseline(sections.get("finetune")),
-        replay_mllm_beats_baseline(sections.get("replay")),
+        *ablation_claims(data.ablation),
+        finetuned_beats_baseline(data.finetune),
+        replay_mllm_beats_baseline(data.replay),
     ]
     return [_with_command(check, commands or {}) for check in checks]

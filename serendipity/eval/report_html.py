@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 import html
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from serendipity.eval.claims import ablation_provenance
 from serendipity.eval.replay_results import ReplayReport
+from serendipity.eval.report_data import (
+    SECTION_TITLES,
+    AblationRow,
+    AblationSection,
+    AggregatesSection,
+    EvaluationReport,
+    FinetuneSection,
+)
 from serendipity.eval.results import ExperimentSummary, Statistic
-from serendipity.mllm.results import FinetuneSummary, GateDecision, RecallFigures, Validation
+from serendipity.mllm.results import GateDecision, RecallFigures, Validation
 
 STYLE = (
     "body{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}"
@@ -110,12 +119,12 @@ def _served_rows(served: RecallFigures | None) -> list[list[str]]:
     return [[f"served nomination {k}", _number(value)] for k, value in figures.items() if k in shown]
 
 
-def _finetune_html(data: dict[str, Any]) -> str:
+def _finetune_html(section: FinetuneSection) -> str:
     from serendipity.eval.report_plots import curves_png
 
-    parts = [_image(curves_png(data["curves"]), "fine-tuning curves")]
-    if data.get("summary"):  # the report's FINETUNE_FIELDS of the summary
-        summary = FinetuneSummary.model_validate(data["summary"])
+    parts = [_image(curves_png(section.curves), "fine-tuning curves")]
+    summary = section.summary
+    if summary is not None:
         final = summary.final_metrics or {}  # the last evaluation row of training
         keys = ("match_rate", "recall", "recall_at_k")
         rows = _served_rows(summary.served_metrics)
@@ -131,52 +140,50 @@ def _finetune_html(data: dict[str, Any]) -> str:
     return "".join(parts)
 
 
-def _ablation_html(data: dict[str, Any], ablation_dir: Path) -> str:
+def _ablation_html(ablation: AblationSection, ablation_dir: Path) -> str:
     from serendipity.eval.report_plots import png_file_base64
 
-    def cell(row: dict[str, Any], metric: str, digits: int) -> str:
-        mean, half = row.get(f"{metric}_mean"), row.get(f"{metric}_ci95")
+    def cell(row: AblationRow, metric: str, digits: int) -> str:
+        mean, half = row.figure(metric)
         return (
             "-" if mean is None else _number(mean, digits) + ("" if half is None else f" ± {half:.{digits}f}")
         )
 
     rows = [
-        [r["experiment"], r["arm"], r.get("seeds") or "-", cell(r, "final_match_rate", 3),
+        [r.experiment, r.arm, r.seeds or "-", cell(r, "final_match_rate", 3),
          cell(r, "final_recall", 3), cell(r, "best_recall", 3), cell(r, "steps_to_90pct_match", 0)]
-        for r in data.get("table") or []
+        for r in ablation.table or []
     ]  # fmt: skip
     header = ["experiment", "arm", "seeds", "final match", "final recall", "best recall", "steps@90% match"]
     found = "".join(
-        f"<li><b>{html.escape(f['finding'])}</b>: {html.escape(f['verdict'])} "
-        f"({html.escape(f['evidence'])})</li>"
-        for f in data.get("findings") or []
+        f"<li><b>{html.escape(f.finding)}</b>: {html.escape(f.verdict)} ({html.escape(f.evidence)})</li>"
+        for f in ablation.findings or []
     )
     images = [_image(png_file_base64(p), p.stem) for p in sorted(ablation_dir.glob("curves_*.png"))]
-    provenance = f"<p>{html.escape(ablation_provenance(data))}</p>"
+    provenance = f"<p>{html.escape(ablation_provenance(ablation))}</p>"
     return provenance + _table(header, rows) + f"<ul>{found}</ul>" + "".join(images)
 
 
-def _aggregates_html(data: dict[str, Any]) -> str:
+def _aggregates_html(aggregates: AggregatesSection) -> str:
     from serendipity.eval.report_plots import aggregates_png
 
     rows = [
-        [r["pair_class"], r["count"], _number(r["mean_satisfaction"], 4),
-         f"[{_number(r['ci_low'], 4)}, {_number(r['ci_high'], 4)}]"]
-        for r in data["rows"]
+        [r.pair_class, r.count, _number(r.mean_satisfaction, 4),
+         f"[{_number(r.ci_low, 4)}, {_number(r.ci_high, 4)}]"]
+        for r in aggregates.rows
     ]  # fmt: skip
-    level = data["level"]
+    level = aggregates.level
     note = f"<p>pair classes at level L={level}: serendipitous = different cluster at L, same at L-1.</p>"
     return (
         note
         + _table(["class", "pairs", "mean satisfaction", "95% CI"], rows)
-        + _image(aggregates_png(data["rows"]), "satisfaction by pair class")
+        + _image(aggregates_png(aggregates.rows), "satisfaction by pair class")
     )
 
 
-def _experiment_html(data: dict[str, Any]) -> str:
+def _experiment_html(experiment: ExperimentSummary) -> str:
     from serendipity.eval.report_plots import figure6_png, figure7_png, figure8_png
 
-    experiment = ExperimentSummary.model_validate(data)  # the section's experiment.json
     arms = experiment.arms
     shown = {"seeds": experiment.seeds, "days": experiment.days, "users_per_arm": experiment.users_per_arm,
              "slate_size": experiment.slate_size}  # fmt: skip
@@ -205,10 +212,9 @@ def _experiment_html(data: dict[str, Any]) -> str:
     return "".join(parts)
 
 
-def _replay_html(data: dict[str, Any]) -> str:
+def _replay_html(replay: ReplayReport) -> str:
     from serendipity.eval.report_plots import replay_png
 
-    replay = ReplayReport.model_validate(data)  # the section's replay.json
     parts = [f"<p>{html.escape(replay.protocol or '')}</p>"]
     for subset, content in replay.subsets.items():
         rows = [
@@ -222,38 +228,39 @@ def _replay_html(data: dict[str, Any]) -> str:
     return "".join(parts)
 
 
-def render_html(report: dict[str, Any], ablation_dir: Path) -> str:
+def render_html(report: EvaluationReport, ablation_dir: Path) -> str:
     """The whole page: the claims table first, then one block per section."""
     claims = "".join(
-        f"<tr><td>{html.escape(c['claim_id'])}</td><td>{html.escape(c['claim'])}</td>"
-        f'<td class="{c["status"].replace(" ", "-")}">{html.escape(c["status"])}</td>'
-        f"<td>{html.escape(c['evidence'])}</td></tr>"
-        for c in report["claims"]
+        f"<tr><td>{html.escape(c.claim_id)}</td><td>{html.escape(c.claim)}</td>"
+        f'<td class="{c.status.replace(" ", "-")}">{html.escape(c.status)}</td>'
+        f"<td>{html.escape(c.evidence)}</td></tr>"
+        for c in report.claims
     )
     blocks = [
-        f"<h1>Serendipity evaluation report: {html.escape(report['name'])}</h1>",
-        f"<p>work dir <code>{html.escape(report['work_dir'])}</code></p>",
+        f"<h1>Serendipity evaluation report: {html.escape(report.name)}</h1>",
+        f"<p>work dir <code>{html.escape(report.work_dir)}</code></p>",
         "<h2>The paper's claims, checked here</h2>",
         f"<table><tr><th>#</th><th>claim</th><th>status</th><th>evidence</th></tr>{claims}</table>",
     ]
-    renderers = {
+    renderers: dict[str, Callable[[Any], str]] = {
         "finetune": _finetune_html,
-        "ablation": lambda data: _ablation_html(data, ablation_dir),
+        "ablation": lambda ablation: _ablation_html(ablation, ablation_dir),
         "aggregates": _aggregates_html,
         "experiment": _experiment_html,
         "replay": _replay_html,
     }
-    for name, section in report["sections"].items():
-        blocks.append(f"<h2>{html.escape(section['title'])}</h2>")
-        if section["data"] is None:
-            blocks.append(
-                f'<p class="missing">not run yet: <code>{html.escape(section["command"])}</code></p>'
-            )
+    for name, title in SECTION_TITLES.items():
+        blocks.append(f"<h2>{html.escape(title)}</h2>")
+        data = report.data.section(name)
+        if data is None:
+            command = report.commands[name]
+            blocks.append(f'<p class="missing">not run yet: <code>{html.escape(command)}</code></p>')
         else:
-            blocks.append(renderers[name](section["data"]))
-            blocks.append(f"<p><small>source: <code>{html.escape(section['source'])}</code></small></p>")
+            blocks.append(renderers[name](data))
+            source = str(report.sources[name])
+            blocks.append(f"<p><small>source: <code>{html.escape(source)}</code></small></p>")
     body = "\n".join(blocks)
     return (
-        f'<!DOCTYPE html><html><head><meta charset="utf-8"><title>{html.escape(report["name"])} report'
+        f'<!DOCTYPE html><html><head><meta charset="utf-8"><title>{html.escape(report.name)} report'
         f"</title><style>{STYLE}</style></head><body>\n{body}\n</body></html>\n"
     )

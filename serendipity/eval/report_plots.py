@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from serendipity.eval.replay_results import HitRate
+from serendipity.eval.report_data import AggregateRow
 from serendipity.eval.results import ExperimentSummary, RichnessBucket, Statistic
 from serendipity.mllm.curves import pyplot
 
@@ -61,11 +62,11 @@ def curves_png(curves: Mapping[str, Sequence[float]]) -> str:
     return _encode(figure)
 
 
-def aggregates_png(rows: Sequence[Mapping[str, Any]]) -> str:
+def aggregates_png(rows: Sequence[AggregateRow]) -> str:
     plt = pyplot()
     figure, axis = plt.subplots(figsize=(5, 3.2))
-    stats = [Statistic(mean=r["mean_satisfaction"], ci_low=r["ci_low"], ci_high=r["ci_high"]) for r in rows]
-    axis.bar([r["pair_class"] for r in rows], [_mean(s) for s in stats], yerr=_errors(stats), capsize=4)
+    stats = [Statistic(mean=r.mean_satisfaction, ci_low=r.ci_low, ci_high=r.ci_high) for r in rows]
+    axis.bar([r.pair_class for r in rows], [_mean(s) for s in stats], yerr=_errors(stats), capsize=4)
     axis.set(ylabel="mean next-item satisfaction", title="satisfaction by pair class (95% CI)")
     return _encode(figure)
 

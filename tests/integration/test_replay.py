@@ -187,13 +187,13 @@ def test_replay_is_the_pipeline_stage_of_a_dataset_without_a_simulator(
     results = run_pipeline(no_world, stages=["evaluate", "replay"], force=True)
     assert [(r.name, r.status) for r in results] == [("evaluate", "disabled"), ("replay", "ran")]
     assert ReplayReport.read(WorkLayout.of(no_world).replay_path) == replay
-    claim = next(c for c in build_report(no_world)["claims"] if c["claim_id"] == "8")
-    assert claim["source"] == "replay" and claim["status"] != "not measured"
+    claim = next(c for c in build_report(no_world).claims if c.claim_id == "8")
+    assert claim.source == "replay" and claim.status != "not measured"
     cases = replay.subsets["all"].cases
-    assert f"hit rate on {cases} held-out next items: mllm " in claim["evidence"]
+    assert f"hit rate on {cases} held-out next items: mllm " in claim.evidence
     served = pq.read_table(WorkLayout.of(no_world).serendipity_path).column("model_version").to_pylist()
     assert replay.served_model_versions == sorted(set(served))
-    assert f"served cluster from {', '.join(sorted(set(served)))}" in claim["evidence"]
+    assert f"served cluster from {', '.join(sorted(set(served)))}" in claim.evidence
 
 
 def test_report_from_the_real_experiment(experiment_config: Path, replay: ReplayReport) -> None:
@@ -201,10 +201,10 @@ def test_report_from_the_real_experiment(experiment_config: Path, replay: Replay
     from serendipity.eval.report import build_report, headline_table
 
     report = build_report(load_config(experiment_config), experiment_config)
-    experiment = report["sections"]["experiment"]["data"]
-    assert experiment is not None and experiment["seeds"] == [0, 1, 2]
-    statuses = {c["claim_id"]: c["status"] for c in report["claims"]}
+    experiment = report.data.experiment
+    assert experiment is not None and experiment.seeds == [0, 1, 2]
+    statuses = {c.claim_id: c.status for c in report.claims}
     for claim_id in ("2", "3", "4", "5"):
         assert statuses[claim_id] in ("holds", "does not hold", "inconclusive"), (claim_id, statuses)
     table = headline_table(report).splitlines()
-    assert [line.split("|")[1].strip() for line in table[2:]] == experiment["arms"]
+    assert [line.split("|")[1].strip() for line in table[2:]] == experiment.arms

@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 from serendipity.config import PipelineConfig, load_config
 from serendipity.eval import claims
 from serendipity.eval.report import build_report, headline_table, write_report
+from serendipity.eval.report_data import EvaluationReport
 from serendipity.io import write_json_atomic, write_parquet_atomic
 from serendipity.layout import WorkLayout
 from serendipity.mllm.ablation_report import build_report as build_ablation_report
@@ -167,8 +168,8 @@ def full_inputs(config: PipelineConfig) -> PipelineConfig:
     return config
 
 
-def _status(report: dict[str, Any], claim_id: str) -> str:
-    return next(c["status"] for c in report["claims"] if c["claim_id"] == claim_id)
+def _status(report: EvaluationReport, claim_id: str) -> str:
+    return next(c.status for c in report.claims if c.claim_id == claim_id)
 
 
 def test_missing_inputs_show_the_command_that_produces_them(config: PipelineConfig) -> None:
@@ -181,7 +182,7 @@ def test_missing_inputs_show_the_command_that_produces_them(config: PipelineConf
         assert report["sections"][name]["command"] in page
     assert "serendipity experiment replay --config my.yaml" in page
     assert {c["status"] for c in report["claims"]} == {claims.NOT_MEASURED}
-    assert "not run yet" in headline_table(report)
+    assert "not run yet" in headline_table(build_report(config, "my.yaml"))
 
 
 def test_every_section_is_rendered_self_contained(full_inputs: PipelineConfig) -> None:
@@ -222,6 +223,22 @@ def test_rerun_is_idempotent_and_out_dir_is_honoured(full_inputs: PipelineConfig
     assert write_report(full_inputs).json.read_text() == first
     elsewhere = write_report(full_inputs, out_dir=tmp_path / "elsewhere")
     assert elsewhere.html.exists() and json.loads(elsewhere.json.read_text()) == json.loads(first)
+
+
+def test_report_json_holds_each_input_as_it_was_written(full_inputs: PipelineConfig) -> None:
+    """The typed sections write what the untyped report wrote: each input's own keys and values."""
+    layout = WorkLayout.of(full_inputs)
+    sections = build_report(full_inputs).to_json()["sections"]
+    assert sections["replay"]["data"] == replay_document()
+    assert sections["experiment"]["data"] == experiment_document()
+    ablation = json.loads(layout.ablation_table_path.read_text())
+    assert sections["ablation"]["data"] == {
+        key: ablation[key] for key in ("settings", "table", "findings", "non_llm_baseline")
+    }
+    rows = pd.read_parquet(layout.aggregates_overall_path).to_dict(orient="records")
+    assert sections["aggregates"]["data"] == {"level": full_inputs.mining.level, "rows": rows}
+    summary = sections["finetune"]["data"]["summary"]
+    assert summary["served_metrics"]["recall"] == 0.6 and summary["gate"] is None
 
 
 def test_headline_table_lists_every_arm_with_intervals(full_inputs: PipelineConfig) -> None:
@@ -353,7 +370,7 @@ def test_headline_recall_is_the_served_constrained_one(full_inputs: PipelineConf
         },
     }
     _rewrite_summary(full_inputs, final_metrics=free, served_metrics=served, gate=gate)
-    report = build_report(full_inputs)
+    report = build_report(full_inputs).to_json()
     claim = next(c for c in report["claims"] if c["claim_id"] == "7")
     assert claim["status"] == claims.HOLDS
     assert "served recall on n=50 validation items: served 0.600" in claim["evidence"]
@@ -374,25 +391,23 @@ def test_headline_recall_is_the_served_constrained_one(full_inputs: PipelineConf
 
 
 def test_every_not_measured_claim_names_the_command_that_measures_it(config: PipelineConfig) -> None:
-    report = build_report(config, "my.yaml")
+    report = build_report(config, "my.yaml").to_json()
     for claim in report["claims"]:
         command = report["sections"][claim["source"]]["command"]
         assert claim["status"] == claims.NOT_MEASURED
         assert claim["evidence"].endswith(f"measure it with `{command}`"), claim
     without_world = build_report(config.model_copy(update={"world": None}), "my.yaml")
-    assert "no simulator here" in without_world["sections"]["experiment"]["command"]
+    assert "no simulator here" in without_world.commands["experiment"]
 
 
 def test_replay_figures_enter_the_claims(full_inputs: PipelineConfig) -> None:
     layout = WorkLayout.of(full_inputs)
     write_json_atomic({**replay_document(), "served_model_versions": ["non-llm-guess"]}, layout.replay_path)
-    claim = next(c for c in build_report(full_inputs)["claims"] if c["claim_id"] == "8")
-    assert claim["status"] == claims.HOLDS and claim["source"] == "replay"
-    assert (
-        "hit rate on 100 held-out next items: mllm 0.400 [0.310, 0.500] vs non-LLM 0.150" in claim["evidence"]
-    )
-    assert "(random sibling 0.200 [0.130, 0.270])" in claim["evidence"]
-    assert "served cluster from non-llm-guess" in claim["evidence"]
+    claim = next(c for c in build_report(full_inputs).claims if c.claim_id == "8")
+    assert claim.status == claims.HOLDS and claim.source == "replay"
+    assert "hit rate on 100 held-out next items: mllm 0.400 [0.310, 0.500] vs non-LLM 0.150" in claim.evidence
+    assert "(random sibling 0.200 [0.130, 0.270])" in claim.evidence
+    assert "served cluster from non-llm-guess" in claim.evidence
 
 
 def test_replay_is_a_stage_for_datasets_without_a_simulator(config: PipelineConfig) -> None:
@@ -414,11 +429,11 @@ def test_replay_is_a_stage_for_datasets_without_a_simulator(config: PipelineConf
 
 def test_ablation_claims_carry_the_run_provenance(full_inputs: PipelineConfig) -> None:
     report = build_report(full_inputs, "my.yaml")
-    ablation = [c for c in report["claims"] if c["source"] == "ablation"]
+    ablation = [c for c in report.claims if c.source == "ablation"]
     assert len(ablation) == 4
     for claim in ablation:
-        assert f"from `{ABLATION_COMMAND}` (seeds [0, 1], 20 steps" in claim["evidence"], claim
-    assert report["sections"]["ablation"]["data"]["settings"]["command"] == ABLATION_COMMAND
+        assert f"from `{ABLATION_COMMAND}` (seeds [0, 1], 20 steps" in claim.evidence, claim
+    assert report.to_json()["sections"]["ablation"]["data"]["settings"]["command"] == ABLATION_COMMAND
     assert ABLATION_COMMAND in write_report(full_inputs).html.read_text()
 
 
