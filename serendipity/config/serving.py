@@ -35,6 +35,17 @@ class AdmissionConfig(Section):
     read_request_timeout_s: int = Field(10, ge=1)
     # a stopping front finishes the requests it holds for this long, then ends
     stop_grace_s: int = Field(10, ge=1)
+    # HAProxy's Prometheus exporter (/metrics) on a listener of its own on this port (None: none);
+    # the RayService's sidecar uses 8404 (infra/configs/cluster.yaml)
+    metrics_port: int | None = Field(None, ge=1, le=65535)
+    metrics_host: str = "127.0.0.1"  # where the exporter listens (the sidecar: 0.0.0.0, for the scraper)
+
+    @field_validator("metrics_host")
+    @classmethod
+    def _plain_metrics_host(cls, host: str) -> str:
+        if not HOST.fullmatch(host):
+            raise ValueError(f"serving.admission.metrics_host={host!r} is not a host name or IP address")
+        return host
 
 
 class AutoscalingConfig(Section):
@@ -125,6 +136,11 @@ class ServingConfig(Section):
             raise ValueError(
                 f"serving.admission.upstream_port={self.serve_port} equals serving.port: the front and "
                 "Serve's proxy need a port each"
+            )
+        if self.admission.enabled and self.admission.metrics_port in (self.port, self.serve_port):
+            raise ValueError(
+                f"serving.admission.metrics_port={self.admission.metrics_port} is taken by the front or "
+                "Serve's proxy: give the exporter a port of its own"
             )
         if self.admission.enabled and self.admission.upstream_port is None and self.port == 65535:
             raise ValueError("serving.port=65535 leaves no next port for Serve: set admission.upstream_port")

@@ -418,3 +418,87 @@ def test_the_explorer_media_are_rendered_by_the_inference_job() -> None:
     command = shlex.split(then)
     assert command[:3] == ["serendipity", "explore", "render"] and "--config" in command
     assert CliRunner().invoke(app, [*command[1:3], "--help"]).exit_code == 0
+
+
+MONITORING = INFRA / "monitoring"
+METRICS_PORTS = {8080, 8404}  # Ray's metrics export port, the admission sidecar's HAProxy exporter
+
+
+def _promtool(*args: str) -> subprocess.CompletedProcess:
+    import shutil
+
+    if shutil.which("promtool") is None:
+        pytest.skip("promtool is not installed (apt-get install prometheus; .ci/run does)")
+    return subprocess.run(["promtool", *args], capture_output=True, text=True, cwd=MONITORING, timeout=60)
+
+
+def test_the_alert_rules_pass_promtool_and_fire_on_their_series() -> None:
+    checked = _promtool("check", "rules", "alerts.yaml")
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    tested = _promtool("test", "rules", "alerts.test.yaml")
+    assert tested.returncode == 0, tested.stdout + tested.stderr
+
+
+def _exported_names() -> set[str]:
+    """The names Prometheus sees for serving/metrics.py's metrics (Ray adds ray_, counters _total)."""
+    from ray.util.metrics import Counter, Histogram
+
+    import serving.metrics as metrics
+
+    created = metrics._created()
+    names = set()
+    for metric in vars(created).values():
+        name = f"ray_{metric._name}"
+        if isinstance(metric, Counter):
+            names.add(f"{name}_total")
+        elif isinstance(metric, Histogram):
+            names.update(f"{name}_{suffix}" for suffix in ("bucket", "count", "sum"))
+        else:
+            names.add(name)
+    return names
+
+
+def test_dashboard_and_alerts_query_only_metrics_that_exist() -> None:
+    import json
+
+    dashboard = json.loads((MONITORING / "grafana-dashboard.json").read_text())
+    expressions = [target["expr"] for panel in dashboard["panels"] for target in panel["targets"]]
+    rules = yaml.safe_load((MONITORING / "alerts.yaml").read_text())
+    expressions += [rule["expr"] for group in rules["groups"] for rule in group["rules"]]
+    used = {name for expr in expressions for name in re.findall(r"\bray_serendipity_\w+", expr)}
+    assert used and used <= _exported_names(), used - _exported_names()
+    titles = " ".join(panel["title"] for panel in dashboard["panels"])
+    for topic in ("source", "shed", "latency", "Feature reads", "store age", "versions", "gate", "Batch"):
+        assert topic.lower() in titles.lower(), topic
+
+
+def test_only_the_monitoring_namespace_scrapes_and_only_the_metrics_ports() -> None:
+    (policy,) = [p for p in documents_of("NetworkPolicy") if p["metadata"]["name"] == "serendipity-ray"]
+    to_metrics = [
+        rule
+        for rule in policy["spec"]["ingress"]
+        if {port["port"] for port in rule.get("ports", [])} & METRICS_PORTS
+    ]
+    assert len(to_metrics) == 1, to_metrics
+    (rule,) = to_metrics
+    assert {port["port"] for port in rule["ports"]} == METRICS_PORTS
+    (peer,) = rule["from"]
+    assert peer["namespaceSelector"]["matchLabels"] == {"kubernetes.io/metadata.name": "monitoring"}
+    assert peer["podSelector"]["matchLabels"]
+
+
+def test_the_rayservice_exposes_the_metrics_ports_and_logs_json() -> None:
+    from serendipity.config import load_config
+
+    (service,) = documents_of("RayService")
+    admission = load_config(INFRA / "configs" / "cluster.yaml").serving.admission
+    assert admission.metrics_port == 8404 and admission.metrics_host == "0.0.0.0"
+    cluster = service["spec"]["rayClusterSpec"]
+    groups = [cluster["headGroupSpec"], *cluster["workerGroupSpecs"]]
+    assert all(group["rayStartParams"]["metrics-export-port"] == "8080" for group in groups)
+    for container in containers(service):
+        ports = {port["containerPort"] for port in container.get("ports", [])}
+        wanted = admission.metrics_port if container["name"] == "admission" else 8080
+        assert wanted in ports, container["name"]
+    serve_config = yaml.safe_load(service["spec"]["serveConfigV2"])
+    assert all(app["logging_config"]["encoding"] == "JSON" for app in serve_config["applications"])
