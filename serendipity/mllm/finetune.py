@@ -29,7 +29,7 @@ from serendipity.mllm.gate import (
     ServedChoice,
 )
 from serendipity.mllm.judge import Judged, feature_version, judge, served_nominator
-from serendipity.mllm.model import model_metadata, publish_model, resolve_model_dir
+from serendipity.mllm.model import ModelMetadata, model_metadata, publish_model, resolve_model_dir
 from serendipity.mllm.results import FinetuneSummary, GateDecision, Validation
 from serendipity.mllm.training import finetune_worker
 from serendipity.nomination.combine import PRIOR_ALONE
@@ -42,7 +42,7 @@ log = logging.getLogger(__name__)
 
 def ensure_base_model(config: PipelineConfig) -> Path:
     """The base model directory; the tiny default is built there first when it does not exist yet."""
-    from serendipity.mllm.tiny import TINY_RANDOM_KEY, init_tiny_model
+    from serendipity.mllm.tiny import init_tiny_model
 
     base = resolve_model_dir(config.resolve(config.mllm.model_dir))
     if not base.exists():
@@ -56,7 +56,7 @@ def ensure_base_model(config: PipelineConfig) -> Path:
             image_size=config.mllm.image_size,
             seed=config.mllm.seed,
         )
-    if model_metadata(base).get(TINY_RANDOM_KEY):
+    if model_metadata(base).tiny_random:
         warn_tiny_model(base)
     return base
 
@@ -116,7 +116,7 @@ def _published_from(models_dir: Path, metadata: dict[str, Any]) -> Path | None:
     if not (models_dir / LATEST_MODEL_POINTER).is_file():
         return None
     latest = resolve_model_dir(models_dir)
-    recorded = model_metadata(latest)
+    recorded = model_metadata(latest).to_json()
     expected = json.loads(json.dumps(metadata, default=str))
     if recorded and {key: recorded.get(key) for key in expected} == expected:
         return latest
@@ -137,7 +137,7 @@ def _served(
     best = gate.best_reference
     if best == PUBLISHED_REFERENCE and current is not None:
         recorded = model_metadata(current)
-        weights = float(recorded.get("prior_weight", 0.0)), float(recorded.get("text_weight", 0.0))
+        weights = recorded.prior_weight or 0.0, recorded.text_weight or 0.0
         return ServedChoice("model", current.name, *weights)
     if best == PRIOR_REFERENCE:
         return ServedChoice("transition_prior", TRANSITION_PRIOR_VERSION, PRIOR_ALONE)
@@ -190,7 +190,9 @@ def run_finetune(config: PipelineConfig, *, fresh: bool = False) -> FinetuneSumm
             "text_weight": judged.text_weight,
             "prior_snapshot": judged.prior.snapshot,
         }
-        candidate_dir = publish_model(model, processor, layout.models_dir, published)
+        candidate_dir = publish_model(
+            model, processor, layout.models_dir, ModelMetadata.model_validate(published)
+        )
     served = _served(decision, gate, candidate_dir, judged, current)
     gate = gate.model_copy(update={"decision": decision, "served_model_version": served.model_version})
     summary = FinetuneSummary(

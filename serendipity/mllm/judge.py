@@ -98,7 +98,7 @@ def judge(config: PipelineConfig, model: Any, processor: Any, published: Path | 
         try:
             published_items, _ = scored(SPLIT_VALIDATION, *load_model(published))
             recorded = model_metadata(published)
-            weights = float(recorded.get("prior_weight", 0.0)), float(recorded.get("text_weight", 0.0))
+            weights = recorded.prior_weight or 0.0, recorded.text_weight or 0.0
             vectors[PUBLISHED_REFERENCE] = hits(published_items, *weights)
             references.insert(0, PUBLISHED_REFERENCE)
         except MllmLoadError:  # an unreadable published model is no reference; the others still are

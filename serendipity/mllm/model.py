@@ -3,7 +3,8 @@
 Any directory written by ``save_pretrained`` (model + processor) works: the tiny models built by
 ``serendipity.mllm.tiny`` or a real pretrained VLM (Qwen2-VL, Qwen2.5-VL, SmolVLM, LLaVA-OneVision,
 PaliGemma, Gemma 3, LLaVA). What cannot work through this code is refused at load time, saying why.
-Fine-tuned models are published as versioned directories next to a ``latest`` pointer file.
+Fine-tuned models are published as versioned directories next to a ``latest`` pointer file, each with a
+``ModelMetadata`` (``serendipity_model.json``) that says how it was built or fine-tuned.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ import json
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from pydantic import BaseModel, ConfigDict
 
 from serendipity.io import write_text_atomic
 from serendipity.layout import LATEST_MODEL_POINTER
@@ -27,6 +30,46 @@ _WEIGHT_SUFFIXES = (".safetensors", ".bin")
 
 class MllmLoadError(ValueError):
     """A model directory is missing, incomplete or not an image-text-to-text model."""
+
+
+class ModelMetadata(BaseModel):
+    """``serendipity_model.json`` beside a model: how fine-tuning made it, or how the tiny model was built.
+
+    Written by ``save_model`` and read by ``model_metadata``. The JSON keys are the field names, written in
+    this order and only when set (a metadata file of another version keeps its keys); a directory without
+    the file has empty metadata.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="allow")
+
+    # fine-tuned and published (serendipity.mllm.finetune)
+    base_model_dir: str | None = None
+    steps: int | None = None
+    prompt_style: str | None = None
+    num_frames: int | None = None
+    level: int | None = None
+    lora: bool | None = None
+    final_metrics: dict[str, Any] | None = None  # the last evaluation row of training
+    checkpoint: str | None = None
+    prior_weight: float | None = None  # lambda of the combined nominator
+    text_weight: float | None = None  # mu of the text-similarity feature
+    prior_snapshot: str | None = None
+    # built from random weights by serendipity.mllm.tiny
+    architecture: str | None = None
+    dataset_dir: str | None = None
+    image_size: int | None = None
+    tiny_random: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        return self.model_dump(mode="python", exclude_unset=True)
+
+    def text(self) -> str:
+        """The file's text."""
+        return json.dumps(self.to_json(), indent=2, default=str)
+
+    def digest(self) -> str:
+        """A short digest of the metadata (what a published version's name ends with)."""
+        return hashlib.sha1(json.dumps(self.to_json(), sort_keys=True, default=str).encode()).hexdigest()[:8]
 
 
 def resolve_model_dir(path: str | Path) -> Path:
@@ -160,7 +203,7 @@ def image_placeholder(processor: Any) -> str:
 
 
 def save_model(
-    model: Any, processor: Any, out_dir: str | Path, metadata: dict[str, Any] | None = None
+    model: Any, processor: Any, out_dir: str | Path, metadata: ModelMetadata | None = None
 ) -> Path:
     """Save model and processor into ``out_dir`` atomically (a temporary sibling, then a rename)."""
     from serendipity.io import atomic_directory
@@ -170,25 +213,24 @@ def save_model(
         model.save_pretrained(tmp)
         processor.save_pretrained(tmp)
         if metadata is not None:
-            (tmp / MODEL_METADATA_FILE).write_text(json.dumps(metadata, indent=2, default=str))
+            (tmp / MODEL_METADATA_FILE).write_text(metadata.text())
     return out_dir
 
 
-def publish_model(model: Any, processor: Any, models_dir: str | Path, metadata: dict[str, Any]) -> Path:
+def publish_model(model: Any, processor: Any, models_dir: str | Path, metadata: ModelMetadata) -> Path:
     """Save a versioned ``mllm-<timestamp>-<hash>`` directory and point ``models_dir/latest`` at it."""
     models_dir = Path(models_dir)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
-    digest = hashlib.sha1(json.dumps(metadata, sort_keys=True, default=str).encode()).hexdigest()[:8]
-    version_dir = models_dir / f"{MODEL_DIR_PREFIX}{stamp}-{digest}"
+    version_dir = models_dir / f"{MODEL_DIR_PREFIX}{stamp}-{metadata.digest()}"
     save_model(model, processor, version_dir, metadata)
     write_text_atomic(version_dir.name, models_dir / LATEST_MODEL_POINTER)
     return version_dir
 
 
-def model_metadata(model_dir: str | Path) -> dict[str, Any]:
-    """What ``publish_model`` recorded beside a model (empty when nothing was)."""
+def model_metadata(model_dir: str | Path) -> ModelMetadata:
+    """What ``save_model`` recorded beside a (resolved) model directory (empty when nothing was)."""
     info = resolve_model_dir(model_dir) / MODEL_METADATA_FILE
-    return json.loads(info.read_text()) if info.is_file() else {}
+    return ModelMetadata.model_validate_json(info.read_bytes()) if info.is_file() else ModelMetadata()
 
 
 def model_version(model_dir: str | Path) -> str:

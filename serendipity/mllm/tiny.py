@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 from serendipity.mllm.families import gemma, llava, onevision, qwen, smolvlm
 from serendipity.mllm.families.common import TinySize, TokenizerKind, dataset_texts, train_tokenizer
-from serendipity.mllm.model import save_model
+from serendipity.mllm.model import ModelMetadata, save_model
 
 __all__ = [
     "ARCHITECTURES",
@@ -100,4 +100,4 @@ def init_tiny_model(
         "image_size": image_size,
         TINY_RANDOM_KEY: True,
     }
-    return save_model(model, processor, out_dir, metadata)
+    return save_model(model, processor, out_dir, ModelMetadata.model_validate(metadata))

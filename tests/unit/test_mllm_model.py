@@ -8,7 +8,14 @@ import numpy as np
 import pytest
 
 from serendipity.mllm.data import generation_batch
-from serendipity.mllm.model import MllmLoadError, load_model, model_version, publish_model, resolve_model_dir
+from serendipity.mllm.model import (
+    MllmLoadError,
+    ModelMetadata,
+    load_model,
+    model_version,
+    publish_model,
+    resolve_model_dir,
+)
 from serendipity.mllm.prompts import ItemMedia, PromptStyle, build_prompt
 from serendipity.mllm.tiny import TinySize, build_tiny_model, dataset_texts, init_tiny_model
 from serendipity.tree import ClusterTree
@@ -97,7 +104,7 @@ def test_text_only_model_is_rejected(world_dataset: Path, tmp_path: Path) -> Non
 
 def test_published_model_resolves_through_latest(tiny_dirs: dict[str, Path], tmp_path: Path) -> None:
     model, processor = load_model(tiny_dirs["gemma3"])
-    version = publish_model(model, processor, tmp_path, {"steps": 0})
+    version = publish_model(model, processor, tmp_path, ModelMetadata(steps=0))
     assert resolve_model_dir(tmp_path) == version
     assert model_version(tmp_path) == version.name
     reloaded, _ = load_model(tmp_path)
