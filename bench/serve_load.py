@@ -1,16 +1,23 @@
-"""Serve load benchmark: /recommend vs a no-op deployment behind the same ingress, at fixed request rates.
+"""Serve load benchmark: the capacity of the Serve app next to its floor (no Serve) and a no-op app.
 
-    python -m bench.serve_load --config PIPELINE.yaml [--rates 20 50 100] [--duration 10]
+    python -m bench.serve_load --config PIPELINE.yaml [--rates 50 100 150 ...] [--duration 8]
 
 The pipeline config must point at a work_dir where the chain has run (retriever trained, Feast store
-materialised), e.g. the one tests/integration/test_serve.py builds. Both apps run on one local Serve
-on loopback; the load comes from a separate process (open loop: request i leaves at start + i/rate,
-bounded to rate x duration requests; one asyncio process, its CPU seconds reported). Then:
-``capacity_rps``, the highest rate meeting the target below; ``overload``, 3x that rate (503s with
-Retry-After are "shed", counted apart from other errors); ``recovery``, capacity / 2 right after the
-overload next to the same rate before it. Prints a table and writes bench/results/serve_load.json
-with the command and the load average (``ServeLoadResult`` of bench/load_figures.py); never asserts.
-Target: /recommend p99 at most 2x the no-op p99 at the same rate, with zero errors.
+materialised), e.g. configs/demo.yaml after ``make demo``. Capacity is the highest offered rate answered
+with zero errors and p99 <= 50 ms. Each target is stepped through ``--rates`` (lowest first, until it
+misses once) with the same load generator, a separate process (open loop: request i leaves at
+start + i/rate, rate x duration requests; one asyncio process, its CPU seconds reported):
+
+1. the floor: ``bench.asgi_floor``, the same recommender and FastAPI app on bare uvicorn, one worker
+   per core, no Serve, no front (started, measured and stopped before Serve starts);
+2. on one local Serve behind the admission front (unless ``--no-admission``): the no-op app
+   (``/noop``: Serve's own overhead), the app in the config's ``serving.topology`` (``/``) and in
+   the other topology (``/other``).
+
+``capacity_rps`` is the app's, ``floor.capacity_rps`` the floor's, ``capacity_ratio`` the app's over
+the floor's. Then ``overload``, 3x the app's capacity (503s with Retry-After are "shed", counted apart
+from other errors), and ``recovery``, capacity / 2 right after the overload next to the same rate
+before it. Prints a table and writes bench/results/serve_load.json with the command and the load
 """
 
 from __future__ import annotations
@@ -21,11 +28,15 @@ import json
 import os
 import random
 import resource
+import signal
 import subprocess
 import sys
 import tempfile
 import time
-from contextlib import ExitStack
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +48,8 @@ from devtools.services import free_port
 
 RESULTS_PATH = Path(__file__).resolve().parent / "results" / "serve_load.json"
 REQUEST_TIMEOUT_S = 10.0
+CAPACITY_P99_MS = 50.0  # capacity: the highest offered rate answered with zero errors and p99 at most this
+DEFAULT_RATES = [50, 100, 150, 200, 250, 300, 400, 500]
 
 
 async def _open_loop(url: str, bodies: list[dict], rate: float, duration: float) -> LoadRun:
@@ -158,14 +171,17 @@ def request_bodies(config_path: Path, k: int, count: int = 200, seed: int = 0) -
     ]
 
 
-def deploy(config_path: Path, port: int, admission: bool, stack: ExitStack) -> None:
-    """Both apps on one local Serve (``serving.assembly.served_app``, the no-op beside the real one); with
-    ``admission``, the front (the config's ``serving.admission`` limits) on ``port`` and Serve on another
-    loopback port behind it."""
+def deploy(
+    config_path: Path, port: int, admission: bool, stack: ExitStack, other_topology: str | None = None
+) -> None:
+    """The apps on one local Serve (``serving.assembly.served_app``, the no-op on ``/noop`` beside the real
+    one, and with ``other_topology`` the app in that topology on ``/other``); with ``admission``, the
+    front (the config's ``serving.admission`` limits) on ``port`` and Serve on another loopback port
+    behind it."""
     import ray
 
     from serendipity.config import load_config
-    from serving.app import build_noop_app
+    from serving.app import build_noop_app, compose
     from serving.assembly import served_app
     from serving.settings import AppArgs, use_throughput_env
 
@@ -176,23 +192,89 @@ def deploy(config_path: Path, port: int, admission: bool, stack: ExitStack) -> N
     ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False)
     args = AppArgs(config_path=str(config_path), token_env="SERENDIPITY_BENCH_NO_TOKEN")
     scratch = Path(stack.enter_context(tempfile.TemporaryDirectory()))
+    extra_apps = {"noop": ("/noop", build_noop_app(args))}
+    if other_topology is not None:
+        extra_apps["other"] = ("/other", compose(args, topology=other_topology))
     stack.enter_context(
         served_app(
             config_path,
             serving=serving,
             args=args,
-            extra_apps={"noop": ("/noop", build_noop_app(args))},
+            extra_apps=extra_apps,
             front_config_path=scratch / "admission.cfg",
         )
     )
 
 
-def measure(base: str, bodies_path: Path, rate: float, duration: float) -> RateRow:
-    noop = run_load(f"{base}/noop/recommend", bodies_path, rate, duration)
-    recommend = run_load(f"{base}/recommend", bodies_path, rate, duration)
-    ratio = round(recommend.p99_ms / noop.p99_ms, 3) if recommend.p99_ms and noop.p99_ms else None
-    met = ratio is not None and ratio <= 2.0 and not recommend.errors and not noop.errors
-    return RateRow(rate=rate, recommend=recommend, noop=noop, p99_ratio=ratio, met=met)
+def within_target(run: LoadRun) -> bool:
+    return not run.errors and run.p99_ms is not None and run.p99_ms <= CAPACITY_P99_MS
+
+
+def capacity_of(runs: list[LoadRun]) -> float | None:
+    """The highest offered rate whose run met the capacity target; None when none did."""
+    met = [run.rate for run in runs if within_target(run)]
+    return max(met) if met else None
+
+
+def sweep(
+    targets: dict[str, str], bodies_path: Path, rates: list[float], duration: float
+) -> dict[str, list[LoadRun]]:
+    """Each target (name -> URL) at each rate, lowest first, until it misses the capacity target once."""
+    runs: dict[str, list[LoadRun]] = {name: [] for name in targets}
+    for rate in sorted(rates):
+        live = [name for name in targets if all(within_target(run) for run in runs[name])]
+        if not live:
+            break
+        for name in live:
+            run = run_load(targets[name], bodies_path, rate, duration)
+            runs[name].append(run)
+            verdict = "met" if within_target(run) else "missed"
+            print(
+                f"{name:9s} {rate:5.0f} req/s | {run.throughput_rps:6.1f} rps p50 {_ms(run.p50_ms)} ms "
+                f"p99 {_ms(run.p99_ms)} ms errors {run.errors} | {verdict}"
+            )
+    return runs
+
+
+def rate_rows(recommend: list[LoadRun], noop: list[LoadRun]) -> list[RateRow]:
+    """The app's and the no-op's runs at the rates both ran at; ``met``: the app met the capacity target."""
+    noop_at = {run.rate: run for run in noop}
+    rows = []
+    for run in recommend:
+        if run.rate in noop_at:
+            other = noop_at[run.rate]
+            ratio = round(run.p99_ms / other.p99_ms, 3) if run.p99_ms and other.p99_ms else None
+            rows.append(
+                RateRow(rate=run.rate, recommend=run, noop=other, p99_ratio=ratio, met=within_target(run))
+            )
+    return rows
+
+
+@contextmanager
+def asgi_floor(config_path: Path, port: int, timeout_s: float = 300.0) -> Iterator[str]:
+    """``bench.asgi_floor`` (a uvicorn worker per core) on ``port``, once ready, for the ``with`` block."""
+    command = [sys.executable, "-m", "bench.asgi_floor", "--config", str(config_path), "--port", str(port)]
+    process = subprocess.Popen(command, cwd=REPO, start_new_session=True)  # its workers in its group
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + timeout_s
+        while not _ready(url):
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the ASGI floor did not get ready on {url} (exit code {process.poll()})")
+            time.sleep(1)
+        yield url
+    finally:
+        with suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=60)
+
+
+def _ready(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{url}/readyz", timeout=5) as response:
+            return response.status == 200
+    except (urllib.error.URLError, OSError):
+        return False
 
 
 def overload_and_recovery(
@@ -240,10 +322,26 @@ def main(argv: list[str] | None = None) -> None:
         return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", type=Path, required=True)
-    parser.add_argument("--rates", type=float, nargs="+", default=[20, 50, 100])
-    parser.add_argument("--duration", type=float, default=10.0)
+    parser.add_argument("--rates", type=float, nargs="+", default=DEFAULT_RATES)
+    parser.add_argument("--duration", type=float, default=8.0)
+    parser.add_argument("--no-floor", action="store_true", help="leave out the ASGI floor")
+    parser.add_argument("--no-overload", action="store_true", help="leave out the overload and recovery")
+    parser.add_argument(
+        "--serve-haproxy",
+        action="store_true",
+        help="Serve's own HAProxy and direct ingress (RAY_SERVE_ENABLE_HA_PROXY) instead of its Python proxy",
+    )
     parser.add_argument("--k", type=int, default=10)
     parser.add_argument("--out", type=Path, default=RESULTS_PATH)
+    parser.add_argument(
+        "--serve-haproxy",
+        action="store_true",
+        help="Serve's own HAProxy and direct ingress (RAY_SERVE_ENABLE_HA_PROXY) instead of its Python proxy",
+    )
+    parser.add_argument("--k", type=int, default=10)
+    parser.add_argument(
+        "--out", type=Path, default=None, help="default: serve_load.json or serve_autoscale.json"
+    )
     parser.add_argument(
         "--no-admission", action="store_true", help="Serve's proxy on the port itself, no admission front"
     )
@@ -254,45 +352,103 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def run(args: argparse.Namespace, argv: list[str], stack: ExitStack) -> None:
-    port = free_port()
-    deploy(args.config.resolve(), port, not args.no_admission, stack)
-    base = f"http://127.0.0.1:{port}"
+    from serendipity.config import load_config
+
+    config_path = args.config.resolve()
     load_average_before = [round(value, 2) for value in os.getloadavg()]
-    rows: list[RateRow] = []
+    scratch = Path(stack.enter_context(tempfile.TemporaryDirectory()))
+    bodies_path = scratch / "bodies.json"
+    bodies_path.write_text(json.dumps(request_bodies(config_path, args.k)))
+    if args.serve_haproxy:
+        os.environ.update(serve_haproxy_env(scratch))
+    floor: list[LoadRun] = []
+    if not args.no_floor:
+        with asgi_floor(config_path, free_port()) as floor_url:
+            run_load(f"{floor_url}/recommend", bodies_path, rate=10, duration=2)  # warm-up, not recorded
+            floor_target = {"floor": f"{floor_url}/recommend"}
+            floor = sweep(floor_target, bodies_path, args.rates, args.duration)["floor"]
+    topology = load_config(config_path).serving.topology
+    other_topology = "colocated" if topology == "split" else "split"
+    port = free_port()
+    deploy(config_path, port, not args.no_admission, stack, other_topology)
+    base = f"http://127.0.0.1:{port}"
+    targets = {
+        "noop": f"{base}/noop/recommend",
+        topology: f"{base}/recommend",
+        other_topology: f"{base}/other/recommend",
+    }
+    for url in targets.values():
+        run_load(url, bodies_path, rate=10, duration=2)  # warm-up, not recorded
+    runs = sweep(targets, bodies_path, args.rates, args.duration)
+    rows = rate_rows(runs[topology], runs["noop"])
+    capacity = capacity_of(runs[topology])
+    floor_capacity = capacity_of(floor)
     overload: dict[str, Any] = {}  # the overload and the recovery, when some rate met the target
-    with tempfile.TemporaryDirectory() as scratch:
-        bodies_path = Path(scratch) / "bodies.json"
-        bodies_path.write_text(json.dumps(request_bodies(args.config.resolve(), args.k)))
-        for url in (f"{base}/recommend", f"{base}/noop/recommend"):
-            run_load(url, bodies_path, rate=10, duration=1)  # warm-up, not recorded
-        for rate in args.rates:
-            row = measure(base, bodies_path, rate, args.duration)
-            rows.append(row)
-            print(describe(row))
-        met = [row.rate for row in rows if row.met]
-        if met:
-            over, recovery = overload_and_recovery(base, bodies_path, max(met), args.duration)
-            overload = {"overload": over, "recovery": recovery}
-            print(f"overload: {over.to_json()}")
-            print(f"recovery p99 change: {recovery.p99_change}")
+    if capacity and not args.no_overload:
+        over, recovery = overload_and_recovery(base, bodies_path, capacity, args.duration)
+        overload = {"overload": over, "recovery": recovery}
+        print(f"overload: {over.to_json()}")
+        print(f"recovery p99 change: {recovery.p99_change}")
+    every_run = [run for target_runs in (floor, *runs.values()) for run in target_runs]
     results = ServeLoadResult(
         command=" ".join(["python", "-m", "bench.serve_load", *argv]),
         front="Serve's proxy only" if args.no_admission else "admission front (HAProxy) -> Serve's proxy",
+        serve_proxy="HAProxy, direct ingress" if args.serve_haproxy else "Serve's Python proxy",
         duration_s=args.duration,
         k=args.k,
         cpus=os.cpu_count(),
         load_average_before=load_average_before,
         rates=rows,
-        capacity_rps=max(met) if met else None,
+        capacity_rps=capacity,
         **overload,
         load_average_after=[round(value, 2) for value in os.getloadavg()],
         under_load=load_average_before[0] > 1.0,
-        generator_cpu_s=round(
-            sum(run.generator_cpu_s or 0 for row in rows for run in (row.recommend, row.noop)), 3
-        ),
+        generator_cpu_s=round(sum(run.generator_cpu_s or 0 for run in every_run), 3),
+        capacity_target={"errors": 0, "p99_ms_at_most": CAPACITY_P99_MS},
+        topology=topology,
+        capacity_ratio=_ratio(capacity, floor_capacity),
+        floor={
+            "server": "bench.asgi_floor: uvicorn, one worker per core, no Serve, no admission front",
+            "workers": os.cpu_count(),
+            "capacity_rps": floor_capacity,
+            "runs": [run.to_json() for run in floor],
+        },
+        noop={"capacity_rps": capacity_of(runs["noop"]), "runs": [run.to_json() for run in runs["noop"]]},
+        other_topology={
+            "topology": other_topology,
+            "capacity_rps": capacity_of(runs[other_topology]),
+            "capacity_ratio": _ratio(capacity_of(runs[other_topology]), floor_capacity),
+            "runs": [run.to_json() for run in runs[other_topology]],
+        },
     )
     results.write(args.out)
+    print(
+        f"capacity (p99 <= {CAPACITY_P99_MS:.0f} ms, no errors): floor {floor_capacity}, {topology} "
+        f"{capacity}, {other_topology} {capacity_of(runs[other_topology])}, "
+        f"no-op {capacity_of(runs['noop'])} req/s"
+    )
     print(f"wrote {args.out}")
+
+
+def serve_haproxy_env(scratch: Path) -> dict[str, str]:
+    """Ray 2.60's HAProxy in place of Serve's Python proxy, forwarding straight to the ingress replicas'
+    own HTTP ports (direct ingress), its files under ``scratch`` and its stats and metrics on free ports
+    (set before ``ray.init``: the controller reads them). Ray binds those replica ports to every interface
+    in this mode (it ignores RAY_SERVE_DEFAULT_HTTP_HOST): only a network policy keeps them in the pod."""
+    return {
+        "RAY_SERVE_ENABLE_HA_PROXY": "1",
+        "RAY_SERVE_HAPROXY_CONFIG_FILE_LOC": str(scratch / "serve-haproxy.cfg"),
+        "RAY_SERVE_HAPROXY_SOCKET_PATH": str(scratch / "serve-haproxy.sock"),
+        "RAY_SERVE_HAPROXY_SERVER_STATE_BASE": str(scratch),
+        "RAY_SERVE_HAPROXY_SERVER_STATE_FILE": str(scratch / "serve-haproxy.state"),
+        "RAY_SERVE_HAPROXY_STATS_PORT": str(free_port()),
+        "RAY_SERVE_HAPROXY_METRICS_PORT": str(free_port()),
+        "RAY_SERVE_HAPROXY_NBTHREAD": "1",
+    }
+
+
+def _ratio(value: float | None, floor: float | None) -> float | None:
+    return round(value / floor, 3) if value and floor else None
 
 
 if __name__ == "__main__":

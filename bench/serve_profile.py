@@ -1,9 +1,11 @@
 """Where one /recommend request's time goes: CPU per process and py-spy samples under a steady load.
 
     python -m bench.serve_profile --config configs/demo.yaml --rates 100 300 [--duration 12]
+        [--topology split|colocated] [--label L_]
 
-Deploys the app like bench.serve_load, then at each rate runs the open-loop load generator and,
-from 2 s in, samples the Serve proxy, the ingress replica and the recommender replica with
+Deploys the app like bench.serve_load (in ``--topology``, default the config's ``serving.topology``),
+then at each rate runs the open-loop load generator and, from 2 s in, samples the Serve proxy, the
+ingress replica and the recommender replica (or the colocated replica holding both) with
 ``py-spy record --format raw --nonblocking`` while it measures every process's CPU seconds.
 Writes bench/results/serve_profile/<rate>.json: CPU seconds per process (and per answered request),
 and per profiled process the share of its samples in the top frames (inclusive and self) and in
@@ -30,6 +32,7 @@ from bench.load_figures import LoadRun
 from bench.serve_load import deploy, load_command, request_bodies, run_load
 from devtools import REPO
 from devtools.services import free_port
+from serendipity.config import load_config, save_config, with_overrides
 
 OUT_DIR = Path(__file__).resolve().parent / "results" / "serve_profile"
 PY_SPY = Path(sys.executable).parent / "py-spy"
@@ -37,6 +40,7 @@ ROLES = {
     "proxy": "ray::ProxyActor",
     "ingress": "ray::ServeReplica:serendipity:RecommendIngress",
     "recommender": "ray::ServeReplica:serendipity:RecommenderDeployment",
+    "colocated": "ray::ServeReplica:serendipity:ColocatedRecommender",
 }
 # (category, substrings of a frame label): a stack counts in the first category one of its frames matches
 CATEGORIES = [
@@ -166,14 +170,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--label", default="")
     parser.add_argument("--out", type=Path, default=OUT_DIR)
     parser.add_argument("--no-admission", action="store_true", help="profile Serve without the front")
+    parser.add_argument("--topology", choices=["split", "colocated"], help="default: the config's")
     args = parser.parse_args(argv)
     port = free_port()
     url = f"http://127.0.0.1:{port}/recommend"
     args.out.mkdir(parents=True, exist_ok=True)
     with ExitStack() as stack, tempfile.TemporaryDirectory() as scratch:
-        deploy(args.config.resolve(), port, not args.no_admission, stack)
+        config_path = args.config.resolve()
+        if args.topology is not None:
+            config = with_overrides(load_config(config_path), {"serving.topology": args.topology})
+            config_path = save_config(config, Path(scratch) / "profiled.yaml")
+        deploy(config_path, port, not args.no_admission, stack)
         bodies = Path(scratch) / "bodies.json"
-        bodies.write_text(json.dumps(request_bodies(args.config.resolve(), 10)))
+        bodies.write_text(json.dumps(request_bodies(config_path, 10)))
         run_load(url, bodies, rate=10, duration=1)
         for rate in args.rates:
             loadavg = [round(value, 2) for value in os.getloadavg()]

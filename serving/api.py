@@ -19,7 +19,7 @@ from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from serendipity.config import ServingConfig
-from serving.explorer import include_explorer
+from serving.explorer import SourceProvider, include_explorer, served_recommender_source
 from serving.guard import OVERLOADED, RequestGuard, request_id
 from serving.models import (
     Overloaded,
@@ -110,8 +110,14 @@ async def readyz(http: Request, context: Context) -> JSONResponse:
     return JSONResponse(status, 200 if status.get("ready") else 503)
 
 
-def build_api(backend: RecommenderBackend, serving: ServingConfig, token: str | None) -> FastAPI:
-    """The FastAPI app (docs at /docs) behind the token and body-size guard."""
+def build_api(
+    backend: RecommenderBackend,
+    serving: ServingConfig,
+    token: str | None,
+    source: SourceProvider = served_recommender_source,
+) -> FastAPI:
+    """The FastAPI app (docs at /docs) behind the token and body-size guard; ``source`` tells the explorer
+    what the recommender serves (default: asked of this application's recommender deployment)."""
     api = FastAPI(
         title="serendipity",
         description="An MLLM picks the next cluster to explore, a sequence model the items inside it.",
@@ -120,7 +126,7 @@ def build_api(backend: RecommenderBackend, serving: ServingConfig, token: str | 
     api.state.api = ApiContext(backend, serving)
     api.include_router(recommend_router(serving.max_k))
     api.include_router(probes)
-    include_explorer(api, backend, serving=serving)
+    include_explorer(api, backend, source, serving)
     api.add_middleware(
         RequestGuard,
         token=token,

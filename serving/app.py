@@ -8,15 +8,18 @@ The same config.yaml is the ``serveConfigV2`` of a KubeRay RayService. The pipel
 No ``from __future__ import annotations``: Serve reads the builder's annotation to validate ``args``.
 """
 
-from typing import Any
+from typing import Any, Literal
 
 from ray.serve import Application
 from ray.serve.config import BackpressureConfig
 
 from serendipity.config import ServingConfig, load_config
+from serving.colocated import ColocatedRecommender
 from serving.deployments import NoOpRecommender, RecommenderDeployment
 from serving.ingress import RecommendIngress
 from serving.settings import AppArgs, optional_path, pipeline_config_path
+
+Topology = Literal["split", "colocated"]
 
 
 def ingress_limits(serving: ServingConfig) -> dict[str, Any]:
@@ -51,17 +54,23 @@ def ingress_scaling(serving: ServingConfig) -> dict[str, Any]:
     return {}
 
 
-def compose(args: AppArgs, ingress_options: dict[str, Any] | None = None) -> Application:
-    """Ingress -> recommender, bound with the pipeline config named by ``args`` (validated here, early)."""
+def compose(
+    args: AppArgs, ingress_options: dict[str, Any] | None = None, topology: Topology | None = None
+) -> Application:
+    """The app of the pipeline config named by ``args`` (validated here, early) in ``topology`` (default:
+    its ``serving.topology``): ingress -> recommender (split), or one deployment holding both (colocated).
+    ``ingress_options`` are Serve options of the deployment that answers HTTP."""
     config_path = pipeline_config_path(args.config_path)
     serving = load_config(config_path).serving
+    options = {**ingress_limits(serving), **ingress_scaling(serving), **(ingress_options or {})}
+    feature_store_yaml = optional_path(args.feature_store_yaml)
+    if (topology or serving.topology) == "colocated":
+        colocated = ColocatedRecommender.options(**{**options, **recommender_scaling(serving)})
+        return colocated.bind(str(config_path), serving, args.token_env, feature_store_yaml)
     recommender = RecommenderDeployment.options(**recommender_scaling(serving)).bind(
-        str(config_path), optional_path(args.feature_store_yaml)
+        str(config_path), feature_store_yaml
     )
-    ingress = RecommendIngress.options(
-        **{**ingress_limits(serving), **ingress_scaling(serving), **(ingress_options or {})}
-    )
-    return ingress.bind(recommender, serving, args.token_env)
+    return RecommendIngress.options(**options).bind(recommender, serving, args.token_env)
 
 
 def build_app(args: AppArgs) -> Application:

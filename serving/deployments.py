@@ -1,4 +1,5 @@
-"""Serve deployments: the recommender holding a ``Recommender`` (the ingress is ``serving.ingress``).
+"""Serve deployments: the recommender holding a ``Recommender`` (the ingress is ``serving.ingress``; the
+colocated topology's deployment, API and model in one, is ``serving.colocated``).
 
 A ``StoreMonitor`` thread re-opens and checks the replica's online store (readiness, degraded answers).
 The recommender answers concurrent requests in batches (one worker thread per batch, so the event
@@ -66,7 +67,7 @@ def recommendation_payload(recommendation: Any) -> dict[str, Any]:
 Answer = dict[str, Any] | ValueError
 
 
-def _answer_all(loaded: LoadedRecommender, requests: list[dict[str, Any]]) -> list[Answer]:
+def answer_all(loaded: LoadedRecommender, requests: list[dict[str, Any]]) -> list[Answer]:
     """One ``recommend_many`` call (one feature read, one forward pass) for the batch's valid requests."""
     from serendipity.retrieval.recommend import RecommendArgs
 
@@ -94,14 +95,31 @@ def warm_up(loaded: LoadedRecommender) -> None:
         popular = loaded.recommender.popular_items(1)
         if popular:
             request = {"user_id": 0, "context_item_id": int(popular[0].item_id), "k": 1, "history": None}
-            _answer_all(loaded, [request])
+            answer_all(loaded, [request])
     except Exception:  # noqa: BLE001 - the replica serves anyway; a cold first request may degrade
         log.warning("recommender warm-up failed", exc_info=True)
 
 
-@serve.deployment(ray_actor_options={"num_cpus": 0.5}, max_ongoing_requests=64)
-class RecommenderDeployment:
-    """Holds one loaded ``Recommender``; ``user_config`` (``RecommenderUserConfig``) swaps it."""
+def readiness_of(loaded: LoadedRecommender) -> dict[str, Any]:
+    """Ready once model, index and feature store are loaded and the store holds the serving features
+    (as of the monitor's last check; the store is None while it will not open)."""
+    feature_store_loaded = loaded.recommender.features is not None
+    holds_features = feature_store_loaded and loaded.recommender.store_holds_features
+    return {
+        "ready": holds_features,
+        "feature_store_loaded": feature_store_loaded,
+        "store_holds_features": holds_features,
+        "indexed_items": len(loaded.recommender.index),
+        "retriever_version": loaded.source.retriever_version,
+        "config": loaded.config.name,
+        "loaded_at": loaded.loaded_at,
+    }
+
+
+class RecommenderCore:
+    """One loaded ``Recommender`` answering in batches, its store monitor and its hot swap: ``user_config``
+    (``RecommenderUserConfig``) swaps it. The split topology's recommender deployment and the colocated
+    one (``serving.colocated``, API and model in one replica) both are one."""
 
     def __init__(self, config_path: str, feature_store_yaml: str | None = None) -> None:
         self._defaults = RecommenderUserConfig(
@@ -146,29 +164,17 @@ class RecommenderDeployment:
 
     @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.005)
     async def _recommend_batch(self, requests: list[dict[str, Any]]) -> list[Answer]:
-        return await asyncio.to_thread(_answer_all, self._loaded, requests)
+        return await asyncio.to_thread(answer_all, self._loaded, requests)
 
-    async def recommend(self, request: dict[str, Any]) -> dict[str, Any]:
+    async def answer(self, request: dict[str, Any]) -> dict[str, Any]:
+        """The recommendation for ``request`` (a ``RecommendRequest`` as a dict), answered in a batch."""
         answer = await self._recommend_batch(request)
         if isinstance(answer, Exception):
             raise answer
         return answer
 
-    def readiness(self) -> dict[str, Any]:
-        """Ready once model, index and feature store are loaded and the store holds the serving features
-        (as of the monitor's last check; the store is None while it will not open)."""
-        loaded = self._loaded
-        feature_store_loaded = loaded.recommender.features is not None
-        holds_features = feature_store_loaded and loaded.recommender.store_holds_features
-        return {
-            "ready": holds_features,
-            "feature_store_loaded": feature_store_loaded,
-            "store_holds_features": holds_features,
-            "indexed_items": len(loaded.recommender.index),
-            "retriever_version": loaded.source.retriever_version,
-            "config": loaded.config.name,
-            "loaded_at": loaded.loaded_at,
-        }
+    def status(self) -> dict[str, Any]:
+        return readiness_of(self._loaded)
 
     def popular_items(self, k: int) -> list[dict[str, Any]]:
         """The ``k`` most popular items: the ingress keeps them to answer while no replica can."""
@@ -183,10 +189,24 @@ class RecommenderDeployment:
         """This replica's process id (fault tests kill it)."""
         return os.getpid()
 
-    def __del__(self) -> None:
+    def stop_monitor(self) -> None:
         monitor = getattr(self, "_monitor", None)
         if monitor is not None:
             monitor.stop()
+
+
+@serve.deployment(ray_actor_options={"num_cpus": 0.5}, max_ongoing_requests=64)
+class RecommenderDeployment(RecommenderCore):
+    """The split topology's recommender: the ingress (``serving.ingress``) calls it through a handle."""
+
+    async def recommend(self, request: dict[str, Any]) -> dict[str, Any]:
+        return await self.answer(request)
+
+    def readiness(self) -> dict[str, Any]:
+        return self.status()
+
+    def __del__(self) -> None:
+        self.stop_monitor()
 
 
 @serve.deployment(ray_actor_options={"num_cpus": 0}, max_ongoing_requests=64)

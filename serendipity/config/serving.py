@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -114,6 +115,10 @@ class ServingConfig(Section):
     max_queued_requests: int = Field(16, ge=1)
     retry_after_s: int = Field(1, ge=0)
     recommender_replicas: int = Field(1, ge=1)
+    # split: an ingress replica (API, deadline, fallback) calls the recommender replicas through a handle;
+    # colocated: one replica type holds both (serving/colocated.py), one hop and one process fewer per
+    # request, but a lost replica takes its API with it (no fallback answer from a surviving ingress)
+    topology: Literal["split", "colocated"] = "split"
     feature_timeout_ms: int = Field(250, ge=1)  # deadline of one online-store read; past it: degraded
     # the Redis client's own socket timeouts (added to the connection string when it sets none), so a
     # read stuck on a stalled server ends and frees its read slot (serendipity.retrieval.deadline)

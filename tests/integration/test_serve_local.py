@@ -1,22 +1,29 @@
-"""The demo's endpoint: `serendipity serve start|query|stop` on the real serving chain, over real HTTP."""
+"""The demo's endpoint (`serendipity serve start|query|stop`) on the real serving chain, over real HTTP,
+and the colocated topology on the session's Serve."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
+import httpx
 import psutil
 import pytest
 import yaml
+from serve_helpers import AUTH, TOKEN, ServedChain, known_pairs, post
 
 from devtools.services import free_port
 from serendipity.config import load_config
 from serving.demo_queries import demo_requests
 from serving.local import endpoint_file, read_endpoint
+from serving.models import RecommendResponse
+from serving.settings import TOKEN_ENV
 
 pytestmark = pytest.mark.slow
 
@@ -83,3 +90,60 @@ def test_the_app_ends_when_its_admission_front_does(retrieval_chain: Path, tmp_p
         assert "the admission front (HAProxy) exited" in log, log[-2000:]
     finally:
         _cli("serve", "stop", "--config", str(config_path))
+
+
+def test_colocated_topology_answers_like_the_split_one_and_hot_swaps_without_a_drop(
+    served: ServedChain,
+) -> None:
+    """``serving.topology: colocated`` (API and recommender in one deployment) beside the session's split
+    app on the same Serve: ready, answers inside the feature's cluster, the API's own 422, and a hot swap
+    under traffic that drops no request."""
+    from ray import serve
+
+    from serving.app import compose
+    from serving.settings import AppArgs
+
+    options = {"ray_actor_options": {"num_cpus": 0.1, "runtime_env": {"env_vars": {TOKEN_ENV: TOKEN}}}}
+    app = compose(AppArgs(config_path=str(served.config_path)), options, topology="colocated")
+    serve.run(app, name="colocated", route_prefix="/colocated")
+    chain = replace(served, url=f"{served.url}/colocated")
+    handle = serve.get_deployment_handle("ColocatedRecommender", "colocated")
+    try:
+        ready = httpx.get(f"{chain.url}/readyz", headers=AUTH, timeout=60)
+        assert ready.status_code == 200 and ready.json()["ready"] is True, ready.text
+        assert httpx.get(f"{chain.url}/readyz", timeout=60).status_code == 401  # the same guard
+        for user, item, cluster in known_pairs(chain, 3):
+            response = post(chain, {"user_id": user, "context_item_id": item, "k": 4})
+            assert response.status_code == 200, response.text
+            body = response.json()
+            assert set(body) == set(RecommendResponse.model_fields)
+            assert body["source"] == "serendipity" and body["degraded"] is False
+            assert body["items"] and all(i["cluster_id"] == cluster for i in body["items"])
+        too_many = post(chain, {"user_id": 1, "context_item_id": 1, "k": chain.config.serving.max_k + 1})
+        assert too_many.status_code == 422
+
+        user, item, _ = known_pairs(chain, 1)[0]
+
+        async def swap_under_traffic() -> list[int]:
+            async with httpx.AsyncClient(base_url=chain.url, headers=AUTH, timeout=60) as client:
+                stop = asyncio.Event()
+
+                async def traffic() -> list[int]:
+                    codes = []
+                    while not stop.is_set():
+                        body = {"user_id": user, "context_item_id": item, "k": 3}
+                        codes.append((await client.post("/recommend", json=body)).status_code)
+                    return codes
+
+                workers = [asyncio.create_task(traffic()) for _ in range(4)]
+                await asyncio.to_thread(
+                    lambda: handle.reconfigure.remote({"retriever_version": "v2"}).result()
+                )
+                stop.set()
+                return [code for codes in await asyncio.gather(*workers) for code in codes]
+
+        codes = asyncio.run(swap_under_traffic())
+        assert codes and set(codes) == {200}
+        assert httpx.get(f"{chain.url}/readyz", headers=AUTH).json()["retriever_version"] == "v2"
+    finally:
+        serve.delete("colocated")

@@ -15,6 +15,7 @@ from pydantic import ValidationError
 from serendipity.config import AdmissionConfig, ServingConfig
 from serendipity.retrieval.deadline import DeadlineReads, RateLimitedWarning, ReadsSaturated
 from serving.api import build_api
+from serving.colocated import ColocatedRecommender
 from serving.guard import InsecureBindError, RequestGuard, public_hosts, require_token_off_loopback
 from serving.ingress import RecommendIngress, fallback_payload
 from serving.models import Overloaded, RecommendRequest
@@ -321,3 +322,35 @@ def test_a_fresh_ingress_waits_for_a_real_answer_then_keeps_the_tight_deadline()
     assert asyncio.run(run())["source"] == "serendipity"  # fresh: waited for it
     ingress._popular = [{"item_id": 9, "score": 0.0, "cluster_id": 1}]
     assert asyncio.run(run())["source"] == "fallback"  # with a fallback: the tight deadline
+
+
+class StalledColocated(ColocatedRecommender.func_or_class.__mro__[1]):  # without Serve's ASGI wrapper
+    """The colocated deployment with a recommender that answers after ``delay_s`` (no model loaded)."""
+
+    def __init__(self, serving: ServingConfig, delay_s: float) -> None:
+        self._serving, self.delay_s, self.cancelled = serving, delay_s, False
+
+    async def answer(self, request: dict[str, Any]) -> dict[str, Any]:
+        try:
+            await asyncio.sleep(self.delay_s)
+        except asyncio.CancelledError:
+            self.cancelled = True
+            raise
+        return {"items": [], "cluster": None, "reasoning": None, "source": "serendipity", "degraded": False}
+
+    def popular_items(self, k: int) -> list[dict[str, Any]]:
+        return [{"item_id": item, "score": 0.0, "cluster_id": 1} for item in range(k)]
+
+
+def test_the_colocated_deployment_keeps_the_split_ingress_deadline_and_fallback() -> None:
+    serving = ServingConfig(recommender_timeout_ms=50)
+    stalled, prompt = StalledColocated(serving, delay_s=30), StalledColocated(serving, delay_s=0)
+
+    async def ask(replica: StalledColocated) -> dict[str, Any]:
+        return await asyncio.wait_for(replica.recommend(RecommendRequest(**BODY)), timeout=5)
+
+    answer = asyncio.run(ask(stalled))
+    assert answer["degraded"] is True and answer["source"] == "fallback"
+    assert [item["item_id"] for item in answer["items"]] == [0, 1, 3]  # context item 2 left out, k=3
+    assert stalled.cancelled  # the late answer was cancelled, not left running
+    assert asyncio.run(ask(prompt))["source"] == "serendipity"
