@@ -44,8 +44,13 @@ Result = TypeVar("Result")
 
 
 def record_extras(record: logging.LogRecord) -> dict[str, Any]:
-    """The structured fields a record carries beyond the standard ones (``extra={...}``)."""
-    return {key: value for key, value in record.__dict__.items() if key not in _RECORD_FIELDS}
+    """The structured fields a record carries beyond the standard ones (``extra={...}``); private ones
+    (``_ray_timestamp_ns``, which Ray's record factory adds to every record) are left out."""
+    return {
+        key: value
+        for key, value in record.__dict__.items()
+        if key not in _RECORD_FIELDS and not key.startswith("_")
+    }
 
 
 def _timestamp(record: logging.LogRecord) -> str:

@@ -37,14 +37,15 @@ def _record(message: str = "loaded %d rows", *args: object, **extra: object) -> 
 
 
 def test_a_json_line_parses_and_carries_the_fields_and_extras() -> None:
-    line = logs.JsonFormatter().format(_record(stage="pairs", duration_s=1.5, rows_out={"pairs": 7}))
+    record = _record(stage="pairs", duration_s=1.5, rows_out={"pairs": 7}, _ray_timestamp_ns=1)
+    line = logs.JsonFormatter().format(record)
     document = json.loads(line)
     assert "\n" not in line
     assert document["level"] == "INFO" and document["logger"] == "serendipity.test"
     assert document["message"] == "loaded 3 rows"
     assert document["ts"].endswith("Z") and document["ts"][:4].isdigit()
     assert (document["stage"], document["duration_s"], document["rows_out"]) == ("pairs", 1.5, {"pairs": 7})
-    assert not {"args", "msg", "levelno", "pathname"} & set(document)
+    assert not {"args", "msg", "levelno", "pathname", "_ray_timestamp_ns"} & set(document)
 
 
 def test_a_json_line_carries_the_traceback_of_an_error() -> None:
