@@ -27,6 +27,10 @@ def run(config: PipelineConfig, *, max_steps: int | None = None, fresh: bool = F
     from serendipity.mllm.finetune import run_finetune
 
     summary = run_finetune(with_overrides(config, {"mllm.max_steps": max_steps}), fresh=fresh)
+    if summary.gate is not None and summary.gate.decision is not None:
+        from serving.metrics import record_gate_decision
+
+        record_gate_decision(summary.gate.decision)
     from serendipity.mllm.judge import describe
 
     headline = {

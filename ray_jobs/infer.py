@@ -19,6 +19,7 @@ from serendipity.layout import WorkLayout
 from serendipity.logs import run_logged, setup_logging
 from serendipity.ray_local import init_local_ray
 from serendipity.worklock import holds_work_dir
+from serving.metrics import record_batch_inference
 
 
 @holds_work_dir("infer")
@@ -32,6 +33,8 @@ def run(
     init_local_ray(config.ray, log_to_driver=False)
     figures = run_inference(config, model_dir, delta_only)
     figures.write(WorkLayout.of(config).job_stats_path("infer"))
+    tally = figures.tally
+    record_batch_inference(tally.inferred_ok, tally.inferred - tally.inferred_ok, figures.seconds)
     return figures
 
 

@@ -38,7 +38,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from string import Template
 
-from serendipity.config import HOST, ServingConfig
+from serendipity.config import HOST, AdmissionConfig, ServingConfig
 from serendipity.io import write_text_atomic
 from serving.guard import (
     CLIENT_REQUEST_ID,
@@ -119,6 +119,27 @@ def _error_reply(status: int, detail: str, retry_after_s: int | None = None) -> 
     )
 
 
+# the front's access log: one JSON object per request, the ingress's request id among its fields
+LOG_FORMAT = (
+    '{"ts":%Ts.%ms,"request_id":"%[var(REQUEST_ID_VAR),json(utf8s)]","client":"%ci","method":"%HM",'
+    '"path":"%{+E}HPO","status":%ST,"total_ms":%Ta,"queue_ms":%Tw,"backend":"%b",'
+    '"termination":"%ts","bytes_out":%B}'
+).replace("REQUEST_ID_VAR", REQUEST_ID_VAR)
+
+
+def _metrics_frontend(admission: AdmissionConfig) -> str:
+    """HAProxy's Prometheus exporter on a listener of its own (nothing when no port is configured)."""
+    if admission.metrics_port is None:
+        return ""
+    return (
+        "\nfrontend metrics\n"
+        f"    bind {admission.metrics_host}:{admission.metrics_port}\n"
+        "    no log\n"
+        "    http-request use-service prometheus-exporter if { path /metrics }\n"
+        "    http-request return status 404\n"
+    )
+
+
 def render_config(serving: ServingConfig, listen_host: str | None = None) -> str:
     """The HAProxy configuration of the front: ``listen_host`` (default ``serving.host``):``serving.port``
     in front of Serve's proxy on ``127.0.0.1:serving.serve_port``."""
@@ -140,7 +161,11 @@ def render_config(serving: ServingConfig, listen_host: str | None = None) -> str
         "unavailable_reply": _error_reply(503, UNAVAILABLE, serving.retry_after_s),
         "bad_gateway_reply": _error_reply(502, "upstream unavailable"),
         "gateway_timeout_reply": _error_reply(504, "upstream timed out"),
-        **admission.model_dump(exclude={"enabled", "upstream_port", "haproxy_binary"}),
+        "log_format": LOG_FORMAT,
+        "metrics_frontend": _metrics_frontend(admission),
+        **admission.model_dump(
+            exclude={"enabled", "upstream_port", "haproxy_binary", "metrics_port", "metrics_host"}
+        ),
         "max_active": serving.front_max_active,  # with autoscaling: per replica, at the most replicas
     }
     return Template(TEMPLATE.read_text()).substitute(values)
@@ -166,6 +191,11 @@ def _write_checked(serving: ServingConfig, path: Path, listen_host: str | None) 
     if checked.returncode != 0:
         raise AdmissionError(f"HAProxy refused {path}: {(checked.stderr or checked.stdout).strip()}")
     return [binary, "-db", "-f", str(path)]
+
+
+def front_log_file(config_path: Path) -> Path:
+    """Where ``run_front`` writes the access log of the front configured in ``config_path``."""
+    return config_path.with_suffix(".log")
 
 
 def reachable_host(host: str) -> str:
@@ -198,11 +228,13 @@ def run_front(
     startup_timeout_s: float = 10.0,
     token_env: str = TOKEN_ENV,
 ) -> Iterator[subprocess.Popen]:
-    """HAProxy in front of Serve, as a child process for the ``with`` block (stopped gracefully after)."""
+    """HAProxy in front of Serve, as a child process for the ``with`` block (stopped gracefully after).
+    Its access log (JSON lines) goes to ``front_log_file(config_path)``."""
     require_public_token(serving, listen_host, token_env)
     command = _write_checked(serving, config_path, listen_host)
     address = f"{listen_host or serving.host}:{serving.port}"
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL)
+    with front_log_file(config_path).open("ab") as log_file:
+        process = subprocess.Popen(command, stdout=log_file)
     try:
         deadline = time.monotonic() + startup_timeout_s
         while not _accepting(listen_host or serving.host, serving.port):

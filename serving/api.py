@@ -11,7 +11,9 @@ No error text of a replica reaches a client: answers carry fixed messages and th
 """
 
 import asyncio
+import functools
 import logging
+import time
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -21,6 +23,7 @@ from fastapi.responses import JSONResponse
 from serendipity.config import ServingConfig
 from serving.explorer import SourceProvider, include_explorer, served_recommender_source
 from serving.guard import OVERLOADED, RequestGuard, request_id
+from serving.metrics import SHED_AT_INGRESS, SHED_AT_RECOMMENDER, record_answer, record_shed
 from serving.models import (
     Overloaded,
     RecommenderBackend,
@@ -28,6 +31,7 @@ from serving.models import (
     RecommendResponse,
     bounded_request_model,
 )
+from serving.request_log import SERVED_BY, log_request
 
 log = logging.getLogger("serendipity.serving")
 
@@ -57,17 +61,26 @@ async def recommend(request: RecommendRequest, http: Request, context: ApiContex
     """POST /recommend: the backend's answer by its deadline, else a fixed error with the request id."""
     serving, rid = context.serving, request_id(http.scope)
     backstop_s = serving.request_timeout_s + BACKSTOP_MARGIN_S  # the backend answers by its deadline
+    started = time.perf_counter()
     try:
         payload = await asyncio.wait_for(context.backend.recommend(request), timeout=backstop_s)
     except ValueError:
         log.warning("request %s: recommender rejected the request", rid, exc_info=True)
+        log_request(rid, request, 422, time.perf_counter() - started)
         return _failure(http, 422, f"invalid request: k must be between 1 and {serving.max_k}")
     except (Overloaded, TimeoutError):
         log.warning("request %s: shed (recommender overloaded or past the deadline)", rid, exc_info=True)
+        record_shed(SHED_AT_RECOMMENDER)
+        log_request(rid, request, 503, time.perf_counter() - started)
         return _failure(http, 503, OVERLOADED, {"Retry-After": str(serving.retry_after_s)})
     except Exception:  # noqa: BLE001 - logged with its traceback; the client gets a fixed message
         log.exception("request %s: recommend failed", rid)
+        log_request(rid, request, 500, time.perf_counter() - started)
         return _failure(http, 500, "internal error")
+    seconds = time.perf_counter() - started
+    versions = payload.pop(SERVED_BY, None)
+    record_answer(payload["source"], payload["degraded"], seconds)
+    log_request(rid, request, 200, seconds, payload, versions)
     # the replica built the payload to RecommendResponse's schema: encoded once, not validated again
     return JSONResponse(payload)
 
@@ -133,5 +146,6 @@ def build_api(
         max_body_bytes=serving.max_body_bytes,
         max_in_flight=serving.max_in_flight,
         retry_after_s=serving.retry_after_s,
+        on_shed=functools.partial(record_shed, SHED_AT_INGRESS),
     )
     return api

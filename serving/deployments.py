@@ -14,12 +14,15 @@ import asyncio
 import logging
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from ray import serve
 
 from serendipity.config import PipelineConfig, ServingConfig, load_config
+from serendipity.layout import WorkLayout
+from serving.metrics import record_feature_read, record_served_versions
+from serving.request_log import SERVED_BY, served_by
 from serving.settings import RecommenderUserConfig, optional_path, pipeline_config_path
 from serving.store_monitor import StoreMonitor
 
@@ -32,6 +35,19 @@ class LoadedRecommender:
     config: PipelineConfig
     recommender: Any  # serendipity.retrieval.recommend.Recommender
     loaded_at: float
+    served_by: dict[str, str | None] = field(default_factory=dict)  # versions, for the request log
+
+
+def features_model_version(config: PipelineConfig) -> str | None:
+    """The model version of the last batch inference (what made the served features), if it recorded one."""
+    from serendipity.inference.summary import InferenceSummary
+
+    path = WorkLayout.of(config).job_stats_path("infer")
+    try:
+        return InferenceSummary.read(path).model_version if path.is_file() else None
+    except (OSError, ValueError, KeyError, TypeError):
+        log.warning("could not read the model version from %s", path, exc_info=True)
+        return None
 
 
 def load_recommender(source: RecommenderUserConfig) -> LoadedRecommender:
@@ -43,7 +59,11 @@ def load_recommender(source: RecommenderUserConfig) -> LoadedRecommender:
     recommender = Recommender.load(
         config, source.feature_store_yaml, feature_timeout_s=timeout_s, cold_start=True
     )
-    return LoadedRecommender(source, config, recommender, time.time())
+    recommender.observe_feature_reads(record_feature_read)
+    model_version = features_model_version(config)
+    record_served_versions(model_version, source.retriever_version)
+    versions = served_by(model_version, source.retriever_version)
+    return LoadedRecommender(source, config, recommender, time.time(), versions)
 
 
 def recommendation_payload(recommendation: Any) -> dict[str, Any]:
@@ -84,7 +104,9 @@ def answer_all(loaded: LoadedRecommender, requests: list[dict[str, Any]]) -> lis
         for request in (requests[p] for p in valid)
     ]
     for position, recommendation in zip(valid, recommender.recommend_many(batch), strict=True):
-        answers[position] = recommendation_payload(recommendation)  # degraded ones: warned, rate-limited
+        payload = recommendation_payload(recommendation)  # degraded ones: warned, rate-limited
+        payload[SERVED_BY] = loaded.served_by  # taken out by the ingress, for its request log
+        answers[position] = payload
     return [answer for answer in answers if answer is not None]
 
 

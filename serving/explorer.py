@@ -31,6 +31,7 @@ from fastapi.responses import HTMLResponse, JSONResponse
 
 from serendipity.config import PipelineConfig, ServingConfig, load_config
 from serving.models import RecommenderBackend, RecommendRequest
+from serving.request_log import SERVED_BY
 from serving.settings import RecommenderUserConfig
 
 if TYPE_CHECKING:
@@ -136,7 +137,9 @@ def _tiles(state: ExplorerState, items: list[dict[str, Any]]) -> list[dict[str, 
 
 async def _served(backend: RecommenderBackend, request: RecommendRequest) -> dict[str, Any]:
     try:
-        return await backend.recommend(request)
+        served = await backend.recommend(request)
+        served.pop(SERVED_BY, None)  # the versions the request log reads, not the page
+        return served
     except Exception:  # noqa: BLE001 - the page shows a fixed message; the details are logged
         log.warning("explorer: recommend failed", exc_info=True)
         return {"items": [], "cluster": None, "reasoning": None, "source": "error", "degraded": True}

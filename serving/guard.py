@@ -126,8 +126,10 @@ class RequestGuard:
         max_body_bytes: int,
         max_in_flight: int | None = None,
         retry_after_s: int = 1,
+        on_shed: Callable[[], None] | None = None,
     ) -> None:
         self.app = app
+        self.on_shed = on_shed  # called for each request refused past max_in_flight (a metric)
         self.expected = f"Bearer {token}".encode() if token else None
         self.max_body_bytes = max_body_bytes
         self.max_in_flight = max_in_flight
@@ -161,6 +163,8 @@ class RequestGuard:
             await self._read_and_call(scope, receive, send)
             return
         if self.in_flight >= self.max_in_flight:
+            if self.on_shed is not None:
+                self.on_shed()
             await _reject(scope, send, 503, OVERLOADED, self.retry_after)
             return
         self.in_flight += 1

@@ -26,6 +26,7 @@ from ray.serve.handle import DeploymentHandle
 from serendipity.config import ServingConfig
 from serving.api import build_api
 from serving.guard import public_hosts, require_token_off_loopback
+from serving.metrics import record_recommender_call
 from serving.models import Overloaded, RecommendRequest
 from serving.settings import proxy_host
 
@@ -48,7 +49,9 @@ def fallback_payload(popular: list[dict[str, Any]], request: RecommendRequest) -
     }
 
 
-@serve.deployment(ray_actor_options={"num_cpus": 0.1}, max_ongoing_requests=32)
+@serve.deployment(
+    ray_actor_options={"num_cpus": 0.1}, max_ongoing_requests=32, logging_config={"encoding": "JSON"}
+)
 @serve.ingress()
 class RecommendIngress:
     """HTTP ingress; its FastAPI app is built per replica (``__serve_build_asgi_app__``) from the serving
@@ -81,7 +84,8 @@ class RecommendIngress:
         # the tight deadline once there is a fallback worth answering; before the first answer (a fresh
         # ingress: no popular items yet) a real answer is worth waiting for, up to request_timeout_s
         timeout_s = self._serving.recommender_timeout_s if self._popular else self._serving.request_timeout_s
-        deadline = loop.time() + timeout_s
+        started = loop.time()
+        deadline = started + timeout_s
         body = request.model_dump()
         for attempt in range(1, ATTEMPTS + 1):
             response = self._recommender.recommend.remote(body)
@@ -103,6 +107,7 @@ class RecommendIngress:
                 if loop.time() >= deadline:
                     break
                 continue
+            record_recommender_call(loop.time() - started)
             self._keep_popular_fresh()
             return answer
         return fallback_payload(self._popular, request)

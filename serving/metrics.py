@@ -92,13 +92,18 @@ def _created() -> _Metrics:
     )
 
 
+_live: _Metrics | None = None
+
+
 def _metrics() -> _Metrics | None:
     """The process's metrics, created on first use inside Ray; None outside it (records are dropped)."""
-    if _created.cache_info().currsize:
-        return _created()
-    import ray
+    global _live
+    if _live is None:
+        import ray
 
-    return _created() if ray.is_initialized() else None
+        if ray.is_initialized():
+            _live = _created()
+    return _live
 
 
 @functools.cache

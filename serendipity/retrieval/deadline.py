@@ -88,6 +88,12 @@ class GuardedFeatureReads:
     def __init__(self, timeout_s: float | None, warn: RateLimitedWarning) -> None:
         self.deadline = DeadlineReads(timeout_s)
         self.warn = warn
+        # told (seconds of the read or None when none was made, outcome) after each read: a metric
+        self.observe: Callable[[float | None, str], None] | None = None
+
+    def _observed(self, started: float | None, outcome: str) -> None:
+        if self.observe is not None:
+            self.observe(None if started is None else time.perf_counter() - started, outcome)
 
     def rows(
         self,
@@ -99,21 +105,27 @@ class GuardedFeatureReads:
     ) -> tuple[list[dict[str, Any]], bool]:
         """(feature values per request, degraded) from ONE store read."""
         if features is None:
+            self._observed(None, "closed")
             self.warn("feature store not open: serving degraded answers")
             return [{} for _ in user_ids], True
+        started = time.perf_counter()
         try:
             columns = self.deadline.call(features.online_columns, list(item_ids), list(user_ids), now=now)
         except ReadsSaturated:
+            self._observed(None, "saturated")
             self.warn("feature reads still in flight fill every slot: serving degraded answers")
             return [{} for _ in user_ids], True
         except TimeoutError:
+            self._observed(started, "timeout")
             self.warn(
                 "feature read took over %.0f ms: serving degraded answers", self.deadline.timeout_s * 1e3
             )
             return [{} for _ in user_ids], True
         except Exception as error:  # noqa: BLE001 - any store failure degrades, never fails the request
+            self._observed(started, "error")
             self.warn("feature read failed, serving degraded answers: %s: %s", type(error).__name__, error)
             return [{} for _ in user_ids], True
+        self._observed(started, "ok")
         if not store_holds_features:
             self.warn("online store holds no serving features: serving degraded answers")
         names = list(columns)  # plain lists, no DataFrame: this is every request's path

@@ -131,6 +131,11 @@ class Recommender:
             cold_start=cold_start,
         )
 
+    def observe_feature_reads(self, observe: Callable[[float | None, str], None]) -> None:
+        """Have ``observe(seconds, outcome)`` called after each feature read (seconds None when no read
+        was made; outcome ok, timeout, saturated, error or closed): serving records it as metrics."""
+        self._reads.observe = observe
+
     def _read_features(
         self, user_ids: Sequence[int], context_item_ids: Sequence[int]
     ) -> tuple[list[dict[str, Any]], bool]:
