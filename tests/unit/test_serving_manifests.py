@@ -23,7 +23,8 @@ def test_rayservice_front_listens_where_its_service_reaches_it_and_reaches_serve
     assert cluster["http_options"] == {**local["http_options"], "port": serving.serve_port}
     assert local["http_options"]["host"] == "127.0.0.1" and serving.serve_port != SERVE_PORT
     ray_head, admission = service["spec"]["rayClusterSpec"]["headGroupSpec"]["template"]["spec"]["containers"]
-    assert ray_head["name"] == "ray-head" and "ports" not in ray_head
+    assert ray_head["name"] == "ray-head"  # it exposes its metrics port only (docs/operating.md)
+    assert [port["containerPort"] for port in ray_head.get("ports", [])] == [8080]
     assert {"name": "serve", "containerPort": SERVE_PORT} in admission["ports"]
     command = admission["command"]
     assert command[:3] == ["serendipity", "serve", "admission"]
@@ -58,6 +59,8 @@ def test_network_policy_admits_only_the_serve_port_from_outside() -> None:
             open_to_anyone |= ports or {-1}  # no ports: every port
         elif all(peer.get("podSelector", {}).get("matchLabels") == selector for peer in peers):
             assert "namespaceSelector" not in peers[0]  # the Ray pods themselves: any port
+        elif all("prometheus" in str(peer.get("podSelector")) for peer in peers):
+            assert ports == {8080, 8404}, rule  # the monitoring namespace: Ray's and HAProxy's metrics only
         else:
             assert ports and not ports & (RAY_INTERNAL_PORTS - {8265}), rule  # the operator: dashboard only
             assert all("kuberay-operator" in str(peer["podSelector"]) for peer in peers)
