@@ -1,15 +1,20 @@
-"""The path a cluster user takes, on one machine, on the mined test world:
+"""The path a cluster user takes, on a multi-node cluster on one machine, on the mined test world:
 
-spark-submit (infra/spark/submit.sh) the user_history job -> `ray start --head` + `ray job submit` of
-fine-tuning, batch inference and retriever training -> `feast apply` + materialise into a real
-redis-server -> `serve run serving/config.yaml` on that head -> POST /recommend over HTTP.
+a Spark standalone cluster (a master and two one-core workers) -> spark-submit (infra/spark/submit.sh)
+of the user_history job to it -> a Ray cluster of a head and a worker node (`ray start`, one CPU and a
+custom resource each) -> `ray job submit` of fine-tuning (two Ray Train workers, one per node), batch
+inference (one predictor actor per node) and retriever training -> `feast apply` + materialise with
+Feast's Spark engine on the standalone cluster into a real redis-server -> `serve run
+serving/config.yaml` on that cluster -> POST /recommend over HTTP.
 """
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import time
+import urllib.request
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
@@ -24,12 +29,15 @@ import yaml
 from cluster_helpers import (
     SPARK_SUBMIT,
     RayHead,
+    SparkCluster,
     job_output,
     ray_head,
     ray_job_submit,
-    redis_feature_store_yaml,
+    ray_state,
+    ray_worker_node,
     redis_server,
-    spark_submit_env,
+    spark_feature_store_yaml,
+    spark_standalone,
 )
 
 from devtools import REPO, VENV_BIN
@@ -47,6 +55,9 @@ PROD_FEATURE_STORE = REPO / "infra" / "feast" / "prod" / "feature_store.yaml"
 SERVE_CONFIG = REPO / "serving" / "config.yaml"
 TOKEN = "e2e-token-4b1d"
 READY_TIMEOUT_S = 300
+EXECUTOR_MEMORY = "512m"  # a Spark worker offers 1 GiB
+OFFLINE_STORE_ENV = {"SERENDIPITY_OFFLINE_STORE": "spark"}  # features/ declares Spark sources
+FINETUNE, INFER, TRAIN_RETRIEVER = "ray_jobs.finetune", "ray_jobs.infer", "ray_jobs.train_retriever"
 
 
 @dataclass(frozen=True)
@@ -54,6 +65,10 @@ class Deployment:
     config: PipelineConfig
     url: str
     redis_connection: str
+    nodes: dict[str, str]  # Ray node id -> "head" | "worker"
+    job_actors: dict[str, list[dict]]  # job module -> the actors created while it ran (state API)
+    submitted_apps: list[str]  # the applications the Spark master had run when spark-submit ended
+    spark_apps: list[str]  # ... and at the end (Feast's materialisation added)
 
 
 def private_config(mined: PipelineConfig, directory: Path, feature_store_yaml: Path) -> Path:
@@ -80,6 +95,11 @@ def private_config(mined: PipelineConfig, directory: Path, feature_store_yaml: P
         "mllm.eval_every": 2,
         "retrieval.epochs": 2,
         "features.feature_store_yaml": str(feature_store_yaml),
+        # the two-step model is served (not a reference the gate may prefer), by one predictor actor per
+        # node (each takes its node's one CPU), even for the tiny corpus
+        "mllm.gate.rule": "always",
+        "inference.num_actors": 2,
+        "inference.in_process_below": 0,
     }
     return save_config(with_overrides(mined, overrides), directory / "production-config.yaml")
 
@@ -90,9 +110,15 @@ def run(command: list[str], env: dict[str, str], timeout_s: float = 600) -> subp
     return result
 
 
-def start_spark_submit(config_path: Path, log_path: Path) -> subprocess.Popen:
-    """infra/spark/submit.sh user_history, in the background (the Ray stages before Feast do not need it)."""
-    env = {**spark_submit_env(), "SPARK_MASTER": "local[2]", "SPARK_SUBMIT": str(SPARK_SUBMIT)}
+def start_spark_submit(spark: SparkCluster, config_path: Path, log_path: Path) -> subprocess.Popen:
+    """infra/spark/submit.sh user_history to the standalone master, in the background (the Ray stages
+    before Feast do not need it)."""
+    env = {
+        **spark.env,
+        "SPARK_MASTER": spark.master_url,
+        "SPARK_SUBMIT": str(SPARK_SUBMIT),
+        "SPARK_SUBMIT_ARGS": f"--executor-memory {EXECUTOR_MEMORY}",
+    }
     command = ["bash", str(SUBMIT_SCRIPT), "user_history", "--config", str(config_path)]
     with log_path.open("w") as log:
         return subprocess.Popen(
@@ -107,20 +133,36 @@ def wait_for_spark_submit(process: subprocess.Popen, log_path: Path) -> None:
     )
 
 
-def submit_ray_jobs(head: RayHead, config_path: Path) -> None:
+def submit_ray_jobs(head: RayHead, config_path: Path) -> dict[str, list[dict]]:
+    """The three Ray jobs, one after the other; returns the actors each one created (state API)."""
     config = ["--config", str(config_path)]
+    spread = ["--num-workers", "2", "--placement", "STRICT_SPREAD"]
+    created: dict[str, list[dict]] = {}
     for entrypoint in (
-        ["python", "-m", "ray_jobs.finetune", *config, "--max-steps", "2"],
-        ["python", "-m", "ray_jobs.infer", *config],
-        ["python", "-m", "ray_jobs.train_retriever", *config, "--epochs", "2"],
+        ["python", "-m", FINETUNE, *config, "--max-steps", "2", *spread],
+        ["python", "-m", INFER, *config],
+        ["python", "-m", TRAIN_RETRIEVER, *config, "--epochs", "2"],
     ):
+        before = {actor["actor_id"] for actor in ray_state(head, "actors")}
         result = ray_job_submit(head, entrypoint)
         assert result.returncode == 0, f"{entrypoint[2]}:\n{job_output(result)}"
         assert "succeeded" in (result.stdout + result.stderr).lower(), entrypoint[2]
+        created[entrypoint[2]] = [a for a in ray_state(head, "actors") if a["actor_id"] not in before]
+    return created
 
 
-def feast_apply_and_materialize(head: RayHead, config_path: Path, feature_store_yaml: Path) -> None:
-    env = dict(head.env)
+def spark_applications(spark: SparkCluster) -> list[str]:
+    """The names of the applications the standalone master ran to completion (its web UI's JSON)."""
+    with urllib.request.urlopen(f"{spark.ui_url}/json/", timeout=10) as answer:
+        return [app["name"] for app in json.load(answer).get("completedapps", [])]
+
+
+def feast_apply_and_materialize(
+    head: RayHead, spark: SparkCluster, config_path: Path, feature_store_yaml: Path
+) -> None:
+    """`feast apply` of features/ with Spark sources, then materialisation by Feast's Spark engine on the
+    standalone cluster (the yaml's batch_engine), its executors writing to Redis."""
+    env = {**head.env, **spark.env, **OFFLINE_STORE_ENV}
     run(
         [str(VENV_BIN / "feast"), "-c", str(REPO / "features"), "-f", str(feature_store_yaml), "apply"],
         env,
@@ -141,10 +183,13 @@ def feast_apply_and_materialize(head: RayHead, config_path: Path, feature_store_
 
 
 def serve_run(head: RayHead, directory: Path) -> str:
-    """`serve run` of serving/config.yaml on ``head``, moved to a free port (nothing else changed)."""
+    """`serve run` of serving/config.yaml on ``head``'s cluster, moved to a free port, with one proxy: the
+    nodes of this one-machine cluster share the loopback address, where a proxy per node could not each
+    bind the port (on Kubernetes every pod has its own address)."""
     serve_config = yaml.safe_load(SERVE_CONFIG.read_text())
     port = free_port()
     serve_config["http_options"]["port"] = port
+    serve_config["proxy_location"] = "HeadOnly"
     path = directory / "serve-config.yaml"
     path.write_text(yaml.safe_dump(serve_config, sort_keys=False))
     command = [str(VENV_BIN / "serve"), "run", "--non-blocking", "--address", head.gcs_address, str(path)]
@@ -178,31 +223,66 @@ def deployed(mined: PipelineConfig, tmp_path_factory: pytest.TempPathFactory) ->
     directory = tmp_path_factory.mktemp("production")
     with ExitStack() as running:
         redis_connection = running.enter_context(redis_server(directory))
+        with timed("Spark standalone: a master and two workers"):
+            spark = running.enter_context(spark_standalone(directory / "spark"))
         feast_dir = directory / "feast"
         feast_dir.mkdir()
-        feature_store_yaml = redis_feature_store_yaml(PROD_FEATURE_STORE, feast_dir, redis_connection)
+        feature_store_yaml = spark_feature_store_yaml(
+            PROD_FEATURE_STORE, feast_dir, redis_connection, spark.master_url
+        )
         config_path = private_config(mined, directory, feature_store_yaml)
         config = load_config(config_path)
         layout = WorkLayout.of(config)
 
         spark_log = directory / "spark-submit.log"
-        spark = start_spark_submit(config_path, spark_log)
-        running.callback(stop_process_group, spark)
+        submitted = start_spark_submit(spark, config_path, spark_log)
+        running.callback(stop_process_group, submitted)
         env = {CONFIG_ENV: str(config_path), TOKEN_ENV: TOKEN}
-        with timed("ray start --head"):
-            head = running.enter_context(ray_head(num_cpus=2, extra_env=env))
+        with timed("ray start: a head and a worker node"):
+            head = running.enter_context(ray_head(num_cpus=1, extra_env=env, resources={"head": 1}))
+            running.enter_context(ray_worker_node(head, num_cpus=1, resources={"worker": 1}))
+        nodes = {
+            node["node_id"]: "head" if node["is_head_node"] else "worker"
+            for node in ray_state(head, "nodes", "state=ALIVE")
+        }
         with timed("ray job submit: finetune, infer, train_retriever"):
-            submit_ray_jobs(head, config_path)
+            job_actors = submit_ray_jobs(head, config_path)
         assert layout.serendipity_path.exists() and layout.retriever_dir.is_dir()
         with timed("spark-submit user_history (after the Ray jobs)"):
-            wait_for_spark_submit(spark, spark_log)
+            wait_for_spark_submit(submitted, spark_log)
         assert layout.user_history_path.exists() and layout.item_meta_path.exists()
+        submitted_apps = spark_applications(spark)
 
-        with timed("feast apply + materialize"):
-            feast_apply_and_materialize(head, config_path, feature_store_yaml)
+        with timed("feast apply + materialize (Spark engine)"):
+            feast_apply_and_materialize(head, spark, config_path, feature_store_yaml)
         with timed("serve run until ready"):
             url = serve_run(head, directory)
-        yield Deployment(config, url, redis_connection)
+        spark_apps = spark_applications(spark)
+        yield Deployment(config, url, redis_connection, nodes, job_actors, submitted_apps, spark_apps)
+
+
+def nodes_of(deployed: Deployment, job: str, class_name: str) -> list[str]:
+    """Where ``job``'s actors whose class name contains ``class_name`` ran: "head" or "worker" each."""
+    actors = [actor for actor in deployed.job_actors[job] if class_name in actor["class_name"]]
+    return sorted(deployed.nodes[actor["node_id"]] for actor in actors)
+
+
+def test_both_nodes_joined_the_ray_cluster(deployed: Deployment) -> None:
+    assert sorted(deployed.nodes.values()) == ["head", "worker"]
+
+
+def test_finetuning_ran_one_ray_train_worker_per_node(deployed: Deployment) -> None:
+    assert nodes_of(deployed, FINETUNE, "RayTrainWorker") == ["head", "worker"]
+
+
+def test_inference_ran_a_predictor_actor_on_each_node(deployed: Deployment) -> None:
+    assert nodes_of(deployed, INFER, "PredictBatch") == ["head", "worker"]
+
+
+def test_the_spark_jobs_ran_on_the_standalone_cluster(deployed: Deployment) -> None:
+    """spark-submit's user_history job and Feast's materialisation are both the master's applications."""
+    assert deployed.submitted_apps == [deployed.config.spark.app_name]
+    assert len(deployed.spark_apps) > len(deployed.submitted_apps), deployed.spark_apps
 
 
 def test_features_were_materialised_into_redis(deployed: Deployment) -> None:
