@@ -18,6 +18,16 @@ start + i/rate, rate x duration requests; one asyncio process, its CPU seconds r
 the floor's. Then ``overload``, 3x the app's capacity (503s with Retry-After are "shed", counted apart
 from other errors), and ``recovery``, capacity / 2 right after the overload next to the same rate
 before it. Prints a table and writes bench/results/serve_load.json with the command and the load
+average (``ServeLoadResult`` of bench/load_figures.py); never asserts.
+
+    python -m bench.serve_load --config PIPELINE.yaml --autoscale [--load-s 60] [--duration 30]
+
+Autoscaling instead: the recommender and the ingress autoscale between 1 and 2 replicas
+(``serving.autoscaling``, its targets as configured); a quiet phase (capacity / 4), a load phase
+(1.5 x capacity) and a quiet one again, capacity being ``capacity_rps`` of serve_load.json; Serve's replica
+counts are sampled every second throughout (``serve.status()``). Writes bench/results/serve_autoscale.json:
+the phases, the replica timeline, when a second recommender replica ran, the load average, and the
+target the measured capacity suggests (Little's law, see ``suggested_target``).
 """
 
 from __future__ import annotations
@@ -32,6 +42,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -47,6 +58,8 @@ from devtools import REPO
 from devtools.services import free_port
 
 RESULTS_PATH = Path(__file__).resolve().parent / "results" / "serve_load.json"
+AUTOSCALE_RESULTS_PATH = RESULTS_PATH.with_name("serve_autoscale.json")
+RECOMMENDER, INGRESS = "RecommenderDeployment", "RecommendIngress"
 REQUEST_TIMEOUT_S = 10.0
 CAPACITY_P99_MS = 50.0  # capacity: the highest offered rate answered with zero errors and p99 at most this
 DEFAULT_RATES = [50, 100, 150, 200, 250, 300, 400, 500]
@@ -315,6 +328,134 @@ def describe(row: RateRow) -> str:
     )
 
 
+class ReplicaSampler:
+    """Replica counts by state of each deployment of one Serve application, sampled every ``interval_s``
+    (``serve.status()``) in a thread for the ``with`` block; times are seconds since it started."""
+
+    def __init__(self, app_name: str, interval_s: float = 1.0) -> None:
+        self.app_name, self.interval_s = app_name, interval_s
+        self.samples: list[dict[str, Any]] = []
+        self.started = time.monotonic()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def __enter__(self) -> ReplicaSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def now(self) -> float:
+        return round(time.monotonic() - self.started, 1)
+
+    def _sample(self) -> None:
+        from ray import serve
+
+        while not self._stop.is_set():
+            application = serve.status().applications.get(self.app_name)
+            if application is not None:
+                replicas = {
+                    name: {
+                        str(getattr(state, "value", state)): count
+                        for state, count in status.replica_states.items()
+                    }
+                    for name, status in application.deployments.items()
+                }
+                self.samples.append({"t_s": self.now(), "replicas": replicas})
+            self._stop.wait(self.interval_s)
+
+    def running(self, deployment: str) -> list[int]:
+        return [sample["replicas"].get(deployment, {}).get("RUNNING", 0) for sample in self.samples]
+
+    def first_running(self, deployment: str, count: int) -> float | None:
+        """When ``deployment`` first had ``count`` replicas running, None if never."""
+        for sample, running in zip(self.samples, self.running(deployment), strict=True):
+            if running >= count:
+                return sample["t_s"]
+        return None
+
+
+def suggested_target(load_results: Path = RESULTS_PATH, headroom: float = 0.8) -> dict[str, Any] | None:
+    """The ongoing requests per replica the measured capacity suggests as autoscaling target: by Little's
+    law a replica at capacity holds capacity_rps x p50 latency requests; ``headroom`` of that adds a
+    replica before one saturates. None without a measured capacity."""
+    if not load_results.is_file():
+        return None
+    measured = ServeLoadResult.read(load_results)
+    rows = [row for row in measured.rates or [] if row.rate == measured.capacity_rps]
+    if not measured.capacity_rps or not rows or rows[0].recommend.p50_ms is None:
+        return None
+    in_flight = measured.capacity_rps * rows[0].recommend.p50_ms / 1000
+    return {
+        "from": str(load_results.relative_to(REPO)),
+        "capacity_rps": measured.capacity_rps,
+        "p50_ms_at_capacity": rows[0].recommend.p50_ms,
+        "in_flight_at_capacity": round(in_flight, 2),
+        "headroom": headroom,
+        "target_ongoing_requests": round(headroom * in_flight, 2),
+    }
+
+
+def autoscale(args: argparse.Namespace, argv: list[str], stack: ExitStack) -> None:
+    """The autoscaling run (see the module docstring): min 1, max 2 replicas, quiet / load / quiet."""
+    from serendipity.config import load_config, save_config, with_overrides
+
+    suggestion = suggested_target()
+    if suggestion is None:
+        raise SystemExit(f"{RESULTS_PATH} holds no capacity_rps: run the rate benchmark first")
+    capacity = suggestion["capacity_rps"]
+    scratch = Path(stack.enter_context(tempfile.TemporaryDirectory()))
+    overrides = {"serving.autoscaling.enabled": True, "serving.autoscaling.min_replicas": 1}
+    config = with_overrides(
+        load_config(args.config.resolve()), {**overrides, "serving.autoscaling.max_replicas": 2}
+    )
+    config_path = save_config(config, scratch / "autoscaling.yaml")
+    port = free_port()
+    deploy(config_path, port, not args.no_admission, stack)
+    url = f"http://127.0.0.1:{port}/recommend"
+    bodies_path = scratch / "bodies.json"
+    bodies_path.write_text(json.dumps(request_bodies(config_path, args.k)))
+    run_load(url, bodies_path, rate=10, duration=1)  # warm-up, not recorded
+    load_average_before = [round(value, 2) for value in os.getloadavg()]
+    phases: list[dict[str, Any]] = []
+    plan = [("quiet", capacity / 4, args.duration), ("load", 1.5 * capacity, args.load_s)]
+    plan.append(("quiet after", capacity / 4, args.duration))
+    with ReplicaSampler("serendipity") as sampler:
+        for name, rate, duration in plan:
+            start = sampler.now()
+            run = run_load(url, bodies_path, rate, duration)
+            phases.append({"phase": name, "start_s": start, "end_s": sampler.now(), "load": run.to_json()})
+            print(f"{name}: {rate:.0f} req/s, ok {run.ok} / {run.sent}, p99 {_ms(run.p99_ms)} ms")
+    load_start = phases[1]["start_s"]
+    second = sampler.first_running(RECOMMENDER, 2)
+    results = {
+        "command": " ".join(["python", "-m", "bench.serve_load", *argv]),
+        "front": "Serve's proxy only" if args.no_admission else "admission front (HAProxy) -> Serve's proxy",
+        "cpus": os.cpu_count(),
+        "autoscaling": config.serving.autoscaling.model_dump(),
+        "suggested_target": suggestion,
+        "load_average_before": load_average_before,
+        "load_average_after": [round(value, 2) for value in os.getloadavg()],
+        "under_load": load_average_before[0] > 1.0,
+        "phases": phases,
+        "recommender_max_running": max(sampler.running(RECOMMENDER), default=0),
+        "ingress_max_running": max(sampler.running(INGRESS), default=0),
+        "second_recommender_running_s_after_load_start": None
+        if second is None
+        else round(second - load_start, 1),
+        "replicas": sampler.samples,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2) + "\n")
+    print(
+        f"recommender replicas: at most {results['recommender_max_running']} running; a second one ran "
+        f"{results['second_recommender_running_s_after_load_start']} s after the load began"
+    )
+    print(f"wrote {args.out}")
+
+
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["load"]:
@@ -332,23 +473,19 @@ def main(argv: list[str] | None = None) -> None:
         help="Serve's own HAProxy and direct ingress (RAY_SERVE_ENABLE_HA_PROXY) instead of its Python proxy",
     )
     parser.add_argument("--k", type=int, default=10)
-    parser.add_argument("--out", type=Path, default=RESULTS_PATH)
-    parser.add_argument(
-        "--serve-haproxy",
-        action="store_true",
-        help="Serve's own HAProxy and direct ingress (RAY_SERVE_ENABLE_HA_PROXY) instead of its Python proxy",
-    )
-    parser.add_argument("--k", type=int, default=10)
     parser.add_argument(
         "--out", type=Path, default=None, help="default: serve_load.json or serve_autoscale.json"
     )
+    parser.add_argument("--autoscale", action="store_true", help="the autoscaling run (1 to 2 replicas)")
+    parser.add_argument("--load-s", type=float, default=60.0, help="--autoscale: the load phase's length")
     parser.add_argument(
         "--no-admission", action="store_true", help="Serve's proxy on the port itself, no admission front"
     )
     args = parser.parse_args(argv)
     os.environ.pop("SERENDIPITY_BENCH_NO_TOKEN", None)
+    args.out = args.out or (AUTOSCALE_RESULTS_PATH if args.autoscale else RESULTS_PATH)
     with ExitStack() as stack:
-        run(args, argv, stack)
+        (autoscale if args.autoscale else run)(args, argv, stack)
 
 
 def run(args: argparse.Namespace, argv: list[str], stack: ExitStack) -> None:
