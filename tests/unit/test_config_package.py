@@ -163,23 +163,26 @@ def test_a_derived_config_keeps_default_paths_under_its_own_work_dir(tmp_path: P
 
 
 def test_fine_tuning_the_tiny_random_model_warns_loudly(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path,
+    world_dataset: Path,
+    caplog: pytest.LogCaptureFixture,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
+    """No model at mllm.model_dir (unset: under work_dir): the tiny model is built, and that is said once."""
     from serendipity.mllm.finetune import ensure_base_model
-    from serendipity.mllm.model import MODEL_CONFIG_FILE, MODEL_METADATA_FILE
-    from serendipity.mllm.tiny import TINY_RANDOM_KEY
+    from serendipity.mllm.model import MODEL_CONFIG_FILE
 
-    tiny, real = tmp_path / "tiny", tmp_path / "real"
-    for directory, metadata in ((tiny, {TINY_RANDOM_KEY: True}), (real, {})):
-        directory.mkdir()
-        (directory / MODEL_CONFIG_FILE).write_text("{}")
-        (directory / MODEL_METADATA_FILE).write_text(json.dumps(metadata))
-    base = {"dataset_dir": str(tmp_path / "d"), "work_dir": str(tmp_path / "w")}
+    real = tmp_path / "real"  # a model directory of its own, not built here
+    real.mkdir()
+    (real / MODEL_CONFIG_FILE).write_text("{}")
+    base = {"dataset_dir": str(world_dataset), "work_dir": str(tmp_path / "work")}
 
     with caplog.at_level(logging.WARNING, logger="serendipity.mllm.finetune"):
         assert ensure_base_model(config_from_dict({**base, "mllm": {"model_dir": "real"}}, tmp_path)) == real
         assert caplog.records == [] and capsys.readouterr().err == ""
-        assert ensure_base_model(config_from_dict({**base, "mllm": {"model_dir": "tiny"}}, tmp_path)) == tiny
+        built = ensure_base_model(config_from_dict({**base, "mllm": {"image_size": 16}}, tmp_path))
+    assert built == tmp_path / "work" / "models" / "mllm"
+    assert (built / MODEL_CONFIG_FILE).is_file()
     assert [record.levelno for record in caplog.records] == [logging.WARNING]
-    assert "TINY RANDOMLY INITIALISED" in caplog.records[0].getMessage()
+    assert f"TINY RANDOMLY INITIALISED test model at {built}" in caplog.records[0].getMessage()
     assert capsys.readouterr().err.count("WARNING: fine-tuning the TINY RANDOMLY INITIALISED") == 1
