@@ -148,8 +148,8 @@ def _json_only_stderr(json_lines: bool) -> None:
     """JSON logs keep stderr to JSON lines: tqdm's bars (Feast's materialisation) off, back on for text."""
     if json_lines and _TQDM_DISABLE_ENV not in os.environ:
         os.environ[_TQDM_DISABLE_ENV] = os.environ[_TQDM_DISABLED_HERE] = "1"
-    elif not json_lines and os.environ.pop(_TQDM_DISABLED_HERE, None):
-        os.environ.pop(_TQDM_DISABLE_ENV, None)
+    elif not json_lines and os.environ.pop(_TQDM_DISABLED_HERE, ""):
+        os.environ.pop(_TQDM_DISABLE_ENV, "")
 
 
 def quiet_loaders() -> None:
