@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from feast import Entity, FeatureService, FeatureView
@@ -12,6 +14,7 @@ from features.entities import item, user
 from features.feature_services import serving_service
 from features.feature_views import item_meta_view, item_serendipity_view, user_history_view
 from serendipity.config import PipelineConfig
+from serendipity.feature_store.state import newest_row, stale_views
 from serendipity.layout import WorkLayout
 
 if TYPE_CHECKING:
@@ -50,3 +53,19 @@ def build_definitions(config: PipelineConfig, offline_store: str = "file") -> Fe
 def apply_definitions(features: ServingFeatures) -> None:
     """``feast apply`` for a pipeline: this repository's objects over its work_dir, into its store."""
     features.apply(build_definitions(features.config, features.offline_store_type).objects())
+
+
+def warn_stale_sources(definitions: FeastDefinitions) -> list[str]:
+    """Print (to stderr) a warning per view whose data ended over its ttl ago: ``feast apply`` says so
+    before ``feast materialize-incremental`` loads none of it. Returns the warnings."""
+    now = datetime.now(UTC)
+    newest = {}
+    for view in definitions.feature_views:
+        try:
+            newest[view.name] = newest_row(view, now).last_event
+        except (OSError, ValueError):  # a source not written yet, or not readable here
+            newest[view.name] = None
+    warnings = stale_views(definitions.feature_views, newest, now)
+    for warning in warnings:
+        print(f"WARNING: {warning}", file=sys.stderr)
+    return warnings

@@ -2,8 +2,9 @@
 
 Every ``serving.store_check_interval_s`` it re-opens a store that would not open (a store down at
 start-up comes back without a restart) and checks, under ``serving.feature_timeout_ms``, that the
-store holds the serving features (the sentinel rows written at materialisation). A store that hangs,
-fails or lost its data marks the recommender's answers degraded and the replica not ready.
+store holds the serving features, from what Feast keeps (``ServingFeatures.registry_state``: so
+``feast materialize-incremental`` alone makes a store servable). A store that hangs, fails, lost its
+data or loaded none of it (data older than a TTL) marks the answers degraded and the replica not ready.
 """
 
 from __future__ import annotations
@@ -24,9 +25,18 @@ def open_store(config: Any, feature_store_yaml: str | None) -> Any:
     return ServingFeatures(config, feature_store_yaml)
 
 
+def _record(age_s: float | None, empty: bool) -> None:
+    from serving.metrics import record_store_state
+
+    record_store_state(age_s, empty)
+
+
 def check_store(loaded: Any, probe: DeadlineReads) -> bool:
-    """Re-open the store of ``loaded`` (a ``LoadedRecommender``) if needed; whether it holds the features
-    (asked through ``probe``, under its deadline)."""
+    """Re-open the store of ``loaded`` (a ``LoadedRecommender``) if needed; whether it holds the features.
+
+    What it holds comes from Feast's registry (which views were materialised, up to when) and one online
+    read, under ``probe``'s deadline, of each view's newest materialised source row; the outcome, with
+    the reasons when not ready, is left in ``recommender.store_report`` for /readyz."""
     recommender = loaded.recommender
     if recommender.features is None:
         try:
@@ -35,15 +45,23 @@ def check_store(loaded: Any, probe: DeadlineReads) -> bool:
         except Exception as error:  # noqa: BLE001 - retried at the next check
             log.debug("feature store still not opening: %s: %s", type(error).__name__, error)
             recommender.store_holds_features = False
+            recommender.store_report = {"problems": [f"store will not open: {type(error).__name__}: {error}"]}
+            _record(None, True)
             return False
+    features = recommender.features
     try:
-        holds = bool(probe.call(recommender.features.holds_serving_features))
+        state = probe.call(features.check_online, features.registry_state())
+        holds, report, age_s = state.holds, state.report(), state.age_s
     except Exception as error:  # noqa: BLE001 - a store that fails or hangs holds nothing usable
         log.debug("feature store check failed: %s: %s", type(error).__name__, error)
-        holds = False
+        holds, age_s = False, None
+        report = {"problems": [f"store check failed: {type(error).__name__}: {error}"]}
     if holds != recommender.store_holds_features:
-        log.warning("online store %s", "holds the serving features" if holds else "lost the serving features")
+        reasons = "; ".join(report.get("problems", []))
+        log.warning("online store %s", "holds the serving features" if holds else f"not servable: {reasons}")
     recommender.store_holds_features = holds
+    recommender.store_report = report
+    _record(age_s, not holds)
     return holds
 
 

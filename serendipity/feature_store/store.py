@@ -10,17 +10,20 @@ and hands them to ``ServingFeatures.apply``; after that, everything is read back
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
-import pyarrow.dataset as ds
 
 from serendipity.config import PipelineConfig
 from serendipity.feature_store.sources import check_sources
+from serendipity.feature_store.state import SourceProbe, StoreState, ViewState, newest_row, stale_views, utc
+from serendipity.io import write_text_atomic
 from serendipity.layout import WorkLayout
 from serendipity.schema import EVENT_TIMESTAMP, ITEM_JOIN_KEY, SERVING_FEATURE_SERVICE, USER_JOIN_KEY
 
@@ -29,8 +32,29 @@ if TYPE_CHECKING:
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 ENTITY_COLUMNS = (ITEM_JOIN_KEY, USER_JOIN_KEY)
-# Entity id of the sentinel row each feature view gets at materialisation: the API only takes ids >= 0.
-SENTINEL_ID = -1
+log = logging.getLogger("serendipity.features")
+PIPELINE_CONFIG_FILE = "pipeline.yaml"
+REPO_TEMPLATE = """\
+# Written by serendipity (ServingFeatures.write_feast_repository): this pipeline's Feast repository.
+# feature_store.yaml is a copy of {source}; pipeline.yaml is the pipeline config.
+# Use it with the Feast CLI: feast -c <this directory> apply | materialize-incremental <end> | ...
+import sys
+from pathlib import Path
+
+sys.path.insert(0, {project!r})
+
+from features.definitions import build_definitions, warn_stale_sources  # noqa: E402
+from serendipity.config import load_config  # noqa: E402
+
+_definitions = build_definitions(load_config(Path(__file__).with_name({config!r})), {offline!r})
+warn_stale_sources(_definitions)
+item = _definitions.item
+user = _definitions.user
+item_serendipity = _definitions.item_serendipity
+user_history = _definitions.user_history
+item_meta = _definitions.item_meta
+serendipity_serving = _definitions.serving
+"""
 
 
 def repo_dir(config: PipelineConfig) -> Path:
@@ -45,10 +69,6 @@ def feature_store_yaml(config: PipelineConfig, override: str | Path | None = Non
         return repo_dir(config) / "feature_store.yaml"
     path = Path(chosen).expanduser()
     return path if path.is_absolute() else PROJECT_ROOT / path
-
-
-def _utc(moment: datetime) -> datetime:
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 REDIS_SOCKET_OPTIONS = ("socket_timeout", "socket_connect_timeout")
@@ -82,6 +102,13 @@ class ServingFeatures:
         bound_redis_sockets(self.store.config.online_store, config.serving.store_socket_timeout_s)
         self._service: FeatureService | None = None
         self._ttls: dict[str, timedelta | None] | None = None
+        self._probes: dict[str, SourceProbe] = {}
+        self._clocks: dict[str, datetime] | None = None  # per view, the newest event loaded
+        try:  # now, not in the first (deadline-bound) online read
+            self.data_clocks()
+        except Exception as error:  # noqa: BLE001 - e.g. nothing applied yet: found at the first read
+            log.debug("no data clocks yet: %s: %s", type(error).__name__, error)
+            self._clocks = None
 
     @property
     def offline_store_type(self) -> str:
@@ -89,9 +116,31 @@ class ServingFeatures:
         return self.store.config.offline_store.type
 
     def apply(self, objects: Sequence[Entity | FeatureView | FeatureService]) -> None:
-        """Register entities, views and the serving FeatureService (``features.definitions`` builds them)."""
+        """Register entities, views and the serving FeatureService (``features.definitions`` builds them),
+        and write the pipeline's Feast repository (``write_feast_repository``) for the ``feast`` CLI."""
         self.store.apply(list(objects))
-        self._service, self._ttls = None, None
+        self._service, self._ttls, self._clocks = None, None, None
+        self.write_feast_repository()
+
+    def write_feast_repository(self) -> Path:
+        """Make ``WorkLayout.feast_dir`` a Feast repository of this pipeline: ``feast -c <it> apply`` and
+        ``feast -c <it> materialize-incremental`` then read the same feature_store.yaml text from the same
+        repo_path as this object, so they use the same registry and online store; its repo.py builds the
+        repository's objects (``features/``) for the pipeline config saved beside it."""
+        from serendipity.config import save_config
+
+        state_dir = WorkLayout.of(self.config).feast_dir
+        save_config(self.config, state_dir / PIPELINE_CONFIG_FILE)
+        write_text_atomic(self.yaml_path.read_text(), state_dir / "feature_store.yaml")
+        write_text_atomic("data/\n", state_dir / ".feastignore")
+        repo = REPO_TEMPLATE.format(
+            source=self.yaml_path,
+            project=str(PROJECT_ROOT),
+            config=PIPELINE_CONFIG_FILE,
+            offline=self.offline_store_type,
+        )
+        write_text_atomic(repo, state_dir / "repo.py")
+        return state_dir
 
     @property
     def service(self) -> FeatureService:
@@ -111,64 +160,120 @@ class ServingFeatures:
     def materialize(self, start: datetime, end: datetime) -> None:
         """Load rows with event time in [start, end] into the online store; re-runs are idempotent."""
         self.check_sources()
-        self.store.materialize(_utc(start), _utc(end), feature_views=[view.name for view in self._views()])
+        self.store.materialize(utc(start), utc(end), feature_views=[view.name for view in self._views()])
+        self._clocks = None
 
     def materialize_incremental(self, end: datetime, *, full: bool = False) -> bool:
-        """Load rows newer than each view's last materialisation, up to ``end``; True when it loaded all.
+        """Load rows newer than each view's last materialisation, up to ``end``; True when it reloaded all.
 
-        A view never materialised starts at ``end - ttl`` (Feast itself would start at now - ttl, which
-        loads nothing for historical data). So does every view when ``full`` is set or when the online
-        store lacks the sentinel rows (emptied, e.g. Redis restarted without persistence, or switched
-        to a fresh store): the registry's record of what was loaded no longer holds.
+        A view never materialised starts at its source's last event (up to ``end``) minus its ttl, so
+        historical data loads its last ttl of rows (Feast itself starts at now - ttl, which loads nothing
+        when the data ended longer ago: see ``staleness_warnings``); so does a view whose earlier window
+        loaded none of its rows, and every view when ``full`` is set or when the online store lost what
+        the registry says was loaded (emptied, or a fresh store behind an old registry).
         """
         self.check_sources()
-        end = _utc(end)
-        full = full or not self.holds_serving_features()
-        for view in self._views():
+        end = utc(end)
+        state = self.store_state()
+        full = full or state.emptied
+        missed = {view.name for view in state.views if view.loaded_nothing}
+        views = self._views()
+        for warning in self.staleness_warnings(views=views):
+            log.warning(warning)
+        for view in views:
             last_end = view.most_recent_end_time
-            if full or last_end is None:
-                start = end - (view.ttl or timedelta(weeks=52))
+            if full or last_end is None or view.name in missed:
+                anchor = newest_row(view, end).last_event or end
+                start = anchor - (view.ttl or timedelta(weeks=52))
                 self.store.materialize(start, end, feature_views=[view.name])
-            elif _utc(last_end) < end:
+            elif utc(last_end) < end:
                 self.store.materialize_incremental(end, feature_views=[view.name])
-        self.write_sentinels(end)
+        self._clocks = None
         return full
 
-    def write_sentinels(self, at: datetime) -> None:
-        """One row per view under entity id ``SENTINEL_ID`` (a real source row, re-keyed): its presence
-        tells readers and later materialisations that the online store holds the loaded window."""
+    def staleness_warnings(
+        self, now: datetime | None = None, views: list[FeatureView] | None = None
+    ) -> list[str]:
+        """One line per view whose newest source event is older than its ttl before ``now`` (default:
+        the wall clock): Feast's own ``materialize-incremental`` would load none of its rows."""
+        now = utc(now) if now else datetime.now(UTC)
+        views = self._views() if views is None else views
+        newest = {view.name: newest_row(view, now).last_event for view in views}
+        return stale_views(views, newest, now)
+
+    def registry_state(self, now: datetime | None = None) -> StoreState:
+        """What Feast's registry says each serving view holds, with its source's newest loaded row (the
+        probe ``check_online`` reads back); no online-store read."""
+        states = []
         for view in self._views():
-            source = view.batch_source
-            rows = ds.dataset(source.path, format="parquet").head(1).to_pandas()
-            if rows.empty:
-                continue
-            for key in view.join_keys:
-                rows[key] = SENTINEL_ID
-            rows[source.timestamp_field] = pd.Timestamp(_utc(at))
-            self.store.write_to_online_store(view.name, rows)
+            until = utc(view.most_recent_end_time) if view.most_recent_end_time else None
+            starts = [utc(start) for start, _ in view.materialization_intervals]
+            states.append(
+                ViewState(view.name, view.ttl, until, min(starts, default=None), self._probe(view, until))
+            )
+        return StoreState(utc(now) if now else datetime.now(UTC), states)
+
+    def _probe(self, view: FeatureView, until: datetime | None) -> SourceProbe | None:
+        if until is None:
+            return None
+        cached = self._probes.get(view.name)
+        if cached is not None and cached.until == until:
+            return cached
+        try:
+            probe = newest_row(view, until)
+        except (OSError, ValueError) as error:  # e.g. a remote source this process has no access to
+            log.info("cannot read the source of %s to check the online store: %s", view.name, error)
+            return None
+        self._probes[view.name] = probe
+        return probe
+
+    def check_online(self, state: StoreState) -> StoreState:
+        """``state`` with each probed view's newest loaded row looked up in the online store (one read)."""
+        from feast.online_response import TIMESTAMP_POSTFIX
+
+        asked = [view for view in state.views if view.probe and view.probe.key and not view.loaded_nothing]
+        if not asked:
+            return state
+        rows: dict[str, list[int]] = {key: [] for key in ENTITY_COLUMNS}
+        for view in asked:
+            assert view.probe is not None and view.probe.key is not None
+            for key in ENTITY_COLUMNS:
+                rows[key].append(view.probe.key.get(key, 0))
+        response = self.store.get_online_features(features=self.service, entity_rows=rows).to_dict(
+            include_event_timestamps=True
+        )
+        projections = self.service.feature_view_projections
+        first_feature = {projection.name: projection.features[0].name for projection in projections}
+        found = {
+            view.name: bool(response[f"{first_feature[view.name]}{TIMESTAMP_POSTFIX}"][row])
+            for row, view in enumerate(asked)
+        }
+        checked = replace(state, views=[replace(view, found=found.get(view.name)) for view in state.views])
+        self._clocks = checked.data_clocks()
+        return checked
+
+    def store_state(self, now: datetime | None = None) -> StoreState:
+        return self.check_online(self.registry_state(now))
 
     def holds_serving_features(self) -> bool:
-        """Whether the online store holds the sentinel row of every view of the serving service."""
-        response = self.store.get_online_features(
-            features=self.service, entity_rows={ITEM_JOIN_KEY: [SENTINEL_ID], USER_JOIN_KEY: [SENTINEL_ID]}
-        )
-        names = list(response.proto.metadata.feature_names.val)
-        stamped = {  # a missing row has no event time (Feast reports its features as present, and None)
-            name: vector.event_timestamps[0].seconds > 0
-            for name, vector in zip(names, response.proto.results, strict=True)
-            if vector.event_timestamps
-        }
-        wanted = [
-            feature.name
-            for projection in self.service.feature_view_projections
-            for feature in projection.features
-        ]
-        return all(stamped.get(name, False) for name in wanted)
+        """Whether every serving view was materialised and its newest loaded row is in the online store."""
+        return self.store_state().holds
+
+    def data_clocks(self) -> dict[str, datetime]:
+        """Per serving view, the newest source event it loaded (cached; refreshed by ``check_online``)."""
+        if self._clocks is None:
+            self._clocks = self.registry_state().data_clocks()
+        return self._clocks
 
     def online_features(
         self, item_ids: Sequence[int], user_ids: Sequence[int], now: datetime | None = None
     ) -> pd.DataFrame:
-        """Serving features of each (item_ids[i], user_ids[i]); values past their view's TTL are None."""
+        """Serving features of each (item_ids[i], user_ids[i]); values past their view's TTL are None.
+
+        TTLs count back from ``now`` when given (a simulation's clock), else from the newest event the
+        view loaded (``data_clocks``): historical data keeps its last ttl of features instead of expiring
+        against today's date. How old the store itself is, ``StoreState.age_s`` tells (readiness, metrics).
+        """
         return pd.DataFrame(self.online_columns(item_ids, user_ids, now))
 
     def online_columns(
@@ -187,12 +292,14 @@ class ServingFeatures:
             },
         ).to_dict(include_event_timestamps=True)
 
-        now_seconds = _utc(now).timestamp() if now else time.time()
         columns: dict[str, list] = {ITEM_JOIN_KEY: list(item_ids), USER_JOIN_KEY: list(user_ids)}
         if self._ttls is None:
             self._ttls = {view.name: view.ttl for view in self._views()}
+        clocks = {} if now else self.data_clocks()
         for projection in self.service.feature_view_projections:
             ttl = self._ttls.get(projection.name)
+            clock = utc(now) if now else clocks.get(projection.name)
+            now_seconds = clock.timestamp() if clock else time.time()
             for feature in projection.features:
                 values = response[feature.name]
                 stamps = response[f"{feature.name}{TIMESTAMP_POSTFIX}"]

@@ -42,7 +42,9 @@ def apply(config: Path = CONFIG_OPTION, feature_store_yaml: Path | None = YAML_O
 
     features = _features(config, feature_store_yaml)
     apply_definitions(features)
+    repository = features.write_feast_repository()
     typer.echo(f"applied Feast repository {features.yaml_path} for work_dir {features.config.work_dir}")
+    typer.echo(f"Feast CLI on the same registry and online store: feast -c {repository} <command>")
 
 
 @app.command("materialize")
@@ -55,7 +57,9 @@ def materialize(
 ) -> None:
     """Load new source rows into the online store (like `feast materialize-incremental END`).
 
-    An online store that lost its data (or is a fresh one) is noticed and loaded in full again.
+    An online store that lost its data (or is a fresh one) is noticed and loaded in full again. A view
+    never materialised loads its data's last ttl (counted back from its newest event, not from today);
+    data older than a ttl is reported.
     """
     from datetime import UTC
 
@@ -66,10 +70,11 @@ def materialize(
         reloaded = features.materialize_incremental(end_time, full=full)
     else:
         features.materialize(start_time, end_time)
-        features.write_sentinels(end_time)
         reloaded = False
     scope = "full window (online store was empty or --full)" if reloaded else "new rows"
     typer.echo(f"materialised {scope} up to {end_time.isoformat()}")
+    for problem in features.store_state().problems:
+        typer.secho(f"NOT SERVABLE: {problem}", fg=typer.colors.RED, err=True)
 
 
 @app.command("online")
