@@ -131,6 +131,7 @@ def readiness_of(loaded: LoadedRecommender) -> dict[str, Any]:
         "ready": holds_features,
         "feature_store_loaded": feature_store_loaded,
         "store_holds_features": holds_features,
+        "store": getattr(loaded.recommender, "store_report", None),  # what the store monitor saw, and why
         "indexed_items": len(loaded.recommender.index),
         "retriever_version": loaded.source.retriever_version,
         "config": loaded.config.name,
