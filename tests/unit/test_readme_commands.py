@@ -194,9 +194,17 @@ def serendipity_command(argv: tuple[str, ...]) -> tuple[Any, tuple[str, ...], tu
     node = typer.main.get_command(app)  # typer's own (vendored) click objects
     words = list(argv[1:])
     path: list[str] = []
-    while getattr(node, "commands", None) and words and words[0] in node.commands:
-        path.append(words.pop(0))
-        node = node.commands[path[-1]]
+    while getattr(node, "commands", None) and words:
+        if words[0] in node.commands:
+            path.append(words.pop(0))
+            node = node.commands[path[-1]]
+            continue
+        group_option = next((param for param in node.params if words[0] in param.opts), None)
+        if group_option is None:  # e.g. the CLI's --log-format before the command name
+            break
+        words.pop(0)
+        if not group_option.is_flag and words:
+            words.pop(0)
     return node, tuple(path), tuple(words)
 
 
