@@ -395,7 +395,7 @@ def check_entry_point(argv: tuple[str, ...], helps: Helps) -> None:
         check_files(words)
     if program == "feast":
         for flag, value in zip(words, words[1:], strict=False):
-            if flag in ("-c", "--chdir"):
+            if flag in ("-c", "--chdir") and not is_placeholder(value):
                 assert (REPO / value / "feature_store.yaml").is_file(), f"{value} is no Feast repository"
             if flag in ("-f", "--feature-store-yaml"):
                 assert (REPO / value).is_file(), f"{value} does not exist"
