@@ -265,18 +265,22 @@ def spark_standalone(directory: Path, workers: int = 2, worker_memory: str = "1g
             stop_process_group(process)
 
 
+# executors of 512 MiB fit the one-machine standalone workers, a few shuffle partitions the tiny tables
+ONE_MACHINE_EXECUTORS = {"spark.executor.memory": "512m", "spark.sql.shuffle.partitions": "4"}
+
+
 def spark_feature_store_yaml(
-    prod_yaml: Path, directory: Path, connection_string: str, master_url: str
+    prod_yaml: Path,
+    directory: Path,
+    connection_string: str,
+    master_url: str,
+    executors: Mapping[str, str] = ONE_MACHINE_EXECUTORS,
 ) -> Path:
     """The prod feature_store.yaml as it is (Spark offline store, Feast's Spark materialisation engine,
-    Redis online store) with a local registry, the given Redis and the Spark master at ``master_url``;
-    executors of 512 MiB fit the one-machine workers, a few shuffle partitions the tiny tables."""
+    Redis online store) with a local registry, the given Redis, the Spark master at ``master_url`` and
+    the ``executors`` settings."""
     prod = yaml.safe_load(prod_yaml.read_text())
-    on_master = {
-        "spark.master": master_url,
-        "spark.executor.memory": "512m",
-        "spark.sql.shuffle.partitions": "4",
-    }
+    on_master = {"spark.master": master_url, **executors}
     test_yaml = {
         **prod,
         "registry": {"path": str(directory / "registry.db"), "cache_ttl_seconds": 0},

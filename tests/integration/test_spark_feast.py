@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 import yaml
-from cluster_helpers import redis_server
+from cluster_helpers import redis_server, spark_feature_store_yaml
 
 from devtools.feast_sources import write_sources
 from features.definitions import apply_definitions
@@ -17,28 +17,6 @@ from serendipity.feature_store import PROJECT_ROOT, ServingFeatures
 
 PROD_YAML = PROJECT_ROOT / "infra" / "feast" / "prod" / "feature_store.yaml"
 ITEMS, USERS = 300, 40
-
-
-def spark_engine_yaml(directory: Path, connection_string: str, master: str) -> Path:
-    """The prod feature_store.yaml on local Spark: a local registry, the given Redis, Spark at ``master``."""
-    prod = yaml.safe_load(PROD_YAML.read_text())
-    on_master = {"spark.master": master}
-    local = {
-        **prod,
-        "registry": {"path": str(directory / "registry.db"), "cache_ttl_seconds": 0},
-        "offline_store": {
-            **prod["offline_store"],
-            "spark_conf": prod["offline_store"]["spark_conf"] | on_master,
-        },
-        "batch_engine": {
-            **prod["batch_engine"],
-            "spark_conf": prod["batch_engine"]["spark_conf"] | on_master,
-        },
-        "online_store": {**prod["online_store"], "connection_string": connection_string},
-    }
-    path = directory / "feature_store.yaml"
-    path.write_text(yaml.safe_dump(local))
-    return path
 
 
 def test_prod_yaml_materialises_on_spark_executors() -> None:
@@ -64,7 +42,9 @@ def test_spark_engine_into_redis_matches_local_engine(
     (tmp_path / "spark_feast").mkdir()
     with redis_server(tmp_path / "redis") as url:
         master = spark.sparkContext.master
-        on_spark = ServingFeatures(config, spark_engine_yaml(tmp_path / "spark_feast", url, master))
+        on_spark = ServingFeatures(
+            config, spark_feature_store_yaml(PROD_YAML, tmp_path / "spark_feast", url, master, executors={})
+        )
         assert on_spark.store.config.batch_engine.type == "spark.engine"
         assert on_spark.store.config.online_store.type == "redis"
         apply_definitions(on_spark)
