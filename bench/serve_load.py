@@ -44,8 +44,6 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager, suppress
 from pathlib import Path
@@ -56,6 +54,7 @@ import numpy as np
 from bench.load_figures import LoadRun, Overload, RateRow, Recovery, ServeLoadResult
 from devtools import REPO
 from devtools.services import free_port
+from serving.local import answers_ready
 
 RESULTS_PATH = Path(__file__).resolve().parent / "results" / "serve_load.json"
 AUTOSCALE_RESULTS_PATH = RESULTS_PATH.with_name("serve_autoscale.json")
@@ -278,7 +277,7 @@ def asgi_floor(config_path: Path, port: int, timeout_s: float = 300.0) -> Iterat
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + timeout_s
-        while not _ready(url):
+        while not answers_ready(url):
             if process.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"the ASGI floor did not get ready on {url} (exit code {process.poll()})")
             time.sleep(1)
@@ -287,14 +286,6 @@ def asgi_floor(config_path: Path, port: int, timeout_s: float = 300.0) -> Iterat
         with suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGTERM)
         process.wait(timeout=60)
-
-
-def _ready(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"{url}/readyz", timeout=5) as response:
-            return response.status == 200
-    except (urllib.error.URLError, OSError):
-        return False
 
 
 def overload_and_recovery(

@@ -99,7 +99,8 @@ def _port_in_use(host: str, port: int) -> bool:
         return probe.connect_ex((host, port)) == 0
 
 
-def _ready(url: str) -> bool:
+def answers_ready(url: str) -> bool:
+    """Whether ``url``'s /readyz answers 200."""
     try:
         with urllib.request.urlopen(f"{url}/readyz", timeout=5) as response:
             return response.status == 200
@@ -143,7 +144,7 @@ def start_detached(config_path: Path, timeout_s: float = 600.0) -> Endpoint:
     )
     write_json_atomic(asdict(endpoint), endpoint_file(config))
     deadline = time.monotonic() + timeout_s
-    while not _ready(endpoint.url):
+    while not answers_ready(endpoint.url):
         if process.poll() is not None or time.monotonic() > deadline:
             _end_group(process.pid)
             endpoint_file(config).unlink(missing_ok=True)
