@@ -52,7 +52,11 @@ JOB_ENV = {
     "TOKENIZERS_PARALLELISM": "false",
     "RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO": "0",
 }
-JOB_EXCLUDES = [".venv/", "data/", ".git/"]
+# .mypy_cache/: a local checkout's type-check cache (not gitignored), some 150 MB per upload
+JOB_EXCLUDES = [".venv/", "data/", ".git/", ".mypy_cache/"]
+# A node told to stop (SIGTERM) first drains, up to 30 s, until no worker of it holds a lease (Serve
+# moving its replicas away): a test cluster ends as a whole, carrying no traffic, so its nodes stop at once.
+NO_DRAIN_ENV = {"RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S": "0"}
 
 
 def spark_submit_env() -> dict[str, str]:
@@ -106,7 +110,7 @@ def ray_head(
         f"--temp-dir={temp_dir}",
         *(f"--{name}={port}" for name, port in ports.items()),
     ]
-    env = {**os.environ, **JOB_ENV, **CLIENT_ENV, "PATH": venv_path(), **(extra_env or {})}
+    env = {**os.environ, **JOB_ENV, **CLIENT_ENV, **NO_DRAIN_ENV, "PATH": venv_path(), **(extra_env or {})}
     head = subprocess.Popen(command, env=env, start_new_session=True)
     dashboard_url = f"http://127.0.0.1:{ports['dashboard-port']}"
     try:
@@ -126,8 +130,9 @@ def ray_worker_node(
     head: RayHead, num_cpus: int = 1, resources: Mapping[str, float] | None = None
 ) -> Iterator[str]:
     """A second raylet joining ``head`` (`ray start --address`), on this machine with its own temp dir and
-    ports, in its own process group; yields its node id once the cluster lists it alive."""
-    before = {node["node_id"] for node in ray_state(head, "nodes", "state=ALIVE")}
+    ports, in its own process group; yields its node id once the cluster lists it alive (a node that is
+    not the head: right after start-up the state API may not list the head yet either)."""
+    before = {node["node_id"] for node in worker_nodes(head)}
     temp_dir = tempfile.mkdtemp(prefix="rayw-", dir="/tmp")
     command = [
         str(VENV_BIN / "ray"),
@@ -143,7 +148,7 @@ def ray_worker_node(
     try:
         deadline = time.monotonic() + 120
         while True:
-            joined = {node["node_id"] for node in ray_state(head, "nodes", "state=ALIVE")} - before
+            joined = {node["node_id"] for node in worker_nodes(head)} - before
             if joined:
                 break
             assert worker.poll() is None, f"`ray start --address` exited with {worker.returncode}"
@@ -153,6 +158,11 @@ def ray_worker_node(
     finally:
         stop_process_group(worker)
         shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+def worker_nodes(head: RayHead) -> list[dict]:
+    """The alive nodes of ``head``'s cluster other than the head."""
+    return [node for node in ray_state(head, "nodes", "state=ALIVE") if not node["is_head_node"]]
 
 
 def ray_state(head: RayHead, resource: str, *filters: str) -> list[dict]:
@@ -168,7 +178,7 @@ def ray_state(head: RayHead, resource: str, *filters: str) -> list[dict]:
 
 
 def ray_job_submit(
-    head: RayHead, entrypoint: Sequence[str], timeout_s: float = 900
+    head: RayHead, entrypoint: Sequence[str], timeout_s: float = 900, submission_id: str | None = None
 ) -> subprocess.CompletedProcess[str]:
     """`ray job submit --working-dir <repo> -- ENTRYPOINT`, waiting for the job to finish."""
     runtime_env = {"env_vars": JOB_ENV, "excludes": JOB_EXCLUDES}
@@ -182,10 +192,24 @@ def ray_job_submit(
         str(REPO),
         "--runtime-env-json",
         json.dumps(runtime_env),
+        *(["--submission-id", submission_id] if submission_id else []),
         "--",
         *entrypoint,
     ]
     return subprocess.run(command, env=dict(head.env), capture_output=True, text=True, timeout=timeout_s)
+
+
+def actors_of_submissions(head: RayHead, submission_ids: Mapping[str, str]) -> dict[str, list[dict]]:
+    """The actors each submitted job created, by the key of its submission id in ``submission_ids``: the
+    state API's jobs name each submission's Ray job id, its actors (dead ones too) carry that id."""
+    job_ids = {job["submission_id"]: job["job_id"] for job in ray_state(head, "jobs")}
+    missing = set(submission_ids.values()) - job_ids.keys()
+    assert not missing, f"the cluster lists no job for the submissions {sorted(missing)}"
+    actors = ray_state(head, "actors")
+    return {
+        key: [actor for actor in actors if actor["job_id"] == job_ids[submission]]
+        for key, submission in submission_ids.items()
+    }
 
 
 def job_output(result: subprocess.CompletedProcess[str]) -> str:

@@ -15,7 +15,9 @@ import shutil
 import subprocess
 import time
 import urllib.request
+import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -30,6 +32,7 @@ from cluster_helpers import (
     SPARK_SUBMIT,
     RayHead,
     SparkCluster,
+    actors_of_submissions,
     job_output,
     ray_head,
     ray_job_submit,
@@ -111,8 +114,8 @@ def run(command: list[str], env: dict[str, str], timeout_s: float = 600) -> subp
 
 
 def start_spark_submit(spark: SparkCluster, config_path: Path, log_path: Path) -> subprocess.Popen:
-    """infra/spark/submit.sh user_history to the standalone master, in the background (the Ray stages
-    before Feast do not need it)."""
+    """infra/spark/submit.sh user_history to the standalone master, in the background (while the Ray
+    cluster starts)."""
     env = {
         **spark.env,
         "SPARK_MASTER": spark.master_url,
@@ -133,22 +136,25 @@ def wait_for_spark_submit(process: subprocess.Popen, log_path: Path) -> None:
     )
 
 
-def submit_ray_jobs(head: RayHead, config_path: Path) -> dict[str, list[dict]]:
-    """The three Ray jobs, one after the other; returns the actors each one created (state API)."""
-    config = ["--config", str(config_path)]
-    spread = ["--num-workers", "2", "--placement", "STRICT_SPREAD"]
-    created: dict[str, list[dict]] = {}
-    for entrypoint in (
-        ["python", "-m", FINETUNE, *config, "--max-steps", "2", *spread],
-        ["python", "-m", INFER, *config],
-        ["python", "-m", TRAIN_RETRIEVER, *config, "--epochs", "2"],
-    ):
-        before = {actor["actor_id"] for actor in ray_state(head, "actors")}
-        result = ray_job_submit(head, entrypoint)
-        assert result.returncode == 0, f"{entrypoint[2]}:\n{job_output(result)}"
-        assert "succeeded" in (result.stdout + result.stderr).lower(), entrypoint[2]
-        created[entrypoint[2]] = [a for a in ray_state(head, "actors") if a["actor_id"] not in before]
-    return created
+def submit_ray_job(head: RayHead, entrypoint: list[str]) -> str:
+    """`ray job submit` of ``entrypoint``, waiting for it to succeed; its submission id."""
+    submission_id = f"{entrypoint[2].replace('.', '-')}-{uuid.uuid4().hex[:8]}"
+    with timed(f"ray job {entrypoint[2]}"):
+        result = ray_job_submit(head, entrypoint, submission_id=submission_id)
+    assert result.returncode == 0, f"{entrypoint[2]}:\n{job_output(result)}"
+    assert "succeeded" in (result.stdout + result.stderr).lower(), entrypoint[2]
+    return submission_id
+
+
+def where_jobs_ran(
+    head: RayHead, submitted_jobs: dict[str, str]
+) -> tuple[dict[str, str], dict[str, list[dict]]]:
+    """The cluster's alive nodes (Ray node id -> "head" | "worker") and the actors each job created."""
+    nodes = {
+        node["node_id"]: "head" if node["is_head_node"] else "worker"
+        for node in ray_state(head, "nodes", "state=ALIVE")
+    }
+    return nodes, actors_of_submissions(head, submitted_jobs)
 
 
 def spark_applications(spark: SparkCluster) -> list[str]:
@@ -163,23 +169,25 @@ def feast_apply_and_materialize(
     """`feast apply` of features/ with Spark sources, then materialisation by Feast's Spark engine on the
     standalone cluster (the yaml's batch_engine), its executors writing to Redis."""
     env = {**head.env, **spark.env, **OFFLINE_STORE_ENV}
-    run(
-        [str(VENV_BIN / "feast"), "-c", str(REPO / "features"), "-f", str(feature_store_yaml), "apply"],
-        env,
-    )
+    with timed("feast apply"):
+        run(
+            [str(VENV_BIN / "feast"), "-c", str(REPO / "features"), "-f", str(feature_store_yaml), "apply"],
+            env,
+        )
     end = (datetime.now(UTC) + timedelta(minutes=1)).isoformat()
-    run(
-        [
-            str(VENV_BIN / "serendipity"),
-            "features",
-            "materialize",
-            "--config",
-            str(config_path),
-            "--end",
-            end,
-        ],
-        env,
-    )
+    with timed("serendipity features materialize"):
+        run(
+            [
+                str(VENV_BIN / "serendipity"),
+                "features",
+                "materialize",
+                "--config",
+                str(config_path),
+                "--end",
+                end,
+            ],
+            env,
+        )
 
 
 def serve_run(head: RayHead, directory: Path) -> str:
@@ -218,46 +226,87 @@ def timed(step: str) -> Iterator[None]:
     print(f"[production path] {step}: {time.perf_counter() - start:.1f} s")
 
 
+@dataclass(frozen=True)
+class SparkSide:
+    spark: SparkCluster
+    feature_store_yaml: Path
+    submitted: subprocess.Popen  # spark-submit of user_history
+    log_path: Path
+
+
+def start_spark_side(
+    stack: ExitStack, mined: PipelineConfig, directory: Path, redis_connection: str, config_path: Path
+) -> SparkSide:
+    """The standalone cluster, the private config naming its master, then spark-submit of user_history in
+    the background; the processes are ended by ``stack``."""
+    with timed("Spark standalone: a master and two workers"):
+        spark = stack.enter_context(spark_standalone(directory / "spark"))
+    feast_dir = directory / "feast"
+    feast_dir.mkdir()
+    feature_store_yaml = spark_feature_store_yaml(
+        PROD_FEATURE_STORE, feast_dir, redis_connection, spark.master_url
+    )
+    assert private_config(mined, directory, feature_store_yaml) == config_path
+    log_path = directory / "spark-submit.log"
+    submitted = start_spark_submit(spark, config_path, log_path)
+    stack.callback(stop_process_group, submitted)
+    return SparkSide(spark, feature_store_yaml, submitted, log_path)
+
+
+def close_together(*stacks: ExitStack) -> None:
+    """Ends the clusters at the same time (each stack in its own thread), each in its own order."""
+    with timed("teardown: the Ray and the Spark cluster"), ThreadPoolExecutor(len(stacks)) as pool:
+        for closed in [pool.submit(stack.close) for stack in stacks]:
+            closed.result()
+
+
 @pytest.fixture(scope="module")
 def deployed(mined: PipelineConfig, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
+    """Independent steps overlap, as a user with two clusters would run them: the Spark side starts while
+    the Ray cluster does; the retriever trains while Feast materialises (neither reads the other's output);
+    the work dir's one-writer lock still sees one writer at a time (spark-submit ends before the Ray jobs)."""
     directory = tmp_path_factory.mktemp("production")
-    with ExitStack() as running:
+    config_path = directory / "production-config.yaml"  # written by start_spark_side
+    spark_side, ray_side = ExitStack(), ExitStack()
+    with ExitStack() as running, ThreadPoolExecutor(max_workers=1) as background:
+        running.callback(close_together, ray_side, spark_side)
         redis_connection = running.enter_context(redis_server(directory))
-        with timed("Spark standalone: a master and two workers"):
-            spark = running.enter_context(spark_standalone(directory / "spark"))
-        feast_dir = directory / "feast"
-        feast_dir.mkdir()
-        feature_store_yaml = spark_feature_store_yaml(
-            PROD_FEATURE_STORE, feast_dir, redis_connection, spark.master_url
+        spark_starting = background.submit(
+            start_spark_side, spark_side, mined, directory, redis_connection, config_path
         )
-        config_path = private_config(mined, directory, feature_store_yaml)
+        env = {CONFIG_ENV: str(config_path), TOKEN_ENV: TOKEN}
+        with timed("ray start: a head and a worker node (the Spark side starting meanwhile)"):
+            head = ray_side.enter_context(ray_head(num_cpus=1, extra_env=env, resources={"head": 1}))
+            ray_side.enter_context(ray_worker_node(head, num_cpus=1, resources={"worker": 1}))
+        with timed("the Spark side, then spark-submit user_history, after ray start"):
+            side = spark_starting.result()
+            wait_for_spark_submit(side.submitted, side.log_path)
         config = load_config(config_path)
         layout = WorkLayout.of(config)
-
-        spark_log = directory / "spark-submit.log"
-        submitted = start_spark_submit(spark, config_path, spark_log)
-        running.callback(stop_process_group, submitted)
-        env = {CONFIG_ENV: str(config_path), TOKEN_ENV: TOKEN}
-        with timed("ray start: a head and a worker node"):
-            head = running.enter_context(ray_head(num_cpus=1, extra_env=env, resources={"head": 1}))
-            running.enter_context(ray_worker_node(head, num_cpus=1, resources={"worker": 1}))
-        nodes = {
-            node["node_id"]: "head" if node["is_head_node"] else "worker"
-            for node in ray_state(head, "nodes", "state=ALIVE")
-        }
-        with timed("ray job submit: finetune, infer, train_retriever"):
-            job_actors = submit_ray_jobs(head, config_path)
-        assert layout.serendipity_path.exists() and layout.retriever_dir.is_dir()
-        with timed("spark-submit user_history (after the Ray jobs)"):
-            wait_for_spark_submit(submitted, spark_log)
         assert layout.user_history_path.exists() and layout.item_meta_path.exists()
-        submitted_apps = spark_applications(spark)
+        submitted_apps = spark_applications(side.spark)
 
-        with timed("feast apply + materialize (Spark engine)"):
-            feast_apply_and_materialize(head, spark, config_path, feature_store_yaml)
+        job = ["--config", str(config_path)]
+        spread = ["--num-workers", "2", "--placement", "STRICT_SPREAD"]
+        submitted_jobs: dict[str, str] = {}
+        with timed("ray job submit: finetune, infer"):
+            submitted_jobs[FINETUNE] = submit_ray_job(
+                head, ["python", "-m", FINETUNE, *job, "--max-steps", "2", *spread]
+            )
+            submitted_jobs[INFER] = submit_ray_job(head, ["python", "-m", INFER, *job])
+        assert layout.serendipity_path.exists()
+        with timed("ray job submit train_retriever, feast apply + materialize (Spark engine) meanwhile"):
+            retriever = background.submit(
+                submit_ray_job, head, ["python", "-m", TRAIN_RETRIEVER, *job, "--epochs", "2"]
+            )
+            feast_apply_and_materialize(head, side.spark, config_path, side.feature_store_yaml)
+            submitted_jobs[TRAIN_RETRIEVER] = retriever.result()
+        assert layout.retriever_dir.is_dir()
+        recorded = background.submit(where_jobs_ran, head, submitted_jobs)
         with timed("serve run until ready"):
             url = serve_run(head, directory)
-        spark_apps = spark_applications(spark)
+        nodes, job_actors = recorded.result()
+        spark_apps = spark_applications(side.spark)
         yield Deployment(config, url, redis_connection, nodes, job_actors, submitted_apps, spark_apps)
 
 
