@@ -1,8 +1,14 @@
-"""Fine-tuning through Ray Train on the synthetic world's curated set: loss, curves, checkpoints, resume."""
+"""Fine-tuning through Ray Train on the synthetic world's curated set: loss, curves, checkpoints, resume.
+
+The checkpoint/resume runs train on two Ray Train workers (DDP over gloo on CPU), so the same runs also
+show that two workers train like one: their losses against the one-worker run of the very same training
+steps (``train_steps``, Ray-free) on the same base model, examples and seed.
+"""
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -15,7 +21,9 @@ from serendipity.mllm.gate import NON_LLM_GUESS_VERSION
 from serendipity.mllm.results import FinetuneSummary, ServedChoice
 
 pytestmark = pytest.mark.slow
-
+# each evaluation window's mean loss on two workers within 0.1% of the one-worker loss (the only
+# differences are float summation orders: gloo's gradient all-reduce and per-shard padding)
+RELATIVE_TOLERANCE = 1e-3
 
 _isolated = isolated_finetune_config
 
@@ -28,29 +36,72 @@ def _predict_two(config: PipelineConfig) -> list:
     return predictor_from_config(config).predict(items[:2])
 
 
-def test_finetune_checkpoints_resumes_and_publishes(mined: PipelineConfig, ray_local, tmp_path: Path) -> None:
+@dataclass(frozen=True)
+class AfterFirstRun:
+    """What the first run left in the work dir, read before the resumed run replaces it."""
+
+    latest: str  # models/latest
+    checkpoint_step: int  # of the latest checkpoint
+    curves: pd.DataFrame  # curves.csv
+    curves_png: bool
+    summary_path: Path  # a copy of its summary.json
+
+
+@dataclass(frozen=True)
+class Resumed:
+    config: PipelineConfig  # 4 steps on two workers, evaluated every 2, published whatever its figures
+    first: FinetuneSummary
+    after_first: AfterFirstRun
+    longer: PipelineConfig  # the same, 6 steps
+    second: FinetuneSummary  # resumed from the first run's last checkpoint
+
+
+@pytest.fixture(scope="module")
+def resumed(mined: PipelineConfig, ray_local, tmp_path_factory: pytest.TempPathFactory) -> Resumed:
+    """A two-worker run of 4 steps, then the same run extended to 6 steps (resumed)."""
     from serendipity.mllm.checkpoints import checkpoint_step, latest_checkpoint
+    from serendipity.mllm.finetune import run_finetune
+
+    directory = tmp_path_factory.mktemp("resumed")
+    # A quarter core each: the session's Serve app holds part of local Ray's 2 CPUs.
+    config = _isolated(
+        mined, directory / "work", num_workers=2, cpus_per_worker=0.25, gate=GateConfig(rule="always")
+    )
+    layout = WorkLayout.of(config)
+    first = run_finetune(config)
+    summary_copy = directory / "first-summary.json"
+    summary_copy.write_bytes(layout.finetune_summary_path.read_bytes())
+    after_first = AfterFirstRun(
+        latest=(layout.models_dir / "latest").read_text(),
+        checkpoint_step=checkpoint_step(latest_checkpoint(layout.finetune_dir)),
+        curves=pd.read_csv(layout.finetune_dir / "curves.csv"),
+        curves_png=(layout.finetune_dir / "curves.png").exists(),
+        summary_path=summary_copy,
+    )
+    longer = config.model_copy(update={"mllm": config.mllm.model_copy(update={"max_steps": 6})})
+    return Resumed(config, first, after_first, longer, run_finetune(longer))
+
+
+def test_finetune_checkpoints_resumes_and_publishes(resumed: Resumed) -> None:
     from serendipity.mllm.finetune import run_finetune
     from serendipity.mllm.model import load_model
 
-    config = _isolated(mined, tmp_path / "work", gate=GateConfig(rule="always"))
+    config, first, second, after_first = resumed.config, resumed.first, resumed.second, resumed.after_first
     layout = WorkLayout.of(config)
-    first = run_finetune(config)
     steps = [row["step"] for row in first.history]
     assert steps == [2, 4]
     assert first.history[-1]["loss"] < first.history[0]["loss"]
-    assert (layout.finetune_dir / "curves.csv").exists() and (layout.finetune_dir / "curves.png").exists()
-    assert len(pd.read_csv(layout.finetune_dir / "curves.csv")) == 2
-    assert checkpoint_step(latest_checkpoint(layout.finetune_dir)) == 4
+    assert after_first.curves_png and len(after_first.curves) == 2
+    assert after_first.checkpoint_step == 4
     assert 0.0 <= first.non_llm_baseline.recall <= 1.0
-    assert (layout.models_dir / "latest").read_text() == first.model_version
+    assert after_first.latest == first.model_version
     gate = first.gate  # rule "always": published whatever the figures, which are still recorded
     assert gate.decision == "publish" and gate.served_model_version == first.model_version
     assert gate.candidate.recall == first.served_metrics.recall
     assert set(gate.comparisons) == {"transition_prior", "non_llm_guess"}
     assert gate.n == first.validation.nominators["candidate"].items > 0
     assert first.served == ServedChoice("model", first.model_version, first.prior_weight, 0.0)
-    written = json.loads(layout.finetune_summary_path.read_text())
+    written = json.loads(after_first.summary_path.read_text())
     assert written["served"] == {
         "kind": "model",
         "model_version": first.model_version,
@@ -58,11 +109,10 @@ def test_finetune_checkpoints_resumes_and_publishes(mined: PipelineConfig, ray_l
         "text_weight": 0.0,
     }
     assert written["gate"] == json.loads(json.dumps(gate.to_json()))
-    back = FinetuneSummary.read(layout.finetune_summary_path)
+    back = FinetuneSummary.read(after_first.summary_path)
     assert back.gate == gate and back.served == first.served and back.history == first.history
 
-    longer = config.model_copy(update={"mllm": config.mllm.model_copy(update={"max_steps": 6})})
-    second = run_finetune(longer)
+    longer = resumed.longer
     assert second.resumed_from_step == 4 and second.steps == 6
     assert [row["step"] for row in second.history] == [2, 4, 6]
     assert (layout.models_dir / "latest").read_text() == second.model_version != first.model_version
@@ -78,6 +128,52 @@ def test_finetune_checkpoints_resumes_and_publishes(mined: PipelineConfig, ray_l
     assert held.gate.decision == "hold back" and held.steps == 8
     assert "published" in held.gate.comparisons
     assert (layout.models_dir / "latest").read_text() == second.model_version
+
+
+def _one_worker_losses(config: PipelineConfig) -> dict[int, float]:
+    """Mean loss per evaluation window of the training steps on one worker, in-process."""
+    import torch
+
+    from serendipity.mllm.data import build_finetune_data
+    from serendipity.mllm.finetune import ensure_base_model
+    from serendipity.mllm.model import load_model
+    from serendipity.mllm.training import train_steps, training_optimizer
+
+    torch.manual_seed(config.mllm.seed)
+    model, processor = load_model(ensure_base_model(config))
+    model.train()
+    losses: dict[int, float] = {}
+    train_steps(
+        model,
+        processor,
+        training_optimizer(model, config.mllm.learning_rate),
+        build_finetune_data(config, processor).train,
+        device="cpu",
+        seed=config.mllm.seed,
+        batch_size=config.mllm.batch_size,
+        max_steps=config.mllm.max_steps,
+        eval_every=config.mllm.eval_every,
+        on_evaluation=losses.__setitem__,
+    )
+    return losses
+
+
+def test_two_workers_match_one_and_resume(resumed: Resumed, mined: PipelineConfig, tmp_path: Path) -> None:
+    """Two Ray Train workers train like one: same data, same global batch, same losses, also across the
+    resume from the 4-step run's checkpoint."""
+    assert resumed.first.steps == resumed.after_first.checkpoint_step == 4
+    assert resumed.second.resumed_from_step == 4 and resumed.second.steps == 6
+    history = {int(row["step"]): row for row in resumed.second.history}
+    assert sorted(history) == [2, 4, 6]
+
+    reference = _one_worker_losses(_isolated(mined, tmp_path / "one", max_steps=6))
+    print("per-step losses, one worker:", reference)
+    for step, row in history.items():
+        workers = [row["loss_worker_0"], row["loss_worker_1"]]
+        print(f"step {step}: two workers {row['loss']:.6f} (worker losses {workers})")
+        assert row["loss"] == pytest.approx(reference[step], rel=RELATIVE_TOLERANCE)
+        assert min(workers) <= row["loss"] <= max(workers)  # the token-weighted mean of the shares
+    assert history[4]["loss"] < history[2]["loss"]
 
 
 def test_second_architecture_finetunes_and_generates(
