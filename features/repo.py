@@ -1,15 +1,18 @@
 """What ``feast -c features apply`` registers (the only module Feast scans; see .feastignore).
 
-The pipeline config comes from the environment: see features/data_sources.py. Its state stays in
-features/data/; a pipeline's own store is the repository ``<work_dir>/feast/`` (feature_store.yaml).
+The pipeline config comes from the environment: see features/data_sources.py. A pipeline's own store is
+the repository ``<work_dir>/feast/`` (``serendipity features apply`` writes it); a command here whose
+registry or online store is not that config's is refused (``refuse_other_state``), never run on other state.
 """
 
 from __future__ import annotations
 
-from features.data_sources import config_from_env, offline_store_from_env
+from features.data_sources import config_from_env, offline_store_from_env, refuse_other_state
 from features.definitions import build_definitions, warn_stale_sources
 
-_definitions = build_definitions(config_from_env(), offline_store_from_env())
+_config = config_from_env()
+refuse_other_state(_config)
+_definitions = build_definitions(_config, offline_store_from_env())
 warn_stale_sources(_definitions)
 
 item = _definitions.item

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -69,6 +69,41 @@ def feature_store_yaml(config: PipelineConfig, override: str | Path | None = Non
         return repo_dir(config) / "feature_store.yaml"
     path = Path(chosen).expanduser()
     return path if path.is_absolute() else PROJECT_ROOT / path
+
+
+@dataclass(frozen=True)
+class FeastStateLocation:
+    """Where a Feast repository keeps its state: the registry, and the online store (a file path, or
+    the store type and its connection string)."""
+
+    registry: str
+    online_store: str
+
+    @classmethod
+    def of(cls, repo_path: Path, yaml_path: Path) -> FeastStateLocation:
+        """As Feast resolves ``yaml_path`` read with ``repo_path`` (relative paths against repo_path)."""
+        from feast.repo_config import load_repo_config
+
+        repo_config = load_repo_config(repo_path, yaml_path)
+
+        def resolved(path: str) -> str:
+            if "://" in path or Path(path).is_absolute():
+                return path
+            return str((repo_path / path).resolve())
+
+        registry = repo_config.registry
+        online = repo_config.online_store
+        online_path = getattr(online, "path", None)
+        where = online_path and resolved(str(online_path))
+        return cls(
+            registry=resolved(str(registry.path if hasattr(registry, "path") else registry)),
+            online_store=where or f"{online.type}:{getattr(online, 'connection_string', '')}",
+        )
+
+
+def state_location(config: PipelineConfig, override: str | Path | None = None) -> FeastStateLocation:
+    """The registry and online store ``ServingFeatures(config, override)`` and the endpoint use."""
+    return FeastStateLocation.of(WorkLayout.of(config).feast_dir, feature_store_yaml(config, override))
 
 
 REDIS_SOCKET_OPTIONS = ("socket_timeout", "socket_connect_timeout")

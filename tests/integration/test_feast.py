@@ -18,8 +18,8 @@ from feast_helpers import copy_work, inference_time
 from typer.testing import CliRunner
 
 from features.definitions import apply_definitions
-from serendipity.config import PipelineConfig, load_config
-from serendipity.feature_store import ServingFeatures, SourceSchemaError, repo_dir
+from serendipity.config import PipelineConfig, load_config, save_config, with_overrides
+from serendipity.feature_store import ServingFeatures, SourceSchemaError, repo_dir, state_location
 from serendipity.layout import WorkLayout
 from serendipity.schema import (
     INTERACTIONS_FILE,
@@ -196,24 +196,53 @@ def test_cli_apply_and_materialize(sources: PipelineConfig, tmp_path: Path) -> N
     assert online["serendipitous_cluster"].notna().all()
 
 
-def test_feast_cli_works_directly_on_the_repository(sources: PipelineConfig, tmp_path: Path) -> None:
-    """`feast -c features apply` and `materialize-incremental` with the config from the environment."""
+def _feast(repo: Path, config_path: Path, *args: str) -> subprocess.CompletedProcess:
+    """The real ``feast`` CLI on ``repo`` with the pipeline config from the environment, as a user runs it."""
+    feast = [str(Path(sys.executable).with_name("feast")), "-c", str(repo), *args]
+    env = {**os.environ, "SERENDIPITY_CONFIG": str(config_path)}
+    return subprocess.run(feast, env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_feast_cli_on_the_repository_agrees_with_the_library_or_refuses(
+    sources: PipelineConfig, tmp_path: Path
+) -> None:
+    """`feast -c features` for a pipeline config (``$SERENDIPITY_CONFIG``) works on the registry and online
+    store the library and the endpoint use for that config, or refuses, naming both and the way to them."""
     from feast import FeatureStore
 
     config = copy_work(sources, tmp_path / "work")
     repo = tmp_path / "features"
     shutil.copytree(repo_dir(config), repo, ignore=shutil.ignore_patterns("data", "__pycache__"))
-    env = {**os.environ, "SERENDIPITY_CONFIG": str(tmp_path / "work.yaml")}
-    feast = [str(Path(sys.executable).with_name("feast")), "-c", str(repo)]
-    for args in (["apply"], ["materialize-incremental", datetime.now().astimezone().isoformat()]):
-        done = subprocess.run([*feast, *args], env=env, capture_output=True, text=True, timeout=300)
+    kept = state_location(config)
+
+    # the embedded feature_store.yaml read from the repository keeps state under it: refused, nothing written
+    refused = _feast(repo, tmp_path / "work.yaml", "apply")
+    assert refused.returncode != 0
+    message = " ".join((refused.stdout + refused.stderr).split())
+    assert "OtherFeastState" in message and kept.registry in message
+    assert f"feast -c {WorkLayout.of(config).feast_dir}" in message
+    assert not (repo / "data" / "registry.db").exists()
+
+    # a feature_store.yaml holding the config's own state, named by the config and given to the CLI
+    state_yaml = tmp_path / "feature_store.yaml"
+    embedded = (repo / "feature_store.yaml").read_text()
+    state_yaml.write_text(
+        embedded.replace("data/registry.db", kept.registry).replace("data/online_store.db", kept.online_store)
+    )
+    agreeing = with_overrides(config, {"features.feature_store_yaml": str(state_yaml)})
+    config_path = save_config(agreeing, tmp_path / "agreeing.yaml")
+    assert state_location(agreeing) == kept
+    end = datetime.now().astimezone().isoformat()
+    for args in (["apply"], ["materialize-incremental", end]):
+        done = _feast(repo, config_path, "-f", str(state_yaml), *args)
         assert done.returncode == 0, done.stdout + done.stderr
-    store = FeatureStore(repo_path=str(repo))
-    assert {view.name for view in store.list_feature_views()} >= {USER_HISTORY_VIEW, "item_serendipity"}
+    cli_store = FeatureStore(repo_path=str(repo), fs_yaml_file=state_yaml)
+    assert {view.name for view in cli_store.list_feature_views()} >= {USER_HISTORY_VIEW, "item_serendipity"}
     item_id = int(_serendipity(config)["item_id"].iloc[0])
-    online = store.get_online_features(
-        features=store.get_feature_service("serendipity_serving"),
-        entity_rows=[{"item_id": item_id, "user_id": 0}],
-    ).to_dict()
+    library = ServingFeatures(agreeing)  # what the endpoint opens for this config
+    online = library.online_features([item_id], [0], now=inference_time(config))
     expected = _serendipity(config)
-    assert online["model_version"] == expected.loc[expected["item_id"] == item_id, "model_version"].tolist()
+    assert (
+        online["model_version"].tolist()
+        == expected.loc[expected["item_id"] == item_id, "model_version"].tolist()
+    )
