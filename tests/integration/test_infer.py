@@ -44,7 +44,7 @@ def copy_flattened(source: Path, target: Path) -> None:
 
 @pytest.fixture(scope="session")
 def tuned(mined: PipelineConfig, ray_local) -> PipelineConfig:
-    """The chain output in a work dir of its own, with a tiny model fine-tuned for 4 steps and published."""
+    """The chain output in a work dir of its own, with a tiny model fine-tuned for 2 steps and published."""
     from serendipity.mllm.finetune import run_finetune
 
     # A fixed place, so the modules importing this fixture share one fine-tuned model.
@@ -56,7 +56,7 @@ def tuned(mined: PipelineConfig, ray_local) -> PipelineConfig:
     from serendipity.config import GateConfig
 
     always = GateConfig(rule="always")  # published whatever its recall: these tests infer with a model
-    mllm = mined.mllm.model_copy(update={"max_steps": 4, "eval_every": 2, "num_beams": 2, "gate": always})
+    mllm = mined.mllm.model_copy(update={"max_steps": 2, "eval_every": 2, "num_beams": 2, "gate": always})
     config = mined.model_copy(update={"work_dir": work_dir, "mllm": mllm})
     run_finetune(config)
     return config
