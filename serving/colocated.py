@@ -25,12 +25,12 @@ from serving.deployments import RecommenderCore
 from serving.guard import public_hosts, require_token_off_loopback
 from serving.ingress import fallback_payload
 from serving.models import RecommendRequest
-from serving.settings import proxy_host
+from serving.settings import SERVE_LOGGING, proxy_host
 
 log = logging.getLogger("serendipity.serving")
 
 
-@serve.deployment(ray_actor_options={"num_cpus": 0.5}, max_ongoing_requests=48)
+@serve.deployment(ray_actor_options={"num_cpus": 0.5}, max_ongoing_requests=48, logging_config=SERVE_LOGGING)
 @serve.ingress()
 class ColocatedRecommender(RecommenderCore):
     """API and recommender in one replica; the backend of its own FastAPI app."""

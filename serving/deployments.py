@@ -23,7 +23,7 @@ from serendipity.config import PipelineConfig, ServingConfig, load_config
 from serendipity.layout import WorkLayout
 from serving.metrics import record_feature_read, record_served_versions
 from serving.request_log import SERVED_BY, served_by
-from serving.settings import RecommenderUserConfig, optional_path, pipeline_config_path
+from serving.settings import SERVE_LOGGING, RecommenderUserConfig, optional_path, pipeline_config_path
 from serving.store_monitor import StoreMonitor
 
 log = logging.getLogger("serendipity.serving")
@@ -218,7 +218,7 @@ class RecommenderCore:
             monitor.stop()
 
 
-@serve.deployment(ray_actor_options={"num_cpus": 0.5}, max_ongoing_requests=64)
+@serve.deployment(ray_actor_options={"num_cpus": 0.5}, max_ongoing_requests=64, logging_config=SERVE_LOGGING)
 class RecommenderDeployment(RecommenderCore):
     """The split topology's recommender: the ingress (``serving.ingress``) calls it through a handle."""
 

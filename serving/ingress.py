@@ -28,7 +28,7 @@ from serving.api import build_api
 from serving.guard import public_hosts, require_token_off_loopback
 from serving.metrics import record_recommender_call
 from serving.models import Overloaded, RecommendRequest
-from serving.settings import proxy_host
+from serving.settings import SERVE_LOGGING, proxy_host
 
 log = logging.getLogger("serendipity.serving")
 REPLICA_LOST = (RayActorError, ReplicaUnavailableError, DeploymentUnavailableError)
@@ -49,9 +49,7 @@ def fallback_payload(popular: list[dict[str, Any]], request: RecommendRequest) -
     }
 
 
-@serve.deployment(
-    ray_actor_options={"num_cpus": 0.1}, max_ongoing_requests=32, logging_config={"encoding": "JSON"}
-)
+@serve.deployment(ray_actor_options={"num_cpus": 0.1}, max_ongoing_requests=32, logging_config=SERVE_LOGGING)
 @serve.ingress()
 class RecommendIngress:
     """HTTP ingress; its FastAPI app is built per replica (``__serve_build_asgi_app__``) from the serving

@@ -21,13 +21,20 @@ DEFAULT_CONFIG = "configs/demo.yaml"
 # Ray Serve's request-path settings for few cores (read when Ray starts its processes, so they are set
 # before ``ray.init``; on a cluster they belong in the Ray pods' environment). Measured on 2 cores
 # (bench/results/serve_profile/): user code on the replica's own event loop, the router on the caller's
-# loop (no thread hop per request), gRPC between deployments, request logs written in buffered batches.
+# loop (no thread hop per request), gRPC between deployments, Serve's logs to their files only (not
+# also to each worker's stderr, which Ray's log monitor tails), written in buffered batches.
 THROUGHPUT_ENV = {
     "RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD": "0",
     "RAY_SERVE_RUN_ROUTER_IN_SEPARATE_LOOP": "0",
     "RAY_SERVE_USE_GRPC_BY_DEFAULT": "1",
     "RAY_SERVE_REQUEST_PATH_LOG_BUFFER_SIZE": "1000",
+    "RAY_SERVE_LOG_TO_STDERR": "0",
 }
+
+# Serve's logging_config of the deployments: JSON, and no access line per request or handle call (the
+# admission front logs every request with its id, status and time; serving/request_log.py every
+# /recommend with what was answered), so a request costs one log line in Python, not three.
+SERVE_LOGGING = {"encoding": "JSON", "enable_access_log": False}
 
 
 def use_throughput_env() -> None:

@@ -172,16 +172,16 @@ async def _burst(url: str, body: dict) -> list[httpx.Response]:
 
 
 def serve_log_lines(rid: str) -> list[dict]:
-    """The request-log lines (JSON) of the ingress replicas' Serve logs that carry ``rid``."""
+    """The request-log lines (serving/request_log.py) of the ingress replicas that carry ``rid``."""
     import ray
 
     logs = Path(ray._private.worker._global_node.get_session_dir_path()) / "logs" / "serve"
     lines = []
-    for path in logs.glob("replica_*RecommendIngress*.log"):
+    for path in logs.glob("requests_*RecommendIngress*.jsonl"):
         for line in path.read_text(errors="replace").splitlines():
-            if rid in line and line.startswith("{"):
+            if rid in line:
                 document = json.loads(line)
-                if document.get("message") == MESSAGE:  # not Serve's own lines about the request
+                if document.get("message") == MESSAGE and document.get("request_id") == rid:
                     lines.append(document)
     return lines
 
