@@ -8,7 +8,9 @@ Each uvicorn worker (default: one per core) loads the recommender as a Serve rep
 around a local backend: each request answered by one worker thread holding the model (a replica's
 rule: one thread uses the loaded model at a time), no batching, no proxy, no actor hop. Torch runs
 one thread per worker (``OMP_NUM_THREADS=1``, what Ray gives a replica with under one CPU) and
-uvicorn writes no access log. ``bench.serve_load`` runs it next to the Serve app with the same load.
+uvicorn writes no access log; with ``--request-log-dir`` each worker writes the request log
+(``serving.request_log``, a line per /recommend) to a file of its own there, as a replica does.
+``bench.serve_load`` runs it next to the Serve app with the same load.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from typing import Any
 from fastapi import FastAPI
 
 CONFIG_ENV = "SERENDIPITY_FLOOR_CONFIG"
+REQUEST_LOG_DIR_ENV = "SERENDIPITY_FLOOR_REQUEST_LOG_DIR"
 
 
 class LocalBackend:
@@ -64,8 +67,12 @@ def build_floor() -> FastAPI:
     """The uvicorn factory of each worker: the pipeline config comes from ``$SERENDIPITY_FLOOR_CONFIG``."""
     from serendipity.config import load_config
     from serving.api import build_api
+    from serving.request_log import PATH_ENV
 
     config_path = os.environ[CONFIG_ENV]
+    log_dir = os.environ.get(REQUEST_LOG_DIR_ENV)
+    if log_dir:
+        os.environ[PATH_ENV] = str(Path(log_dir) / f"requests_floor_{os.getpid()}.jsonl")
     backend = LocalBackend(config_path)
     return build_api(backend, load_config(Path(config_path)).serving, token=None, source=backend.source)
 
@@ -77,8 +84,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--config", type=Path, required=True)
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--request-log-dir", type=Path, help="each worker's request log goes here")
     args = parser.parse_args(argv)
     os.environ[CONFIG_ENV] = str(args.config.resolve())
+    if args.request_log_dir is not None:
+        os.environ[REQUEST_LOG_DIR_ENV] = str(args.request_log_dir.resolve())
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     uvicorn.run(
         "bench.asgi_floor:build_floor",

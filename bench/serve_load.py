@@ -219,6 +219,34 @@ def deploy(
     )
 
 
+def config_with_sets(config_path: Path, sets: list[str], scratch: Path) -> Path:
+    """``config_path``, or with ``--set KEY=VALUE`` overrides (YAML values, dotted keys) a copy of it
+    saved under ``scratch``."""
+    import yaml
+
+    from serendipity.config import load_config, save_config, with_overrides
+
+    if not sets:
+        return config_path
+    overrides = {}
+    for item in sets:
+        key, separator, value = item.partition("=")
+        if not separator:
+            raise SystemExit(f"--set {item!r}: expected KEY=VALUE, e.g. serving.recommender_replicas=2")
+        overrides[key] = yaml.safe_load(value)
+    return save_config(with_overrides(load_config(config_path), overrides), scratch / "bench.yaml")
+
+
+def add_set_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a pipeline-config key for this run, e.g. serving.topology=colocated (repeatable)",
+    )
+
+
 def within_target(run: LoadRun) -> bool:
     return not run.errors and run.p99_ms is not None and run.p99_ms <= CAPACITY_P99_MS
 
@@ -270,9 +298,14 @@ def rate_rows(recommend: list[LoadRun], noop: list[LoadRun]) -> list[RateRow]:
 
 
 @contextmanager
-def asgi_floor(config_path: Path, port: int, timeout_s: float = 300.0) -> Iterator[str]:
-    """``bench.asgi_floor`` (a uvicorn worker per core) on ``port``, once ready, for the ``with`` block."""
+def asgi_floor(
+    config_path: Path, port: int, request_log_dir: Path | None = None, timeout_s: float = 300.0
+) -> Iterator[str]:
+    """``bench.asgi_floor`` (a uvicorn worker per core) on ``port``, once ready, for the ``with`` block;
+    with ``request_log_dir`` its workers write the request log there, as the Serve app's replicas do."""
     command = [sys.executable, "-m", "bench.asgi_floor", "--config", str(config_path), "--port", str(port)]
+    if request_log_dir is not None:
+        command += ["--request-log-dir", str(request_log_dir)]
     process = subprocess.Popen(command, cwd=REPO, start_new_session=True)  # its workers in its group
     url = f"http://127.0.0.1:{port}"
     try:
@@ -479,6 +512,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--no-admission", action="store_true", help="Serve's proxy on the port itself, no admission front"
     )
+    add_set_option(parser)
+    parser.add_argument(
+        "--no-other-topology",
+        action="store_true",
+        help="deploy and measure only the configured topology (and the no-op): fewer replicas beside it",
+    )
     args = parser.parse_args(argv)
     os.environ.pop("SERENDIPITY_BENCH_NO_TOKEN", None)
     args.out = args.out or (AUTOSCALE_RESULTS_PATH if args.autoscale else RESULTS_PATH)
@@ -489,29 +528,27 @@ def main(argv: list[str] | None = None) -> None:
 def run(args: argparse.Namespace, argv: list[str], stack: ExitStack) -> None:
     from serendipity.config import load_config
 
-    config_path = args.config.resolve()
     load_average_before = [round(value, 2) for value in os.getloadavg()]
     scratch = Path(stack.enter_context(tempfile.TemporaryDirectory()))
+    config_path = config_with_sets(args.config.resolve(), args.set, scratch)
     bodies_path = scratch / "bodies.json"
     bodies_path.write_text(json.dumps(request_bodies(config_path, args.k)))
     if args.serve_haproxy:
         os.environ.update(serve_haproxy_env(scratch))
     floor: list[LoadRun] = []
     if not args.no_floor:
-        with asgi_floor(config_path, free_port()) as floor_url:
+        with asgi_floor(config_path, free_port(), request_log_dir=scratch) as floor_url:
             run_load(f"{floor_url}/recommend", bodies_path, rate=10, duration=2)  # warm-up, not recorded
             floor_target = {"floor": f"{floor_url}/recommend"}
             floor = sweep(floor_target, bodies_path, args.rates, args.duration)["floor"]
     topology = load_config(config_path).serving.topology
-    other_topology = "colocated" if topology == "split" else "split"
+    other_topology = None if args.no_other_topology else "colocated" if topology == "split" else "split"
     port = free_port()
     deploy(config_path, port, not args.no_admission, stack, other_topology)
     base = f"http://127.0.0.1:{port}"
-    targets = {
-        "noop": f"{base}/noop/recommend",
-        topology: f"{base}/recommend",
-        other_topology: f"{base}/other/recommend",
-    }
+    targets = {"noop": f"{base}/noop/recommend", topology: f"{base}/recommend"}
+    if other_topology is not None:
+        targets[other_topology] = f"{base}/other/recommend"
     for url in targets.values():
         run_load(url, bodies_path, rate=10, duration=2)  # warm-up, not recorded
     runs = sweep(targets, bodies_path, args.rates, args.duration)
@@ -543,13 +580,15 @@ def run(args: argparse.Namespace, argv: list[str], stack: ExitStack) -> None:
         topology=topology,
         capacity_ratio=_ratio(capacity, floor_capacity),
         floor={
-            "server": "bench.asgi_floor: uvicorn, one worker per core, no Serve, no admission front",
+            "server": "bench.asgi_floor: uvicorn, one worker per core, the request log, no Serve, no front",
             "workers": os.cpu_count(),
             "capacity_rps": floor_capacity,
             "runs": [run.to_json() for run in floor],
         },
         noop={"capacity_rps": capacity_of(runs["noop"]), "runs": [run.to_json() for run in runs["noop"]]},
-        other_topology={
+        other_topology=None
+        if other_topology is None
+        else {
             "topology": other_topology,
             "capacity_rps": capacity_of(runs[other_topology]),
             "capacity_ratio": _ratio(capacity_of(runs[other_topology]), floor_capacity),
@@ -557,10 +596,10 @@ def run(args: argparse.Namespace, argv: list[str], stack: ExitStack) -> None:
         },
     )
     results.write(args.out)
+    other = f", {other_topology} {capacity_of(runs[other_topology])}" if other_topology else ""
     print(
         f"capacity (p99 <= {CAPACITY_P99_MS:.0f} ms, no errors): floor {floor_capacity}, {topology} "
-        f"{capacity}, {other_topology} {capacity_of(runs[other_topology])}, "
-        f"no-op {capacity_of(runs['noop'])} req/s"
+        f"{capacity}{other}, no-op {capacity_of(runs['noop'])} req/s"
     )
     print(f"wrote {args.out}")
 

@@ -22,14 +22,22 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from contextlib import ExitStack
+from contextlib import ExitStack, suppress
 from pathlib import Path
 from typing import Any
 
 import psutil
 
 from bench.load_figures import LoadRun
-from bench.serve_load import deploy, load_command, request_bodies, run_load
+from bench.serve_load import (
+    add_set_option,
+    config_with_sets,
+    deploy,
+    load_command,
+    request_bodies,
+    run_load,
+    serve_haproxy_env,
+)
 from devtools import REPO
 from devtools.services import free_port
 from serendipity.config import load_config, save_config, with_overrides
@@ -61,12 +69,14 @@ CATEGORIES = [
 
 
 def find_processes() -> dict[str, psutil.Process]:
+    """The Serve processes by role; a role with several replicas: ``role``, ``role_2``, ..."""
     found: dict[str, psutil.Process] = {}
     for process in psutil.process_iter(["cmdline"]):
         title = " ".join(process.info["cmdline"] or [])
         for role, prefix in ROLES.items():
             if title.startswith(prefix):
-                found[role] = process
+                count = sum(1 for name in found if name == role or name.startswith(f"{role}_"))
+                found[role if count == 0 else f"{role}_{count + 1}"] = process
     return found
 
 
@@ -79,6 +89,29 @@ def cpu_snapshot() -> dict[int, tuple[str, float]]:
         title = " ".join(process.info["cmdline"] or []) or process.info["name"] or "?"
         snapshot[process.pid] = (title[:70], times.user + times.system)
     return snapshot
+
+
+def thread_cpu(process: psutil.Process) -> dict[int, tuple[str, float]]:
+    """CPU seconds of each thread of ``process`` so far, with the thread's name (``/proc/.../comm``)."""
+    threads = {}
+    with suppress(psutil.Error):
+        for thread in process.threads():
+            try:
+                name = Path(f"/proc/{process.pid}/task/{thread.id}/comm").read_text().strip()
+            except OSError:
+                name = "?"
+            threads[thread.id] = (name, thread.user_time + thread.system_time)
+    return threads
+
+
+def cpu_by_thread_name(
+    before: dict[int, tuple[str, float]], after: dict[int, tuple[str, float]]
+) -> dict[str, float]:
+    """CPU seconds between two ``thread_cpu`` snapshots, summed by thread name, largest first."""
+    used: Counter[str] = Counter()
+    for tid, (name, seconds) in after.items():
+        used[name] += seconds - before.get(tid, (name, 0.0))[1]
+    return {name: round(seconds, 2) for name, seconds in used.most_common() if seconds >= 0.02}
 
 
 def cpu_deltas(before: dict[int, tuple[str, float]], after: dict[int, tuple[str, float]]) -> dict[str, float]:
@@ -133,6 +166,7 @@ def profile_rate(url: str, bodies: Path, rate: float, duration: float, scratch: 
     time.sleep(2.0)
     window = max(1, int(duration - 4))
     before = cpu_snapshot()
+    threads_before = {role: thread_cpu(process) for role, process in processes.items()}
     spies = {
         role: subprocess.Popen(
             [str(PY_SPY), "record", "--format", "raw", "--nonblocking", "--rate", "50", "-d", str(window)]
@@ -145,6 +179,7 @@ def profile_rate(url: str, bodies: Path, rate: float, duration: float, scratch: 
     for spy in spies.values():
         spy.wait()
     after = cpu_snapshot()
+    threads = {role: cpu_by_thread_name(threads_before[role], thread_cpu(p)) for role, p in processes.items()}
     result = LoadRun.from_line(load.communicate()[0].strip().splitlines()[-1])
     answered_in_window = max(1.0, result.throughput_rps * window)
     cpu = cpu_deltas(before, after)
@@ -158,6 +193,7 @@ def profile_rate(url: str, bodies: Path, rate: float, duration: float, scratch: 
         "cpu_ms_per_answered_request": {
             role: round(1000 * seconds / answered_in_window, 2) for role, seconds in own.items()
         },
+        "cpu_s_by_thread": threads,
         "profiles": {role: summarize(parse_raw(scratch / f"{role}.txt")) for role in processes},
     }
 
@@ -171,12 +207,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=OUT_DIR)
     parser.add_argument("--no-admission", action="store_true", help="profile Serve without the front")
     parser.add_argument("--topology", choices=["split", "colocated"], help="default: the config's")
+    parser.add_argument(
+        "--serve-haproxy", action="store_true", help="Serve's HAProxy, direct ingress (bench.serve_load)"
+    )
+    add_set_option(parser)
     args = parser.parse_args(argv)
     port = free_port()
     url = f"http://127.0.0.1:{port}/recommend"
     args.out.mkdir(parents=True, exist_ok=True)
     with ExitStack() as stack, tempfile.TemporaryDirectory() as scratch:
-        config_path = args.config.resolve()
+        config_path = config_with_sets(args.config.resolve(), args.set, Path(scratch))
+        if args.serve_haproxy:
+            os.environ.update(serve_haproxy_env(Path(scratch)))
         if args.topology is not None:
             config = with_overrides(load_config(config_path), {"serving.topology": args.topology})
             config_path = save_config(config, Path(scratch) / "profiled.yaml")
@@ -197,6 +239,7 @@ def main(argv: list[str] | None = None) -> None:
             print(f"wrote {path}: {load} cpu/request {report['cpu_ms_per_answered_request']}")
             for role, summary in report["profiles"].items():
                 print(role, summary["samples"], json.dumps(summary["categories"]))
+                print(f"{role} CPU s by thread: {json.dumps(report['cpu_s_by_thread'][role])}")
 
 
 if __name__ == "__main__":
