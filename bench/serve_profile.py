@@ -22,7 +22,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from contextlib import ExitStack, suppress
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +40,6 @@ from bench.serve_load import (
 )
 from devtools import REPO
 from devtools.services import free_port
-from serendipity.config import load_config, save_config, with_overrides
 
 OUT_DIR = Path(__file__).resolve().parent / "results" / "serve_profile"
 PY_SPY = Path(sys.executable).parent / "py-spy"
@@ -89,29 +88,6 @@ def cpu_snapshot() -> dict[int, tuple[str, float]]:
         title = " ".join(process.info["cmdline"] or []) or process.info["name"] or "?"
         snapshot[process.pid] = (title[:70], times.user + times.system)
     return snapshot
-
-
-def thread_cpu(process: psutil.Process) -> dict[int, tuple[str, float]]:
-    """CPU seconds of each thread of ``process`` so far, with the thread's name (``/proc/.../comm``)."""
-    threads = {}
-    with suppress(psutil.Error):
-        for thread in process.threads():
-            try:
-                name = Path(f"/proc/{process.pid}/task/{thread.id}/comm").read_text().strip()
-            except OSError:
-                name = "?"
-            threads[thread.id] = (name, thread.user_time + thread.system_time)
-    return threads
-
-
-def cpu_by_thread_name(
-    before: dict[int, tuple[str, float]], after: dict[int, tuple[str, float]]
-) -> dict[str, float]:
-    """CPU seconds between two ``thread_cpu`` snapshots, summed by thread name, largest first."""
-    used: Counter[str] = Counter()
-    for tid, (name, seconds) in after.items():
-        used[name] += seconds - before.get(tid, (name, 0.0))[1]
-    return {name: round(seconds, 2) for name, seconds in used.most_common() if seconds >= 0.02}
 
 
 def cpu_deltas(before: dict[int, tuple[str, float]], after: dict[int, tuple[str, float]]) -> dict[str, float]:
@@ -166,7 +142,6 @@ def profile_rate(url: str, bodies: Path, rate: float, duration: float, scratch: 
     time.sleep(2.0)
     window = max(1, int(duration - 4))
     before = cpu_snapshot()
-    threads_before = {role: thread_cpu(process) for role, process in processes.items()}
     spies = {
         role: subprocess.Popen(
             [str(PY_SPY), "record", "--format", "raw", "--nonblocking", "--rate", "50", "-d", str(window)]
@@ -179,7 +154,6 @@ def profile_rate(url: str, bodies: Path, rate: float, duration: float, scratch: 
     for spy in spies.values():
         spy.wait()
     after = cpu_snapshot()
-    threads = {role: cpu_by_thread_name(threads_before[role], thread_cpu(p)) for role, p in processes.items()}
     result = LoadRun.from_line(load.communicate()[0].strip().splitlines()[-1])
     answered_in_window = max(1.0, result.throughput_rps * window)
     cpu = cpu_deltas(before, after)
@@ -193,7 +167,6 @@ def profile_rate(url: str, bodies: Path, rate: float, duration: float, scratch: 
         "cpu_ms_per_answered_request": {
             role: round(1000 * seconds / answered_in_window, 2) for role, seconds in own.items()
         },
-        "cpu_s_by_thread": threads,
         "profiles": {role: summarize(parse_raw(scratch / f"{role}.txt")) for role in processes},
     }
 
@@ -216,12 +189,10 @@ def main(argv: list[str] | None = None) -> None:
     url = f"http://127.0.0.1:{port}/recommend"
     args.out.mkdir(parents=True, exist_ok=True)
     with ExitStack() as stack, tempfile.TemporaryDirectory() as scratch:
-        config_path = config_with_sets(args.config.resolve(), args.set, Path(scratch))
+        sets = [*args.set, *([f"serving.topology={args.topology}"] if args.topology else [])]
+        config_path = config_with_sets(args.config.resolve(), sets, Path(scratch))
         if args.serve_haproxy:
             os.environ.update(serve_haproxy_env(Path(scratch)))
-        if args.topology is not None:
-            config = with_overrides(load_config(config_path), {"serving.topology": args.topology})
-            config_path = save_config(config, Path(scratch) / "profiled.yaml")
         deploy(config_path, port, not args.no_admission, stack)
         bodies = Path(scratch) / "bodies.json"
         bodies.write_text(json.dumps(request_bodies(config_path, 10)))
@@ -239,7 +210,6 @@ def main(argv: list[str] | None = None) -> None:
             print(f"wrote {path}: {load} cpu/request {report['cpu_ms_per_answered_request']}")
             for role, summary in report["profiles"].items():
                 print(role, summary["samples"], json.dumps(summary["categories"]))
-                print(f"{role} CPU s by thread: {json.dumps(report['cpu_s_by_thread'][role])}")
 
 
 if __name__ == "__main__":
