@@ -163,17 +163,20 @@ def spark_applications(spark: SparkCluster) -> list[str]:
         return [app["name"] for app in json.load(answer).get("completedapps", [])]
 
 
-def feast_apply_and_materialize(
-    head: RayHead, spark: SparkCluster, config_path: Path, feature_store_yaml: Path
-) -> None:
-    """`feast apply` of features/ with Spark sources, then materialisation by Feast's Spark engine on the
-    standalone cluster (the yaml's batch_engine), its executors writing to Redis."""
+def feast_apply(head: RayHead, spark: SparkCluster, feature_store_yaml: Path) -> None:
+    """`feast apply` of features/ with Spark sources (Feast reads each source's schema with Spark)."""
     env = {**head.env, **spark.env, **OFFLINE_STORE_ENV}
     with timed("feast apply"):
         run(
             [str(VENV_BIN / "feast"), "-c", str(REPO / "features"), "-f", str(feature_store_yaml), "apply"],
             env,
         )
+
+
+def feast_materialize(head: RayHead, spark: SparkCluster, config_path: Path) -> None:
+    """Materialisation by Feast's Spark engine on the standalone cluster (the yaml's batch_engine), its
+    executors writing to Redis."""
+    env = {**head.env, **spark.env, **OFFLINE_STORE_ENV}
     end = (datetime.now(UTC) + timedelta(minutes=1)).isoformat()
     with timed("serendipity features materialize"):
         run(
@@ -229,28 +232,26 @@ def timed(step: str) -> Iterator[None]:
 @dataclass(frozen=True)
 class SparkSide:
     spark: SparkCluster
-    feature_store_yaml: Path
-    submitted: subprocess.Popen  # spark-submit of user_history
-    log_path: Path
+    submitted_apps: list[str]  # the applications the master had run when spark-submit ended
 
 
-def start_spark_side(
-    stack: ExitStack, mined: PipelineConfig, directory: Path, redis_connection: str, config_path: Path
+def spark_side(
+    stack: ExitStack, directory: Path, feature_store_yaml: Path, redis_connection: str, config_path: Path
 ) -> SparkSide:
-    """The standalone cluster, the private config naming its master, then spark-submit of user_history in
-    the background; the processes are ended by ``stack``."""
+    """The standalone cluster, the feature_store.yaml naming its master, then spark-submit of
+    user_history, waited for; the cluster is ended by ``stack``."""
     with timed("Spark standalone: a master and two workers"):
         spark = stack.enter_context(spark_standalone(directory / "spark"))
-    feast_dir = directory / "feast"
-    feast_dir.mkdir()
-    feature_store_yaml = spark_feature_store_yaml(
-        PROD_FEATURE_STORE, feast_dir, redis_connection, spark.master_url
+    written = spark_feature_store_yaml(
+        PROD_FEATURE_STORE, feature_store_yaml.parent, redis_connection, spark.master_url
     )
-    assert private_config(mined, directory, feature_store_yaml) == config_path
+    assert written == feature_store_yaml
     log_path = directory / "spark-submit.log"
-    submitted = start_spark_submit(spark, config_path, log_path)
-    stack.callback(stop_process_group, submitted)
-    return SparkSide(spark, feature_store_yaml, submitted, log_path)
+    with timed("spark-submit user_history"):
+        submitted = start_spark_submit(spark, config_path, log_path)
+        stack.callback(stop_process_group, submitted)
+        wait_for_spark_submit(submitted, log_path)
+    return SparkSide(spark, spark_applications(spark))
 
 
 def close_together(*stacks: ExitStack) -> None:
@@ -262,29 +263,29 @@ def close_together(*stacks: ExitStack) -> None:
 
 @pytest.fixture(scope="module")
 def deployed(mined: PipelineConfig, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
-    """Independent steps overlap, as a user with two clusters would run them: the Spark side starts while
-    the Ray cluster does; the retriever trains while Feast materialises (neither reads the other's output);
-    the work dir's one-writer lock still sees one writer at a time (spark-submit ends before the Ray jobs)."""
+    """Independent steps overlap, as a user with two clusters would run them: the Spark side (its cluster,
+    then spark-submit of user_history) runs while the Ray cluster starts and fine-tuning and inference
+    run (none reads another's output; every job holds the work dir shared, as jobs side by side may);
+    the retriever trains while Feast applies; the Serve app starts while Feast materialises (ready once
+    the store holds the features, which its store monitor sees)."""
     directory = tmp_path_factory.mktemp("production")
-    config_path = directory / "production-config.yaml"  # written by start_spark_side
-    spark_side, ray_side = ExitStack(), ExitStack()
-    with ExitStack() as running, ThreadPoolExecutor(max_workers=1) as background:
-        running.callback(close_together, ray_side, spark_side)
+    feast_dir = directory / "feast"
+    feast_dir.mkdir()
+    feature_store_yaml = feast_dir / "feature_store.yaml"  # written once the Spark master is up
+    config_path = private_config(mined, directory, feature_store_yaml)
+    config = load_config(config_path)
+    layout = WorkLayout.of(config)
+    spark_stack, ray_side = ExitStack(), ExitStack()
+    with ExitStack() as running, ThreadPoolExecutor(max_workers=2) as background:
+        running.callback(close_together, ray_side, spark_stack)
         redis_connection = running.enter_context(redis_server(directory))
         spark_starting = background.submit(
-            start_spark_side, spark_side, mined, directory, redis_connection, config_path
+            spark_side, spark_stack, directory, feature_store_yaml, redis_connection, config_path
         )
         env = {CONFIG_ENV: str(config_path), TOKEN_ENV: TOKEN}
-        with timed("ray start: a head and a worker node (the Spark side starting meanwhile)"):
+        with timed("ray start: a head and a worker node"):
             head = ray_side.enter_context(ray_head(num_cpus=1, extra_env=env, resources={"head": 1}))
             ray_side.enter_context(ray_worker_node(head, num_cpus=1, resources={"worker": 1}))
-        with timed("the Spark side, then spark-submit user_history, after ray start"):
-            side = spark_starting.result()
-            wait_for_spark_submit(side.submitted, side.log_path)
-        config = load_config(config_path)
-        layout = WorkLayout.of(config)
-        assert layout.user_history_path.exists() and layout.item_meta_path.exists()
-        submitted_apps = spark_applications(side.spark)
 
         job = ["--config", str(config_path)]
         spread = ["--num-workers", "2", "--placement", "STRICT_SPREAD"]
@@ -295,19 +296,24 @@ def deployed(mined: PipelineConfig, tmp_path_factory: pytest.TempPathFactory) ->
             )
             submitted_jobs[INFER] = submit_ray_job(head, ["python", "-m", INFER, *job])
         assert layout.serendipity_path.exists()
-        with timed("ray job submit train_retriever, feast apply + materialize (Spark engine) meanwhile"):
-            retriever = background.submit(
-                submit_ray_job, head, ["python", "-m", TRAIN_RETRIEVER, *job, "--epochs", "2"]
-            )
-            feast_apply_and_materialize(head, side.spark, config_path, side.feature_store_yaml)
+        retriever = background.submit(
+            submit_ray_job, head, ["python", "-m", TRAIN_RETRIEVER, *job, "--epochs", "2"]
+        )
+        with timed("the Spark side's spark-submit, after the Ray jobs"):
+            side = spark_starting.result()
+        assert layout.user_history_path.exists() and layout.item_meta_path.exists()
+        with timed("feast apply, ray job submit train_retriever meanwhile"):
+            feast_apply(head, side.spark, feature_store_yaml)
             submitted_jobs[TRAIN_RETRIEVER] = retriever.result()
         assert layout.retriever_dir.is_dir()
         recorded = background.submit(where_jobs_ran, head, submitted_jobs)
-        with timed("serve run until ready"):
+        materialized = background.submit(feast_materialize, head, side.spark, config_path)
+        with timed("serve run until ready, feast materialize (Spark engine) meanwhile"):
             url = serve_run(head, directory)
+            materialized.result()
         nodes, job_actors = recorded.result()
         spark_apps = spark_applications(side.spark)
-        yield Deployment(config, url, redis_connection, nodes, job_actors, submitted_apps, spark_apps)
+        yield Deployment(config, url, redis_connection, nodes, job_actors, side.submitted_apps, spark_apps)
 
 
 def nodes_of(deployed: Deployment, job: str, class_name: str) -> list[str]:
