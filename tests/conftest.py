@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from serendipity.config import PipelineConfig, load_config, save_config, with_overrides
 from spark_jobs import MINING_JOBS
+
+if TYPE_CHECKING:
+    from serendipity.mllm.results import FinetuneSummary
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATASETS = REPO_ROOT.parent / "shared" / "datasets"
@@ -162,3 +167,39 @@ def served(retrieval_chain: Path):
     with served_chain(retrieval_chain) as chain:
         yield chain
     serve.shutdown()
+
+
+@dataclass(frozen=True)
+class PublishedFinetune:
+    config: (
+        PipelineConfig  # 4 steps on two Ray Train workers, evaluated every 2, published whatever its figures
+    )
+    summary: FinetuneSummary  # what the run returned
+    published: (
+        Path  # a work dir holding copies of what the run left published: models/, finetune/summary.json
+    )
+
+
+@pytest.fixture(scope="session")
+def published_finetune(mined: PipelineConfig, ray_local, tmp_path_factory) -> PublishedFinetune:
+    """One fine-tuning run on the curated set in a work dir of its own, shared: test_finetune alone resumes
+    it there; test_infer infers with the copy of the model it published (resuming publishes anew)."""
+    import shutil
+
+    from finetune_helpers import isolated_finetune_config
+
+    from serendipity.config import GateConfig
+    from serendipity.layout import WorkLayout
+    from serendipity.mllm.finetune import run_finetune
+
+    directory = tmp_path_factory.mktemp("published_finetune")
+    # A quarter core each: the session's Serve app holds part of local Ray's 2 CPUs.
+    config = isolated_finetune_config(
+        mined, directory / "work", num_workers=2, cpus_per_worker=0.25, gate=GateConfig(rule="always")
+    )
+    summary = run_finetune(config)
+    layout, published = WorkLayout.of(config), WorkLayout(directory / "published")
+    shutil.copytree(layout.models_dir, published.models_dir, symlinks=True)
+    published.finetune_summary_path.parent.mkdir(parents=True)
+    shutil.copy2(layout.finetune_summary_path, published.finetune_summary_path)
+    return PublishedFinetune(config, summary, published.work_dir)

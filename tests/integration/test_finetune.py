@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from conftest import PublishedFinetune
 from finetune_helpers import isolated_finetune_config
 
 from serendipity.config import GateConfig, PipelineConfig
@@ -57,19 +58,17 @@ class Resumed:
 
 
 @pytest.fixture(scope="module")
-def resumed(mined: PipelineConfig, ray_local, tmp_path_factory: pytest.TempPathFactory) -> Resumed:
-    """A two-worker run of 4 steps, then the same run extended to 6 steps (resumed)."""
+def resumed(
+    published_finetune: PublishedFinetune, ray_local, tmp_path_factory: pytest.TempPathFactory
+) -> Resumed:
+    """The session's two-worker run of 4 steps (``published_finetune``), then the same run extended to
+    6 steps (resumed) in its work dir."""
     from serendipity.mllm.checkpoints import checkpoint_step, latest_checkpoint
     from serendipity.mllm.finetune import run_finetune
 
-    directory = tmp_path_factory.mktemp("resumed")
-    # A quarter core each: the session's Serve app holds part of local Ray's 2 CPUs.
-    config = _isolated(
-        mined, directory / "work", num_workers=2, cpus_per_worker=0.25, gate=GateConfig(rule="always")
-    )
+    config, first = published_finetune.config, published_finetune.summary
     layout = WorkLayout.of(config)
-    first = run_finetune(config)
-    summary_copy = directory / "first-summary.json"
+    summary_copy = tmp_path_factory.mktemp("resumed") / "first-summary.json"
     summary_copy.write_bytes(layout.finetune_summary_path.read_bytes())
     after_first = AfterFirstRun(
         latest=(layout.models_dir / "latest").read_text(),

@@ -1,4 +1,5 @@
-"""Ray Data batch inference on the real chain output (mined corpus + a briefly fine-tuned tiny model)."""
+"""Ray Data batch inference on the real chain output (mined corpus + a briefly fine-tuned tiny model,
+the session's shared fine-tuning run's)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import yaml
+from conftest import PublishedFinetune
 
 from serendipity.config import PipelineConfig
 from serendipity.inference import InferenceStore
@@ -43,23 +45,20 @@ def copy_flattened(source: Path, target: Path) -> None:
 
 
 @pytest.fixture(scope="session")
-def tuned(mined: PipelineConfig, ray_local) -> PipelineConfig:
-    """The chain output in a work dir of its own, with a tiny model fine-tuned for 2 steps and published."""
-    from serendipity.mllm.finetune import run_finetune
-
-    # A fixed place, so the modules importing this fixture share one fine-tuned model.
+def tuned(mined: PipelineConfig, published_finetune: PublishedFinetune, ray_local) -> PipelineConfig:
+    """The chain output in a work dir of its own, with the model the session's shared fine-tuning run
+    (4 steps on two Ray Train workers) published, and that run's summary (what inference serves)."""
+    # A fixed place, so the modules importing this fixture share one copy.
     work_dir = mined.work_dir.parent / "infer-tuned"
-    if not WorkLayout(work_dir).latest_model_pointer.is_file():
+    own, published = WorkLayout(work_dir), WorkLayout(published_finetune.published)
+    if not own.latest_model_pointer.is_file():
         for name in CHAIN_OUTPUTS:
             if (mined.work_dir / name).exists():
                 copy_flattened(mined.work_dir / name, work_dir / name)
-    from serendipity.config import GateConfig
-
-    always = GateConfig(rule="always")  # published whatever its recall: these tests infer with a model
-    mllm = mined.mllm.model_copy(update={"max_steps": 2, "eval_every": 2, "num_beams": 2, "gate": always})
-    config = mined.model_copy(update={"work_dir": work_dir, "mllm": mllm})
-    run_finetune(config)
-    return config
+        own.finetune_summary_path.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(published.finetune_summary_path, own.finetune_summary_path)
+        shutil.copytree(published.models_dir, own.models_dir, symlinks=True)
+    return mined.model_copy(update={"work_dir": work_dir, "mllm": published_finetune.config.mllm})
 
 
 def isolated_work(config: PipelineConfig, work_dir: Path, **inference: object) -> PipelineConfig:
