@@ -200,11 +200,16 @@ def deploy(
 
     serving = load_config(config_path).serving
     front = serving.admission.model_copy(update={"enabled": admission, "upstream_port": free_port()})
-    serving = serving.model_copy(update={"host": "127.0.0.1", "port": port, "admission": front})
-    use_throughput_env()
+    serve_haproxy = serving.serve_haproxy.model_copy(
+        update={"stats_port": free_port(), "metrics_port": free_port(), "fallback_port": free_port()}
+    )
+    serving = serving.model_copy(
+        update={"host": "127.0.0.1", "port": port, "admission": front, "serve_haproxy": serve_haproxy}
+    )
+    scratch = Path(stack.enter_context(tempfile.TemporaryDirectory()))
+    use_throughput_env(serving, scratch / "serve-haproxy")
     ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False)
     args = AppArgs(config_path=str(config_path), token_env="SERENDIPITY_BENCH_NO_TOKEN")
-    scratch = Path(stack.enter_context(tempfile.TemporaryDirectory()))
     extra_apps = {"noop": ("/noop", build_noop_app(args))}
     if other_topology is not None:
         extra_apps["other"] = ("/other", compose(args, topology=other_topology))
@@ -217,6 +222,14 @@ def deploy(
             front_config_path=scratch / "admission.cfg",
         )
     )
+
+
+SERVE_HAPROXY_SET = "serving.serve_haproxy.enabled=true"
+
+
+def sets_of(args: argparse.Namespace) -> list[str]:
+    """The ``--set`` overrides of a benchmark's arguments, ``--serve-haproxy`` among them."""
+    return [*args.set, *([SERVE_HAPROXY_SET] if args.serve_haproxy else [])]
 
 
 def config_with_sets(config_path: Path, sets: list[str], scratch: Path) -> Path:
@@ -498,11 +511,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--duration", type=float, default=8.0)
     parser.add_argument("--no-floor", action="store_true", help="leave out the ASGI floor")
     parser.add_argument("--no-overload", action="store_true", help="leave out the overload and recovery")
-    parser.add_argument(
-        "--serve-haproxy",
-        action="store_true",
-        help="Serve's own HAProxy and direct ingress (RAY_SERVE_ENABLE_HA_PROXY) instead of its Python proxy",
-    )
+    parser.add_argument("--serve-haproxy", action="store_true", help=f"short for --set {SERVE_HAPROXY_SET}")
     parser.add_argument("--k", type=int, default=10)
     parser.add_argument(
         "--out", type=Path, default=None, help="default: serve_load.json or serve_autoscale.json"
@@ -530,18 +539,17 @@ def run(args: argparse.Namespace, argv: list[str], stack: ExitStack) -> None:
 
     load_average_before = [round(value, 2) for value in os.getloadavg()]
     scratch = Path(stack.enter_context(tempfile.TemporaryDirectory()))
-    config_path = config_with_sets(args.config.resolve(), args.set, scratch)
+    config_path = config_with_sets(args.config.resolve(), sets_of(args), scratch)
     bodies_path = scratch / "bodies.json"
     bodies_path.write_text(json.dumps(request_bodies(config_path, args.k)))
-    if args.serve_haproxy:
-        os.environ.update(serve_haproxy_env(scratch))
     floor: list[LoadRun] = []
     if not args.no_floor:
         with asgi_floor(config_path, free_port(), request_log_dir=scratch) as floor_url:
             run_load(f"{floor_url}/recommend", bodies_path, rate=10, duration=2)  # warm-up, not recorded
             floor_target = {"floor": f"{floor_url}/recommend"}
             floor = sweep(floor_target, bodies_path, args.rates, args.duration)["floor"]
-    topology = load_config(config_path).serving.topology
+    serving = load_config(config_path).serving
+    topology = serving.topology
     other_topology = None if args.no_other_topology else "colocated" if topology == "split" else "split"
     port = free_port()
     deploy(config_path, port, not args.no_admission, stack, other_topology)
@@ -565,7 +573,7 @@ def run(args: argparse.Namespace, argv: list[str], stack: ExitStack) -> None:
     results = ServeLoadResult(
         command=" ".join(["python", "-m", "bench.serve_load", *argv]),
         front="Serve's proxy only" if args.no_admission else "admission front (HAProxy) -> Serve's proxy",
-        serve_proxy="HAProxy, direct ingress" if args.serve_haproxy else "Serve's Python proxy",
+        serve_proxy="HAProxy, direct ingress" if serving.serve_haproxy.enabled else "Serve's Python proxy",
         duration_s=args.duration,
         k=args.k,
         cpus=os.cpu_count(),
@@ -602,23 +610,6 @@ def run(args: argparse.Namespace, argv: list[str], stack: ExitStack) -> None:
         f"{capacity}{other}, no-op {capacity_of(runs['noop'])} req/s"
     )
     print(f"wrote {args.out}")
-
-
-def serve_haproxy_env(scratch: Path) -> dict[str, str]:
-    """Ray 2.60's HAProxy in place of Serve's Python proxy, forwarding straight to the ingress replicas'
-    own HTTP ports (direct ingress), its files under ``scratch`` and its stats and metrics on free ports
-    (set before ``ray.init``: the controller reads them). Ray binds those replica ports to every interface
-    in this mode (it ignores RAY_SERVE_DEFAULT_HTTP_HOST): only a network policy keeps them in the pod."""
-    return {
-        "RAY_SERVE_ENABLE_HA_PROXY": "1",
-        "RAY_SERVE_HAPROXY_CONFIG_FILE_LOC": str(scratch / "serve-haproxy.cfg"),
-        "RAY_SERVE_HAPROXY_SOCKET_PATH": str(scratch / "serve-haproxy.sock"),
-        "RAY_SERVE_HAPROXY_SERVER_STATE_BASE": str(scratch),
-        "RAY_SERVE_HAPROXY_SERVER_STATE_FILE": str(scratch / "serve-haproxy.state"),
-        "RAY_SERVE_HAPROXY_STATS_PORT": str(free_port()),
-        "RAY_SERVE_HAPROXY_METRICS_PORT": str(free_port()),
-        "RAY_SERVE_HAPROXY_NBTHREAD": "1",
-    }
 
 
 def _ratio(value: float | None, floor: float | None) -> float | None:

@@ -1,12 +1,13 @@
 """Where one /recommend request's time goes: CPU per process and py-spy samples under a steady load.
 
     python -m bench.serve_profile --config configs/demo.yaml --rates 100 300 [--duration 12]
-        [--topology split|colocated] [--label L_]
+        [--topology split|colocated] [--label L_] [--set KEY=VALUE ...] [--serve-haproxy] [--floor]
 
 Deploys the app like bench.serve_load (in ``--topology``, default the config's ``serving.topology``),
 then at each rate runs the open-loop load generator and, from 2 s in, samples the Serve proxy, the
 ingress replica and the recommender replica (or the colocated replica holding both) with
 ``py-spy record --format raw --nonblocking`` while it measures every process's CPU seconds.
+``--floor`` profiles the bare-ASGI floor's uvicorn workers (``bench.asgi_floor``) the same way.
 Writes bench/results/serve_profile/<rate>.json: CPU seconds per process (and per answered request),
 and per profiled process the share of its samples in the top frames (inclusive and self) and in
 coarse categories (HTTP parsing, routing, FastAPI/pydantic, Feast read, faiss, torch, JSON, logging).
@@ -30,13 +31,15 @@ import psutil
 
 from bench.load_figures import LoadRun
 from bench.serve_load import (
+    SERVE_HAPROXY_SET,
     add_set_option,
+    asgi_floor,
     config_with_sets,
     deploy,
     load_command,
     request_bodies,
     run_load,
-    serve_haproxy_env,
+    sets_of,
 )
 from devtools import REPO
 from devtools.services import free_port
@@ -77,6 +80,18 @@ def find_processes() -> dict[str, psutil.Process]:
                 count = sum(1 for name in found if name == role or name.startswith(f"{role}_"))
                 found[role if count == 0 else f"{role}_{count + 1}"] = process
     return found
+
+
+def floor_workers() -> dict[str, psutil.Process]:
+    """The uvicorn workers of ``bench.asgi_floor`` (the children of its supervisor), as ``floor``, ..."""
+    (supervisor,) = [
+        process
+        for process in psutil.process_iter(["cmdline"])
+        if "bench.asgi_floor" in (process.info["cmdline"] or [])
+    ]
+    children = supervisor.children()
+    workers = [child for child in children if "resource_tracker" not in " ".join(child.cmdline())]
+    return {"floor" if i == 0 else f"floor_{i + 1}": worker for i, worker in enumerate(workers)}
 
 
 def cpu_snapshot() -> dict[int, tuple[str, float]]:
@@ -135,8 +150,16 @@ def _file_of(frame: str) -> str:
     return "(" + inside.rsplit(":", 1)[0] + ")"
 
 
-def profile_rate(url: str, bodies: Path, rate: float, duration: float, scratch: Path) -> dict[str, Any]:
-    processes = find_processes()
+def profile_rate(
+    url: str,
+    bodies: Path,
+    rate: float,
+    duration: float,
+    scratch: Path,
+    floor: bool = False,
+    native: bool = False,
+) -> dict[str, Any]:
+    processes = floor_workers() if floor else find_processes()
     command = load_command(url, bodies, rate, duration)
     load = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, text=True)
     time.sleep(2.0)
@@ -144,7 +167,8 @@ def profile_rate(url: str, bodies: Path, rate: float, duration: float, scratch: 
     before = cpu_snapshot()
     spies = {
         role: subprocess.Popen(
-            [str(PY_SPY), "record", "--format", "raw", "--nonblocking", "--rate", "50", "-d", str(window)]
+            [str(PY_SPY), "record", "--format", "raw", "--native" if native else "--nonblocking"]
+            + ["--rate", "50", "-d", str(window)]
             + ["--pid", str(process.pid), "-o", str(scratch / f"{role}.txt")],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -180,8 +204,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=OUT_DIR)
     parser.add_argument("--no-admission", action="store_true", help="profile Serve without the front")
     parser.add_argument("--topology", choices=["split", "colocated"], help="default: the config's")
+    parser.add_argument("--serve-haproxy", action="store_true", help=f"short for --set {SERVE_HAPROXY_SET}")
     parser.add_argument(
-        "--serve-haproxy", action="store_true", help="Serve's HAProxy, direct ingress (bench.serve_load)"
+        "--floor", action="store_true", help="profile the bare-ASGI floor's workers instead of Serve"
+    )
+    parser.add_argument(
+        "--native",
+        action="store_true",
+        help="py-spy --native: C frames too (it pauses the process per sample: slower answers)",
     )
     add_set_option(parser)
     args = parser.parse_args(argv)
@@ -189,17 +219,20 @@ def main(argv: list[str] | None = None) -> None:
     url = f"http://127.0.0.1:{port}/recommend"
     args.out.mkdir(parents=True, exist_ok=True)
     with ExitStack() as stack, tempfile.TemporaryDirectory() as scratch:
-        sets = [*args.set, *([f"serving.topology={args.topology}"] if args.topology else [])]
+        sets = [*sets_of(args), *([f"serving.topology={args.topology}"] if args.topology else [])]
         config_path = config_with_sets(args.config.resolve(), sets, Path(scratch))
-        if args.serve_haproxy:
-            os.environ.update(serve_haproxy_env(Path(scratch)))
-        deploy(config_path, port, not args.no_admission, stack)
+        if args.floor:
+            stack.enter_context(asgi_floor(config_path, port, request_log_dir=Path(scratch)))
+        else:
+            deploy(config_path, port, not args.no_admission, stack)
         bodies = Path(scratch) / "bodies.json"
         bodies.write_text(json.dumps(request_bodies(config_path, 10)))
         run_load(url, bodies, rate=10, duration=1)
         for rate in args.rates:
             loadavg = [round(value, 2) for value in os.getloadavg()]
-            report = profile_rate(url, bodies, rate, args.duration, Path(scratch))
+            report = profile_rate(
+                url, bodies, rate, args.duration, Path(scratch), floor=args.floor, native=args.native
+            )
             report["load_average_before"] = loadavg
             report["under_load"] = loadavg[0] > 1.0
             report["command"] = " ".join(["python", "-m", "bench.serve_profile", *(argv or sys.argv[1:])])

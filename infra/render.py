@@ -14,7 +14,7 @@ from typing import NamedTuple
 
 from serendipity.app.stages import spark_job_names
 from serendipity.config import ServingConfig, load_config
-from serving.settings import THROUGHPUT_ENV
+from serving.settings import ray_serving_env
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SERVE_CONFIG = REPO_ROOT / "serving" / "config.yaml"
@@ -167,7 +167,8 @@ def render_rayservice() -> str:
     low, high = worker_pods(serving)
     body = body.replace("@worker_min_replicas@", str(low)).replace("@worker_max_replicas@", str(high))
     body = _expand_marker(body, SERVE_CONFIG_MARKER, serve_config)
-    throughput_env = "".join(f'- {{name: {key}, value: "{val}"}}\n' for key, val in THROUGHPUT_ENV.items())
+    ray_env = ray_serving_env(serving)  # Ray's pods: Serve's settings, and its HAProxy when enabled
+    throughput_env = "".join(f'- {{name: {key}, value: "{val}"}}\n' for key, val in ray_env.items())
     body = _expand_marker(body, THROUGHPUT_ENV_MARKER, throughput_env)
     return _header(RAYSERVICE_TEMPLATE) + body
 

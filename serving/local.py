@@ -7,12 +7,14 @@ own, records the endpoint in ``WORK_DIR/serve/endpoint.json`` and waits until ``
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -25,6 +27,7 @@ from serendipity.io import write_json_atomic
 from serendipity.layout import WorkLayout
 
 SERVE_DIR = "serve"
+SOCKET_PATH_ROOM = 97 - len("/" + "0" * 56 + "/metrics.sock")  # HAProxy's longest socket path
 
 
 @dataclass(frozen=True)
@@ -68,6 +71,20 @@ def read_endpoint(config: PipelineConfig) -> Endpoint | None:
     return endpoint
 
 
+def serve_haproxy_dir(config: PipelineConfig) -> Path:
+    """Where Serve's HAProxy (``serving.serve_haproxy``) keeps its files: a short folder of the system's
+    temporary directory named after the work dir. Ray puts HAProxy's admin socket in a folder named after
+    the node (56 characters) below it, and HAProxy takes socket paths of at most 97 bytes."""
+    work_dir = str(WorkLayout.of(config).work_dir.resolve()).encode()
+    folder = Path(tempfile.gettempdir()) / f"srd-haproxy-{hashlib.sha1(work_dir).hexdigest()[:8]}"
+    if len(str(folder)) > SOCKET_PATH_ROOM:
+        raise RuntimeError(
+            f"serving.serve_haproxy needs a short temporary directory: {folder} leaves HAProxy's admin "
+            f"socket path over 97 bytes; set TMPDIR to a folder of at most {SOCKET_PATH_ROOM - 21} characters"
+        )
+    return folder
+
+
 def run_foreground(config_path: Path) -> None:
     """Local Ray and the app on ``serving.host:serving.port`` (``serving.assembly.served_app``: the
     admission front, Serve behind it on loopback; Serve itself there when the front is off); blocks
@@ -81,9 +98,10 @@ def run_foreground(config_path: Path) -> None:
     from serving.guard import require_token_off_loopback
     from serving.settings import TOKEN_ENV, use_throughput_env
 
-    serving = load_config(config_path).serving
+    config = load_config(config_path)
+    serving = config.serving
     require_token_off_loopback(serving.host, os.environ.get(TOKEN_ENV), TOKEN_ENV)
-    use_throughput_env()
+    use_throughput_env(serving, serve_haproxy_dir(config))
     ray.init(include_dashboard=False, configure_logging=False)
     with served_app(config_path) as running:
         if running.front is None:
@@ -168,6 +186,17 @@ def _end_group(pid: int, grace_s: float = 30.0) -> None:
         os.killpg(pid, signal.SIGKILL)
 
 
+def _end_orphans(marker: str) -> None:
+    """Stop the processes whose command line names ``marker``: Serve's HAProxy, which its manager actor
+    started in a session of its own, outlives a Ray that was ended by a signal (it holds Serve's port)."""
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        pid = int(cmdline.parent.name)
+        with suppress(OSError):
+            if pid != os.getpid() and marker in cmdline.read_bytes().decode(errors="replace"):
+                with suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGTERM)
+
+
 def stop(config: PipelineConfig, grace_s: float = 60.0) -> Endpoint | None:
     """End the detached app of ``config`` (its whole process group); the endpoint it had, if any."""
     endpoint = read_endpoint(config)
@@ -176,9 +205,14 @@ def stop(config: PipelineConfig, grace_s: float = 60.0) -> Endpoint | None:
         # Ray's proxy runs in a worker process outside the group; it exits once its raylet is gone.
         deadline = time.monotonic() + grace_s
         serving = config.serving
+        orphans = str(serve_haproxy_dir(config)) if serving.serve_haproxy.enabled else None
         while time.monotonic() < deadline and (
             _port_in_use(serving.host, serving.port) or _port_in_use("127.0.0.1", serving.serve_port)
         ):
+            if orphans:
+                _end_orphans(orphans)
             time.sleep(0.5)
+        if orphans:
+            _end_orphans(orphans)  # one its manager restarted while it was stopping
     endpoint_file(config).unlink(missing_ok=True)
     return endpoint

@@ -12,6 +12,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from serendipity.config import ServingConfig
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 CONFIG_ENV = "SERENDIPITY_CONFIG"
 TOKEN_ENV = "SERENDIPITY_API_TOKEN"
@@ -37,9 +39,43 @@ THROUGHPUT_ENV = {
 SERVE_LOGGING = {"encoding": "JSON", "enable_access_log": False}
 
 
-def use_throughput_env() -> None:
-    """``THROUGHPUT_ENV`` in this process's environment (values already set win), before Ray starts."""
-    for name, value in THROUGHPUT_ENV.items():
+def serve_haproxy_env(serving: ServingConfig, state_dir: Path | None = None) -> dict[str, str]:
+    """Ray's environment for ``serving.serve_haproxy``: nothing when it is off (Serve's Python proxy);
+    else Serve's HAProxy with its ports, one thread, the replicas' drain, and its files under
+    ``state_dir`` (None: Ray's defaults under /tmp/haproxy-serve, one Serve per machine)."""
+    options = serving.serve_haproxy
+    if not options.enabled:
+        return {}
+    env = {
+        "RAY_SERVE_ENABLE_HA_PROXY": "1",
+        "RAY_SERVE_HAPROXY_STATS_PORT": str(options.stats_port),
+        "RAY_SERVE_HAPROXY_METRICS_PORT": str(options.metrics_port),
+        "RAY_SERVE_FALLBACK_PROXY_HTTP_PORT": str(options.fallback_port),
+        "RAY_SERVE_HAPROXY_NBTHREAD": str(options.threads),
+        "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S": str(options.drain_s),
+    }
+    if state_dir is not None:
+        env |= {
+            "RAY_SERVE_HAPROXY_CONFIG_FILE_LOC": str(state_dir / "haproxy.cfg"),
+            "RAY_SERVE_HAPROXY_SOCKET_PATH": str(state_dir / "admin.sock"),
+            "RAY_SERVE_HAPROXY_METRICS_SOCKET_PATH": str(state_dir / "metrics.sock"),
+            "RAY_SERVE_HAPROXY_SERVER_STATE_BASE": str(state_dir),
+            "RAY_SERVE_HAPROXY_SERVER_STATE_FILE": str(state_dir / "server-state"),
+        }
+    return env
+
+
+def ray_serving_env(serving: ServingConfig | None = None, state_dir: Path | None = None) -> dict[str, str]:
+    """What Ray's processes need in their environment to serve ``serving``: ``THROUGHPUT_ENV`` and
+    ``serve_haproxy_env``."""
+    return THROUGHPUT_ENV | (serve_haproxy_env(serving, state_dir) if serving is not None else {})
+
+
+def use_throughput_env(serving: ServingConfig | None = None, state_dir: Path | None = None) -> None:
+    """``ray_serving_env`` in this process's environment (values already set win), before Ray starts."""
+    if state_dir is not None and serving is not None and serving.serve_haproxy.enabled:
+        state_dir.mkdir(parents=True, exist_ok=True)
+    for name, value in ray_serving_env(serving, state_dir).items():
         os.environ.setdefault(name, value)
 
 

@@ -23,7 +23,13 @@ from serendipity.config.pipeline import (
 )
 from serendipity.config.ray import RayConfig
 from serendipity.config.retrieval import RetrievalConfig
-from serendipity.config.serving import HOST, AdmissionConfig, AutoscalingConfig, ServingConfig
+from serendipity.config.serving import (
+    HOST,
+    AdmissionConfig,
+    AutoscalingConfig,
+    ServeHAProxyConfig,
+    ServingConfig,
+)
 from serendipity.config.spark import SparkConfig
 from serendipity.config.tree import TreeBuildConfig
 from serendipity.config.world import WorldConfig
@@ -46,6 +52,7 @@ __all__ = [
     "PriorConfig",
     "RayConfig",
     "RetrievalConfig",
+    "ServeHAProxyConfig",
     "ServingConfig",
     "SparkConfig",
     "TreeBuildConfig",

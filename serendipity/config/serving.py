@@ -94,6 +94,25 @@ class AutoscalingConfig(Section):
         }
 
 
+class ServeHAProxyConfig(Section):
+    """Ray 2.60's HAProxy in place of Serve's Python HTTP proxy (``RAY_SERVE_ENABLE_HA_PROXY``): it forwards
+    each request straight to an ingress replica's own HTTP port (direct ingress), with no proxy actor and
+    no actor call on the way. Ray reads it when its processes start, so ``serendipity serve run`` sets it
+    before ``ray.init`` and a cluster sets it in the Ray pods' environment (``infra/render.py``). The
+    replicas' ports bind to Serve's ``http_options.host`` (loopback behind the admission front)."""
+
+    enabled: bool = False
+    # Serve's HAProxy stats page and Prometheus exporter (Ray's defaults 8404/9101; 8404 is the admission
+    # sidecar's exporter in infra/configs/cluster.yaml)
+    stats_port: int = Field(8405, ge=1, le=65535)
+    metrics_port: int = Field(9101, ge=1, le=65535)
+    # Serve's Python proxy, kept on this port as HAProxy's fallback while no replica port is known
+    fallback_port: int = Field(8500, ge=1, le=65535)
+    threads: int = Field(1, ge=1)
+    # how long a stopped replica keeps answering what HAProxy already sent it (Ray's default: 30 s)
+    drain_s: float = Field(5.0, ge=0)
+
+
 class ServingConfig(Section):
     """The Ray Serve application (``serving/``); the bearer token comes from the environment, never here."""
 
@@ -127,6 +146,7 @@ class ServingConfig(Section):
     degraded_log_interval_s: float = Field(30.0, ge=0)  # at most one degraded-mode warning per interval
     admission: AdmissionConfig = AdmissionConfig()
     autoscaling: AutoscalingConfig = AutoscalingConfig()
+    serve_haproxy: ServeHAProxyConfig = ServeHAProxyConfig()
 
     @field_validator("host")
     @classmethod
@@ -147,6 +167,16 @@ class ServingConfig(Section):
                 f"serving.admission.metrics_port={self.admission.metrics_port} is taken by the front or "
                 "Serve's proxy: give the exporter a port of its own"
             )
+        if self.serve_haproxy.enabled:
+            taken = {self.port, self.serve_port, self.admission.metrics_port}
+            for name in ("stats_port", "metrics_port", "fallback_port"):
+                port = getattr(self.serve_haproxy, name)
+                if port in taken:
+                    raise ValueError(
+                        f"serving.serve_haproxy.{name}={port} is taken by the front, Serve's HTTP port or "
+                        "another exporter: give it a port of its own"
+                    )
+                taken.add(port)
         if self.admission.enabled and self.admission.upstream_port is None and self.port == 65535:
             raise ValueError("serving.port=65535 leaves no next port for Serve: set admission.upstream_port")
         return self

@@ -12,14 +12,14 @@ import httpx
 import pytest
 from pydantic import ValidationError
 
-from serendipity.config import AdmissionConfig, ServingConfig
+from serendipity.config import AdmissionConfig, ServeHAProxyConfig, ServingConfig
 from serendipity.retrieval.deadline import DeadlineReads, RateLimitedWarning, ReadsSaturated
 from serving.api import build_api
 from serving.colocated import ColocatedRecommender
 from serving.guard import InsecureBindError, RequestGuard, public_hosts, require_token_off_loopback
 from serving.ingress import RecommendIngress, fallback_payload
 from serving.models import Overloaded, RecommendRequest
-from serving.settings import TOKEN_ENV
+from serving.settings import THROUGHPUT_ENV, TOKEN_ENV, ray_serving_env
 
 LEAKY = "Traceback (most recent call last):\n ray::ServeReplica (pid=48213, ip=10.1.2.3) at 10.1.2.3:6379"
 BODY = {"user_id": 1, "context_item_id": 2, "k": 3}
@@ -174,11 +174,29 @@ def test_reads_in_flight_are_bounded_and_refused_at_once_never_queued() -> None:
         {"port": 70000},
         {"port": 8000, "admission": AdmissionConfig(upstream_port=8000)},
         {"port": 65535},
+        {"port": 8000, "serve_haproxy": ServeHAProxyConfig(enabled=True, stats_port=8001)},  # Serve's port
+        {"serve_haproxy": ServeHAProxyConfig(enabled=True, stats_port=9101)},  # its own metrics port
+        {
+            "admission": AdmissionConfig(metrics_port=8404),
+            "serve_haproxy": ServeHAProxyConfig(enabled=True, stats_port=8404),
+        },
     ],
 )
 def test_serving_listener_settings_are_validated(settings: dict) -> None:
     with pytest.raises(ValidationError):
         ServingConfig(**settings)
+
+
+def test_serves_haproxy_is_rays_environment_before_it_starts(tmp_path) -> None:
+    assert ray_serving_env(ServingConfig()) == THROUGHPUT_ENV  # off: Serve's Python proxy
+    options = ServeHAProxyConfig(enabled=True, stats_port=9001, metrics_port=9002)
+    serving = ServingConfig(serve_haproxy=options)
+    env = ray_serving_env(serving, tmp_path)
+    assert env["RAY_SERVE_ENABLE_HA_PROXY"] == "1" and THROUGHPUT_ENV.items() <= env.items()
+    assert (env["RAY_SERVE_HAPROXY_STATS_PORT"], env["RAY_SERVE_HAPROXY_METRICS_PORT"]) == ("9001", "9002")
+    files = {name: value for name, value in env.items() if name.endswith(("_LOC", "_PATH", "_BASE", "_FILE"))}
+    assert len(files) == 5 and all(value.startswith(str(tmp_path)) for value in files.values())
+    assert not any(name.endswith(("_LOC", "_PATH", "_BASE", "_FILE")) for name in ray_serving_env(serving))
 
 
 def test_the_token_rule_covers_the_admission_fronts_public_host() -> None:

@@ -35,7 +35,7 @@ def _run(ingest: Callable[[], IngestSummary]) -> None:
     try:
         summary = ingest()
     except IngestError as error:
-        console.print(f"[red]{error}[/red]")
+        console.print(str(error), style="red", markup=False)
         raise typer.Exit(2) from None
     table = Table(title=f"ingest {summary.source} -> {summary.out_dir}")
     table.add_column("source file")

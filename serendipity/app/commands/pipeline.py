@@ -37,7 +37,7 @@ def run(
     try:
         pipeline_config = load_config(config, overrides)
     except ConfigError as error:
-        console.print(f"[red]{error}[/red]")
+        console.print(str(error), style="red", markup=False)
         raise typer.Exit(2) from None
     selected = [name.strip() for name in stages.split(",") if name.strip()] if stages else None
     try:

@@ -29,7 +29,7 @@ def start(config: Path = ConfigOption) -> None:
     try:
         endpoint = start_detached(config)
     except RuntimeError as error:
-        console.print(f"[red]{error}[/red]")
+        console.print(str(error), style="red", markup=False)
         raise typer.Exit(1) from None
     console.print(f"endpoint ready at [bold]{endpoint.url}[/bold] (API docs {endpoint.url}/docs)")
     console.print(f"log: {endpoint.log_path}; stop it with: {endpoint.stop_command()}")
@@ -54,7 +54,7 @@ def admission(
         require_token_off_loopback(listen or serving.host, os.environ.get(TOKEN_ENV), TOKEN_ENV)
         exec_front(serving, config_out, listen)
     except RuntimeError as error:  # AdmissionError, InsecureBindError
-        console.print(f"[red]{error}[/red]")
+        console.print(str(error), style="red", markup=False)
         raise typer.Exit(1) from None
 
 
