@@ -169,7 +169,13 @@ def _job(config_path: Path, repo_root: Path) -> list[str]:
     return [sys.executable, "-m", "ray_jobs.infer", "--config", str(config_path), "--address", "local"]
 
 
-def test_killed_run_resumes_without_reinferring_finished_batches(tuned, tmp_path, repo_root) -> None:
+def test_killed_run_resumes_without_reinferring_finished_batches(
+    tuned, ray_local, tmp_path, repo_root
+) -> None:
+    """The job (its CLI, its own Ray) killed once its first part is committed; the run after it (here,
+    on the session's Ray) infers only what the killed one had not committed."""
+    from ray_jobs import infer
+
     config = isolated_work(tuned, tmp_path / "work", batch_size=4, num_actors=1)
     audit = tmp_path / "audit.tsv"
     config = config.model_copy(
@@ -193,7 +199,7 @@ def test_killed_run_resumes_without_reinferring_finished_batches(tuned, tmp_path
     corpus = corpus_ids(tuned)
     assert 0 < committed < len(corpus), "the kill came too late to test resuming"
 
-    subprocess.run(_job(config_path, repo_root), cwd=repo_root, env=env, check=True, timeout=900)
+    infer.run(config)
     output, errors = read_output(config), read_errors(config)
     assert output["item_id"].is_unique
     assert set(output["item_id"]) | set(errors["item_id"]) == corpus
