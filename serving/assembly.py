@@ -14,6 +14,7 @@ Redis; the recommender opens it, with its deadlines and re-opening, in each repl
 
 from __future__ import annotations
 
+import os
 import subprocess
 from collections.abc import Iterator, Mapping
 from contextlib import ExitStack, contextmanager
@@ -69,6 +70,13 @@ def served_app(
 
     config = load_config(config_path)
     serving = serving or config.serving
+    if serving.serve_haproxy.enabled and os.environ.get("RAY_SERVE_ENABLE_HA_PROXY") != "1":
+        raise RuntimeError(
+            f"serving.serve_haproxy.enabled in {config_path} needs Ray started with "
+            "RAY_SERVE_ENABLE_HA_PROXY=1 (serving.settings.use_throughput_env before ray.init, as "
+            "`serendipity serve run` does; on a "
+            "cluster, in the Ray pods' environment): this Ray would serve through Serve's Python proxy"
+        )
     render_media(config)
     front = serving.admission.enabled
     serve_host = LOOPBACK if front else serving.host

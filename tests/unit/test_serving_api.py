@@ -15,11 +15,12 @@ from pydantic import ValidationError
 from serendipity.config import AdmissionConfig, ServeHAProxyConfig, ServingConfig
 from serendipity.retrieval.deadline import DeadlineReads, RateLimitedWarning, ReadsSaturated
 from serving.api import build_api
+from serving.assembly import served_app
 from serving.colocated import ColocatedRecommender
 from serving.guard import InsecureBindError, RequestGuard, public_hosts, require_token_off_loopback
 from serving.ingress import RecommendIngress, fallback_payload
 from serving.models import Overloaded, RecommendRequest
-from serving.settings import THROUGHPUT_ENV, TOKEN_ENV, ray_serving_env
+from serving.settings import DEFAULT_CONFIG, PROJECT_ROOT, THROUGHPUT_ENV, TOKEN_ENV, ray_serving_env
 
 LEAKY = "Traceback (most recent call last):\n ray::ServeReplica (pid=48213, ip=10.1.2.3) at 10.1.2.3:6379"
 BODY = {"user_id": 1, "context_item_id": 2, "k": 3}
@@ -372,3 +373,11 @@ def test_the_colocated_deployment_keeps_the_split_ingress_deadline_and_fallback(
     assert [item["item_id"] for item in answer["items"]] == [0, 1, 3]  # context item 2 left out, k=3
     assert stalled.cancelled  # the late answer was cancelled, not left running
     assert asyncio.run(ask(prompt))["source"] == "serendipity"
+
+
+def test_serve_haproxy_is_refused_when_ray_was_started_without_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("RAY_SERVE_ENABLE_HA_PROXY", raising=False)
+    serving = ServingConfig(serve_haproxy=ServeHAProxyConfig(enabled=True))
+    app = served_app(PROJECT_ROOT / DEFAULT_CONFIG, serving=serving)
+    with pytest.raises(RuntimeError, match="RAY_SERVE_ENABLE_HA_PROXY=1"), app:
+        pass
