@@ -207,7 +207,7 @@ def deploy(
         update={"host": "127.0.0.1", "port": port, "admission": front, "serve_haproxy": serve_haproxy}
     )
     scratch = Path(stack.enter_context(tempfile.TemporaryDirectory()))
-    use_throughput_env(serving, scratch / "serve-haproxy")
+    use_throughput_env(serving, scratch)  # short: HAProxy takes socket paths of at most 97 bytes
     ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False)
     args = AppArgs(config_path=str(config_path), token_env="SERENDIPITY_BENCH_NO_TOKEN")
     extra_apps = {"noop": ("/noop", build_noop_app(args))}
