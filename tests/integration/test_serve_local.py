@@ -21,7 +21,7 @@ from serve_helpers import AUTH, TOKEN, ServedChain, known_pairs, post
 from devtools.services import free_port
 from serendipity.config import load_config
 from serving.demo_queries import demo_requests
-from serving.local import endpoint_file, read_endpoint
+from serving.local import endpoint_file, read_endpoint, serve_haproxy_dir
 from serving.models import RecommendResponse
 from serving.settings import TOKEN_ENV
 
@@ -33,17 +33,41 @@ def _cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(command, capture_output=True, text=True, timeout=900, env={**os.environ})
 
 
-def _config_on_free_ports(retrieval_chain: Path, tmp_path: Path) -> Path:
+REPLICA_PORTS = range(30000, 31001)  # Ray 2.60's direct-ingress HTTP ports
+
+
+def _config_on_free_ports(retrieval_chain: Path, tmp_path: Path, serve_haproxy: bool = False) -> Path:
     data = yaml.safe_load(retrieval_chain.read_text())
     front = {"upstream_port": free_port()}  # Serve's proxy, on loopback behind the admission front
     data["serving"] = {**data.get("serving", {}), "port": free_port(), "admission": front}
+    if serve_haproxy:  # as configs/demo.yaml serves
+        ports = ("stats_port", "metrics_port", "fallback_port")
+        data["serving"]["serve_haproxy"] = {"enabled": True, **{name: free_port() for name in ports}}
     config_path = tmp_path / "serve.yaml"
     config_path.write_text(yaml.safe_dump(data))
     return config_path
 
 
+def _listeners() -> dict[str, list[tuple[str, int]]]:
+    """(host, port) of every listening TCP socket of Ray's and HAProxy's processes, by process name."""
+    found: dict[str, list[tuple[str, int]]] = {}
+    for process in psutil.process_iter(["name"]):
+        try:
+            if not process.name().startswith(("ray::", "haproxy")):
+                continue
+            sockets = process.net_connections(kind="tcp")
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+        for connection in sockets:
+            if connection.status == psutil.CONN_LISTEN:
+                found.setdefault(process.name(), []).append((connection.laddr.ip, connection.laddr.port))
+    return found
+
+
 def test_start_query_stop(retrieval_chain: Path, tmp_path: Path) -> None:
-    config_path = _config_on_free_ports(retrieval_chain, tmp_path)
+    """The demo's way: Ray's HAProxy (``serving.serve_haproxy``) forwarding to the ingress replica's own
+    HTTP port, which listens on loopback only; stopping leaves none of it behind."""
+    config_path = _config_on_free_ports(retrieval_chain, tmp_path, serve_haproxy=True)
     config = load_config(config_path)
     try:
         started = _cli("serve", "start", "--config", str(config_path))
@@ -51,6 +75,21 @@ def test_start_query_stop(retrieval_chain: Path, tmp_path: Path) -> None:
         endpoint = read_endpoint(config)
         assert endpoint is not None and f":{config.serving.port}" in endpoint.url
         assert endpoint.url in started.stdout and "serve stop" in started.stdout
+
+        listeners = _listeners()
+        replica_ports = [
+            (host, port)
+            for name, bound in listeners.items()
+            if name.startswith("ray::ServeReplica")
+            for host, port in bound
+            if port in REPLICA_PORTS
+        ]
+        assert replica_ports, listeners  # the ingress replica answers HTTP itself: direct ingress is on
+        assert {host for host, _ in replica_ports} == {"127.0.0.1"}, replica_ports  # never beyond loopback
+        serve_port = ("127.0.0.1", config.serving.serve_port)
+        haproxies = [name for name, bound in listeners.items() if serve_port in bound]
+        assert haproxies and all(name.startswith("haproxy") for name in haproxies), listeners
+        assert any(serve_haproxy_dir(config).rglob("haproxy.cfg"))  # its files where serve run put them
 
         again = _cli("serve", "start", "--config", str(config_path))
         assert again.returncode == 0 and read_endpoint(config) == endpoint  # reused, not a second app
@@ -68,7 +107,9 @@ def test_start_query_stop(retrieval_chain: Path, tmp_path: Path) -> None:
     assert read_endpoint(config) is None and not endpoint_file(config).exists()
     for port in (config.serving.port, config.serving.serve_port):
         with socket.socket() as probe:
-            assert probe.connect_ex(("127.0.0.1", port)) != 0
+            assert probe.connect_ex(("127.0.0.1", port)) != 0  # Serve's HAProxy went with the app
+    state = str(serve_haproxy_dir(config))
+    assert not [p.pid for p in psutil.process_iter(["cmdline"]) if state in " ".join(p.info["cmdline"] or ())]
 
 
 def test_the_app_ends_when_its_admission_front_does(retrieval_chain: Path, tmp_path: Path) -> None:
