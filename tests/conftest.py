@@ -171,13 +171,11 @@ def served(retrieval_chain: Path):
 
 @dataclass(frozen=True)
 class PublishedFinetune:
-    config: (
-        PipelineConfig  # 4 steps on two Ray Train workers, evaluated every 2, published whatever its figures
-    )
+    # 4 steps on two Ray Train workers, evaluated every 2, published whatever its figures
+    config: PipelineConfig
     summary: FinetuneSummary  # what the run returned
-    published: (
-        Path  # a work dir holding copies of what the run left published: models/, finetune/summary.json
-    )
+    # a work dir holding copies of what the run left published: models/, finetune/summary.json
+    published: Path
 
 
 @pytest.fixture(scope="session")
