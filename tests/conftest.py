@@ -21,6 +21,10 @@ SHARED_DATASETS = REPO_ROOT.parent / "shared" / "datasets"
 os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# SERENDIPITY_TEST_SERVE_HAPROXY=1: the session's Serve app answers through Ray's HAProxy
+# (serving.serve_haproxy, as configs/demo.yaml serves) instead of Serve's Python proxy, e.g. to run the fault
+# tests on that path
+SERVE_HAPROXY = os.environ.get("SERENDIPITY_TEST_SERVE_HAPROXY") == "1"
 
 
 @pytest.hookimpl(trylast=True)
@@ -47,10 +51,10 @@ def shared_datasets() -> Path:
 def test_config(tmp_path_factory: pytest.TempPathFactory) -> PipelineConfig:
     """configs/test.yaml with dataset and work dirs moved under the session's temp dir."""
     base = tmp_path_factory.mktemp("pipeline")
-    return load_config(
-        REPO_ROOT / "configs" / "test.yaml",
-        overrides={"dataset_dir": str(base / "dataset"), "work_dir": str(base / "work")},
-    )
+    overrides = {"dataset_dir": str(base / "dataset"), "work_dir": str(base / "work")}
+    if SERVE_HAPROXY:
+        overrides["serving.serve_haproxy.enabled"] = True
+    return load_config(REPO_ROOT / "configs" / "test.yaml", overrides=overrides)
 
 
 @pytest.fixture(scope="session")
@@ -78,9 +82,15 @@ def spark(test_config: PipelineConfig):
 
 
 @pytest.fixture(scope="session")
-def ray_local():
+def ray_local(test_config: PipelineConfig):
+    import tempfile
+
     import ray
 
+    from serving.settings import serve_haproxy_env
+
+    if SERVE_HAPROXY and not ray.is_initialized():
+        os.environ.update(serve_haproxy_env(test_config.serving, Path(tempfile.mkdtemp(prefix="srd-"))))
     if not ray.is_initialized():
         ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
     yield ray
