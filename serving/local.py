@@ -73,14 +73,14 @@ def read_endpoint(config: PipelineConfig) -> Endpoint | None:
 
 def serve_haproxy_dir(config: PipelineConfig) -> Path:
     """Where Serve's HAProxy (``serving.serve_haproxy``) keeps its files: a short folder of the system's
-    temporary directory named after the work dir. Ray puts HAProxy's admin socket in a folder named after
-    the node (56 characters) below it, and HAProxy takes socket paths of at most 97 bytes."""
+    temporary directory named after the work dir. Ray puts HAProxy's sockets in a folder named after the
+    node (56 characters) below it, and HAProxy takes socket paths of at most 97 bytes."""
     work_dir = str(WorkLayout.of(config).work_dir.resolve()).encode()
     folder = Path(tempfile.gettempdir()) / f"srd-haproxy-{hashlib.sha1(work_dir).hexdigest()[:8]}"
     if len(str(folder)) > SOCKET_PATH_ROOM:
         raise RuntimeError(
-            f"serving.serve_haproxy needs a short temporary directory: {folder} leaves HAProxy's admin "
-            f"socket path over 97 bytes; set TMPDIR to a folder of at most {SOCKET_PATH_ROOM - 21} characters"
+            f"serving.serve_haproxy needs a short temporary directory: {folder} leaves HAProxy's socket "
+            f"paths over 97 bytes; set TMPDIR to a folder of at most {SOCKET_PATH_ROOM - 21} characters"
         )
     return folder
 
@@ -187,12 +187,13 @@ def _end_group(pid: int, grace_s: float = 30.0) -> None:
 
 
 def _end_orphans(marker: str) -> None:
-    """Stop the processes whose command line names ``marker``: Serve's HAProxy, which its manager actor
-    started in a session of its own, outlives a Ray that was ended by a signal (it holds Serve's port)."""
+    """Stop the HAProxy processes whose command line names ``marker``: Serve's HAProxy, which its manager
+    actor started in a session of its own, outlives a Ray ended by a signal (it holds Serve's port)."""
     for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
         pid = int(cmdline.parent.name)
         with suppress(OSError):
-            if pid != os.getpid() and marker in cmdline.read_bytes().decode(errors="replace"):
+            program, *arguments = cmdline.read_bytes().decode(errors="replace").split("\0")
+            if Path(program).name == "haproxy" and any(marker in argument for argument in arguments):
                 with suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGTERM)
 
