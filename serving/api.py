@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
 from serendipity.config import ServingConfig
 from serving.explorer import SourceProvider, include_explorer, served_recommender_source
@@ -109,6 +109,13 @@ probes = APIRouter()
 @probes.get("/healthz")
 async def healthz() -> dict[str, str]:
     return {"status": "alive"}
+
+
+@probes.get("/favicon.ico", include_in_schema=False)
+async def favicon() -> Response:
+    """No icon, said without a token: browsers ask for one on any page (the 401 page too), and a 401 here
+    would only add an error to their console."""
+    return Response(status_code=204)
 
 
 @probes.get("/readyz")

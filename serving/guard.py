@@ -29,10 +29,12 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
-PUBLIC_PATHS = frozenset({"/healthz"})
+PUBLIC_PATHS = frozenset({"/healthz", "/favicon.ico"})  # answered without a token; they reveal nothing
 # paths no concurrency limit applies to (cheap, and probes must pass under overload); every other path is
 # limited, here and at the admission front
-UNGATED_PATHS = frozenset({"/healthz", "/readyz", "/docs", "/docs/oauth2-redirect", "/openapi.json"})
+UNGATED_PATHS = frozenset(
+    {"/healthz", "/favicon.ico", "/readyz", "/docs", "/docs/oauth2-redirect", "/openapi.json"}
+)
 OVERLOADED = "overloaded, retry later"
 REQUEST_ID_HEADER = b"x-request-id"
 CLIENT_REQUEST_ID = re.compile(rb"[A-Za-z0-9._-]{1,64}")

@@ -93,6 +93,12 @@ def test_docs_and_schema_follow_the_token() -> None:
         assert call(RuntimeError("x"), path, token=None).is_success
 
 
+def test_browsers_get_no_icon_without_a_token_and_nothing_else() -> None:
+    assert call(RuntimeError("x"), "/favicon.ico", token="t0k").status_code == 204  # no console error
+    assert call(RuntimeError("x"), "/favicon.ico/x", token="t0k").status_code == 401
+    assert call(RuntimeError("x"), "/readyz", token="t0k").status_code == 401
+
+
 @pytest.mark.parametrize("host", ["127.0.0.1", "::1", "localhost", "127.0.0.2"])
 def test_loopback_needs_no_token(host: str) -> None:
     require_token_off_loopback(host, None, TOKEN_ENV)
